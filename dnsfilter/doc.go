@@ -1,0 +1,88 @@
+// Package dnsfilter is wardgate's DNS server: it answers the identities of
+// the overlay on the gateway's overlay address, port 53, with per-identity
+// views of the service names, forwards everything else to upstream
+// resolvers, and learns the addresses behind FQDN egress rules.
+//
+// # The stage contract
+//
+// A query is first admitted by ServeDNS, then passed along a short chain of
+// stages. Admission, in order:
+//
+//   - the identity is the source address of the query, mapped by
+//     policy.IdentityByAddr; no policy or an unknown source: REFUSED;
+//   - a per-identity token bucket (RatePerIdentity, Burst): REFUSED when empty;
+//   - a response, or an opcode other than QUERY: dropped / NOTIMP; not
+//     exactly one question: FORMERR; a class other than IN: REFUSED;
+//   - qtype ANY, AXFR, IXFR, MAILA, MAILB: REFUSED (RFC 8482 lets a server
+//     decline ANY; REFUSED is the plainest way and leaks nothing).
+//
+// Every admitted query is a *query: the identity, the current policy view,
+// the question name in lower case without the trailing dot, the type, and
+// the request. Each stage has one method,
+//
+//	answer(ctx, *query) *dns.Msg
+//
+// that returns the reply, or nil to hand the query to the next stage. A stage
+// must not modify the request or keep it after it returns, and a reply it
+// returns is owned by the caller. The stages, in order:
+//
+//  1. block (block.go): a name on a blocklist is NXDOMAIN, and a dns.block
+//     audit event is always logged. Lists are plain domain lists or hosts
+//     files ("0.0.0.0 name"); "#" starts a comment; an entry may be a
+//     pattern "*.example.org" (exactly one more label) or "**.example.org"
+//     (one or more); the apex is never implied.
+//  2. services (services.go): the overlay domain is ours. NAME.DOMAIN and
+//     each service's extra dns names answer the service's VIP (A, or AAAA
+//     for a v6 VIP; the other type is NOERROR with no answer), authoritative,
+//     TTL 60, but only to identities that policy.CanReach the service; to
+//     anyone else the answer is NXDOMAIN, byte for byte the one a name that
+//     does not exist gets. Other names under DOMAIN are NXDOMAIN and never
+//     forwarded.
+//  3. forward (forward.go): everything else is forwarded to the upstreams
+//     (UDP, retried over TCP when truncated, a per-try timeout, failover in
+//     order starting at the upstream that last answered), through a bounded
+//     cache that honours TTLs and caches negative answers (RFC 2308: the SOA
+//     TTL or MINIMUM, whichever is less, at most 60s; 60s without an SOA).
+//     Concurrent identical questions share one upstream exchange. Answers
+//     pointing into private space (RFC 1918, RFC 6598 100.64/10, ULA),
+//     loopback, link-local, unspecified, 0/8, or the overlay and service
+//     prefixes are stripped before they are cached (DNS rebinding), unless
+//     the name matches an AllowInternal pattern. When stripping leaves no
+//     address the reply is NOERROR with whatever else remains (a CNAME, or
+//     nothing): the name exists, it just has nothing the client may use.
+//     SERVFAIL when every upstream failed.
+//
+// After the forward stage, FQDN egress learning (egress.go): when the
+// identity can reach an egress service with a pattern matching the question
+// name (the name the client asked, whatever CNAMEs the answer went through),
+// the A and AAAA addresses of the reply are recorded as reachable by that
+// identity through that service, for the record's TTL clamped to
+// [EgressTTLMin, EgressTTLMax]. Filter.EgressService answers the flow
+// handler from that table.
+//
+// Every reply then gets an OPT record when the request had one, is
+// truncated to the client's UDP size over UDP, and is logged as dns.query
+// when QueryLog is set (identity, site, qname, qtype, rcode). A panic while
+// answering one query is recovered and logged, and the query gets SERVFAIL.
+//
+// # Defaults
+//
+// The zero Config works once Policy and Upstreams are set:
+//
+//	EgressTTLMin          30s    shortest time a learned egress address is allowed
+//	EgressTTLMax          1h     longest time a learned egress address is allowed
+//	MaxEgressPerIdentity  4096   learned addresses per identity; the oldest go first
+//	RatePerIdentity       200    queries per second per identity, sustained
+//	Burst                 400    queries per identity in a burst
+//	CacheSize             10000  cached questions (LRU)
+//	Timeout               2s     per try of one upstream
+//	Audit, Logger         slog.Default() (Audit discards when nil is wanted: pass a discarding logger)
+//
+// # Reload
+//
+// The policy is read through Config.Policy on every query, so a policy
+// reload takes effect at once; answers already in the forward cache were
+// stripped with the overlay prefixes of the policy at that time. Blocklists
+// are swapped with ReloadBlocklists, which keeps the cache and the learned
+// egress addresses, and changes nothing when a list fails to load.
+package dnsfilter

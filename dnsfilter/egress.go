@@ -1,0 +1,174 @@
+package dnsfilter
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// egressTable records, per identity, the addresses that DNS answers for
+// FQDN egress services handed it, and until when. Identities and services
+// are recorded by name so that the table survives a policy reload; a
+// lookup checks the grant against the current policy.
+//
+// Memory: one map entry and one FIFO slot per address and identity, bounded
+// by limit per identity. Safe for concurrent use.
+type egressTable struct {
+	minTTL, maxTTL time.Duration
+	limit          int
+
+	mu   sync.RWMutex
+	sets map[string]*egressSet // by identity name
+}
+
+// egressSet is one identity's learned addresses.
+type egressSet struct {
+	mu    sync.Mutex
+	addrs map[netip.Addr]*egressEntry
+	fifo  []fifoItem // learn order, oldest first; items whose seq is stale are skipped
+	seq   uint64
+}
+
+type egressEntry struct {
+	seq    uint64 // of the latest learn; matches its live FIFO item
+	grants []grant
+}
+
+// grant allows an address for one service, because of one question.
+type grant struct {
+	service string // service name
+	qname   string // the name asked, matched against the service's patterns
+	expires time.Time
+}
+
+type fifoItem struct {
+	addr netip.Addr
+	seq  uint64
+}
+
+func newEgressTable(minTTL, maxTTL time.Duration, limit int) *egressTable {
+	return &egressTable{minTTL: minTTL, maxTTL: maxTTL, limit: limit, sets: make(map[string]*egressSet)}
+}
+
+func (t *egressTable) set(identity string, create bool) *egressSet {
+	t.mu.RLock()
+	s := t.sets[identity]
+	t.mu.RUnlock()
+	if s != nil || !create {
+		return s
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s = t.sets[identity]; s == nil {
+		s = &egressSet{addrs: make(map[netip.Addr]*egressEntry)}
+		t.sets[identity] = s
+	}
+	return s
+}
+
+// learn allows addr to identity for each of services until now+ttl, ttl
+// clamped to [minTTL, maxTTL].
+func (t *egressTable) learn(identity string, services []string, qname string, addr netip.Addr, ttl time.Duration, now time.Time) {
+	if t.limit <= 0 || len(services) == 0 {
+		return
+	}
+	exp := now.Add(min(max(ttl, t.minTTL), t.maxTTL))
+	s := t.set(identity, true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	e := s.addrs[addr]
+	if e == nil {
+		e = &egressEntry{}
+		s.addrs[addr] = e
+	}
+	e.seq = s.seq
+	s.fifo = append(s.fifo, fifoItem{addr, s.seq})
+	for _, svc := range services {
+		e.grant(svc, qname, exp)
+	}
+	s.evictLocked(t.limit, now)
+}
+
+func (e *egressEntry) grant(service, qname string, exp time.Time) {
+	for i := range e.grants {
+		if g := &e.grants[i]; g.service == service {
+			if exp.After(g.expires) {
+				g.expires = exp
+			}
+			g.qname = qname
+			return
+		}
+	}
+	e.grants = append(e.grants, grant{service, qname, exp})
+}
+
+// evictLocked forgets the oldest addresses while there are more than limit,
+// drops expired addresses from the front, and compacts the FIFO when stale
+// items dominate it.
+func (s *egressSet) evictLocked(limit int, now time.Time) {
+pop:
+	for len(s.fifo) > 0 {
+		it := s.fifo[0]
+		e := s.addrs[it.addr]
+		switch {
+		case e == nil || e.seq != it.seq: // stale: the address was learned again later
+		case len(s.addrs) > limit || e.expired(now):
+			delete(s.addrs, it.addr)
+		default:
+			break pop
+		}
+		s.fifo[0] = fifoItem{}
+		s.fifo = s.fifo[1:]
+	}
+	if len(s.fifo) > 2*limit+16 {
+		live := make([]fifoItem, 0, len(s.addrs))
+		for _, it := range s.fifo {
+			if e := s.addrs[it.addr]; e != nil && e.seq == it.seq {
+				live = append(live, it)
+			}
+		}
+		s.fifo = live
+	}
+}
+
+func (e *egressEntry) expired(now time.Time) bool {
+	for _, g := range e.grants {
+		if now.Before(g.expires) {
+			return false
+		}
+	}
+	return true
+}
+
+// grants appends to buf the unexpired grants of addr to identity.
+func (t *egressTable) grants(identity string, addr netip.Addr, now time.Time, buf []grant) []grant {
+	s := t.set(identity, false)
+	if s == nil {
+		return buf
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.addrs[addr]
+	if e == nil {
+		return buf
+	}
+	for _, g := range e.grants {
+		if now.Before(g.expires) {
+			buf = append(buf, g)
+		}
+	}
+	return buf
+}
+
+// len is the number of addresses learned for identity, expired ones
+// included until they are evicted.
+func (t *egressTable) len(identity string) int {
+	s := t.set(identity, false)
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.addrs)
+}

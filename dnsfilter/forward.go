@@ -1,0 +1,181 @@
+package dnsfilter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/policy"
+)
+
+// upstreamUDPSize is the EDNS buffer size advertised to upstreams (the DNS
+// flag day 2020 value: no IP fragmentation).
+const upstreamUDPSize = 1232
+
+var errNoUpstream = errors.New("dnsfilter: no upstream configured")
+
+// forwarder resolves questions through the upstreams and the cache; see
+// the package documentation for what it strips and caches.
+type forwarder struct {
+	upstreams []string
+	timeout   time.Duration
+	udp, tcp  *dns.Client
+	cache     *cache
+	allow     *nameSet // names whose answers are not stripped
+	now       func() time.Time
+	log       *slog.Logger
+	preferred atomic.Uint32 // index of the upstream tried first
+
+	mu    sync.Mutex
+	calls map[cacheKey]*call // exchanges in flight, for coalescing
+}
+
+// call is one upstream exchange that concurrent identical questions share.
+type call struct {
+	done chan struct{}
+	e    *cacheEntry
+	err  error
+}
+
+func newForwarder(cfg Config, allow *nameSet, now func() time.Time) *forwarder {
+	return &forwarder{
+		upstreams: cfg.Upstreams,
+		timeout:   cfg.Timeout,
+		udp:       &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: upstreamUDPSize},
+		tcp:       &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
+		cache:     newCache(cfg.CacheSize),
+		allow:     allow,
+		now:       now,
+		log:       cfg.Logger,
+		calls:     make(map[cacheKey]*call),
+	}
+}
+
+// forwardStage is the last stage: it always answers.
+type forwardStage struct {
+	fwd   *forwarder
+	learn func(q *query, reply *dns.Msg)
+}
+
+func (s forwardStage) answer(ctx context.Context, q *query) *dns.Msg {
+	key := cacheKey{name: q.name, qtype: q.qtype, class: q.req.Question[0].Qclass}
+	e, err := s.fwd.lookup(ctx, key, q.view.Overlay())
+	if err != nil {
+		s.fwd.log.Debug("dns forward failed", "qname", q.name, "qtype", dns.TypeToString[q.qtype], "err", err)
+		m := new(dns.Msg)
+		m.SetRcode(q.req, dns.RcodeServerFailure)
+		m.RecursionAvailable = true
+		return m
+	}
+	m := e.reply(q.req, s.fwd.now())
+	if s.learn != nil && m.Rcode == dns.RcodeSuccess && len(m.Answer) > 0 {
+		s.learn(q, m)
+	}
+	return m
+}
+
+// lookup answers key from the cache, or from one upstream exchange shared
+// by every concurrent identical question.
+func (f *forwarder) lookup(ctx context.Context, key cacheKey, ov policy.Overlay) (*cacheEntry, error) {
+	if e := f.cache.get(key, f.now()); e != nil {
+		return e, nil
+	}
+	f.mu.Lock()
+	if c, ok := f.calls[key]; ok {
+		f.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.e, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c := &call{done: make(chan struct{})}
+	f.calls[key] = c
+	f.mu.Unlock()
+
+	c.e, c.err = f.fetch(ctx, key, ov)
+
+	f.mu.Lock()
+	delete(f.calls, key)
+	f.mu.Unlock()
+	close(c.done)
+	return c.e, c.err
+}
+
+// fetch asks the upstreams in turn, starting with the one that answered
+// last, strips the answer and caches it.
+func (f *forwarder) fetch(ctx context.Context, key cacheKey, ov policy.Overlay) (*cacheEntry, error) {
+	n := len(f.upstreams)
+	if n == 0 {
+		return nil, errNoUpstream
+	}
+	m := new(dns.Msg)
+	m.Id = dns.Id()
+	m.RecursionDesired = true
+	m.Question = []dns.Question{{Name: dns.Fqdn(key.name), Qtype: key.qtype, Qclass: key.class}}
+	m.SetEdns0(upstreamUDPSize, false)
+
+	start := int(f.preferred.Load()) % n
+	var errs []error
+	for i := range n {
+		idx := (start + i) % n
+		r, err := f.exchange(ctx, m, f.upstreams[idx])
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if i > 0 {
+			f.preferred.Store(uint32(idx))
+		}
+		now := f.now()
+		ttl := cacheTTL(r)
+		if f.allow.match(key.name) == "" {
+			stripInternal(r, ov)
+		}
+		e := &cacheEntry{key: key, msg: r, stored: now, expires: now.Add(ttl)}
+		if ttl > 0 {
+			f.cache.put(e)
+		}
+		return e, nil
+	}
+	return nil, errors.Join(errs...)
+}
+
+// exchange asks one upstream over UDP, and again over TCP when the answer
+// was truncated. Each try has its own timeout. Answers other than NOERROR
+// and NXDOMAIN, or to another question, are errors.
+func (f *forwarder) exchange(ctx context.Context, m *dns.Msg, upstream string) (*dns.Msg, error) {
+	r, err := f.try(ctx, f.udp, m, upstream)
+	if err == nil && r.Truncated {
+		r, err = f.try(ctx, f.tcp, m, upstream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", upstream, err)
+	}
+	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+		return nil, fmt.Errorf("upstream %s: %s", upstream, dns.RcodeToString[r.Rcode])
+	}
+	q := m.Question[0]
+	if len(r.Question) != 1 || r.Question[0].Qtype != q.Qtype || r.Question[0].Qclass != q.Qclass ||
+		!strings.EqualFold(r.Question[0].Name, q.Name) {
+		return nil, fmt.Errorf("upstream %s: answer to another question", upstream)
+	}
+	return r, nil
+}
+
+func (f *forwarder) try(ctx context.Context, c *dns.Client, m *dns.Msg, upstream string) (*dns.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	r, _, err := c.ExchangeContext(ctx, m, upstream)
+	return r, err
+}

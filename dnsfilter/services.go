@@ -1,0 +1,75 @@
+package dnsfilter
+
+import (
+	"context"
+
+	"github.com/miekg/dns"
+)
+
+// serviceTTL is the TTL of service answers and of the overlay domain's SOA.
+const serviceTTL = 60
+
+// serviceStage answers the overlay domain and the services' extra dns
+// names from the policy; see the package documentation.
+type serviceStage struct{}
+
+func (serviceStage) answer(_ context.Context, q *query) *dns.Msg {
+	domain := canonical(q.view.Overlay().Domain)
+	inDomain := under(q.name, domain)
+	svc := q.view.ServiceByName(q.name)
+	if svc == nil && !inDomain {
+		return nil
+	}
+	m := new(dns.Msg)
+	m.SetReply(q.req)
+	m.Authoritative = true
+	m.RecursionAvailable = true
+	if svc == nil || !q.view.CanReach(q.id, svc) {
+		if q.name == domain { // the apex exists and has nothing but its SOA
+			return apexReply(m, q, domain)
+		}
+		m.Rcode = dns.RcodeNameError
+		if inDomain {
+			m.Ns = []dns.RR{soa(domain)}
+		}
+		return m
+	}
+	vip := svc.VIP.Unmap()
+	hdr := dns.RR_Header{Name: q.req.Question[0].Name, Class: dns.ClassINET, Rrtype: q.qtype, Ttl: serviceTTL}
+	switch {
+	case q.qtype == dns.TypeA && vip.Is4():
+		m.Answer = []dns.RR{&dns.A{Hdr: hdr, A: vip.AsSlice()}}
+	case q.qtype == dns.TypeAAAA && vip.Is6():
+		m.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: vip.AsSlice()}}
+	default: // NODATA: the name exists, not with this type
+		if inDomain {
+			m.Ns = []dns.RR{soa(domain)}
+		}
+	}
+	return m
+}
+
+func apexReply(m *dns.Msg, q *query, domain string) *dns.Msg {
+	if q.qtype == dns.TypeSOA {
+		m.Answer = []dns.RR{soa(domain)}
+	} else {
+		m.Ns = []dns.RR{soa(domain)}
+	}
+	return m
+}
+
+// soa is the synthetic SOA of the overlay domain, served with negative
+// answers so that clients cache them for serviceTTL.
+func soa(domain string) dns.RR {
+	fq := dns.Fqdn(domain)
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: fq, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: serviceTTL},
+		Ns:      "ns." + fq,
+		Mbox:    "hostmaster." + fq,
+		Serial:  1,
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  serviceTTL,
+	}
+}
