@@ -12,9 +12,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
 // Key is a WireGuard key (32 bytes).
@@ -45,17 +48,18 @@ type PeerStats struct {
 // released).
 type TCPRequest struct {
 	Src, Dst netip.AddrPort
-	// implementation fields
+
+	st *tcpRequestState // nil for a request not made by the overlay
 }
 
 // Accept completes the handshake with the client and returns the
 // connection. Call it only after the backend accepted, so a dead backend
 // looks dead to the client. The conn supports CloseWrite (half-close) and
 // deadlines.
-func (r *TCPRequest) Accept() (net.Conn, error) { panic("TODO") }
+func (r *TCPRequest) Accept() (net.Conn, error) { return r.accept() }
 
 // Reject resets the connection at once: the client sees "connection refused".
-func (r *TCPRequest) Reject() { panic("TODO") }
+func (r *TCPRequest) Reject() { r.reject() }
 
 // Handler receives new flows. Both funcs must be set.
 type Handler struct {
@@ -80,8 +84,28 @@ type TCPConfig struct {
 	// the handler and not yet accepted or rejected). Default 1024.
 	MaxInFlight int
 	// MaxInFlightPerSource bounds those per source address, so one peer
-	// cannot use them all. Default MaxInFlight/8.
+	// cannot use them all; a SYN over the share is reset. Default
+	// MaxInFlight/8.
 	MaxInFlightPerSource int
+
+	// Keepalive on accepted connections: probes start after KeepAliveIdle
+	// (default 60s) without traffic, are sent every KeepAliveInterval
+	// (default 15s), and the connection is dropped after KeepAliveCount
+	// (default 4) unanswered probes.
+	KeepAliveIdle     time.Duration
+	KeepAliveInterval time.Duration
+	KeepAliveCount    int
+
+	// Per-connection buffer ranges in bytes. The receive buffer starts at
+	// ReceiveBufferDefault (default 1 MiB) and is auto-tuned up to
+	// ReceiveBufferMax (default 8 MiB); the send buffer likewise
+	// (SendBufferDefault 1 MiB, SendBufferMax 8 MiB). These bound memory per
+	// connection; see BenchmarkTCPThroughput for their effect.
+	ReceiveBufferDefault, ReceiveBufferMax int
+	SendBufferDefault, SendBufferMax       int
+
+	// CongestionControl is "reno" or "cubic"; empty keeps gVisor's default.
+	CongestionControl string
 }
 
 // Config configures an Overlay. Zero values take the documented defaults.
@@ -100,33 +124,65 @@ type Config struct {
 
 // Overlay is a running WireGuard device and its gVisor stack.
 type Overlay struct {
-	// implementation fields
+	cfg      Config
+	log      *slog.Logger
+	link     *link
+	stack    *stack.Stack
+	dev      *device.Device
+	inflight *sourceLimiter
+	port     uint16
+
+	// peersMu guards peers, the set last given to the device.
+	peersMu sync.Mutex
+	peers   map[Key]Peer
+
+	closeOnce sync.Once
 }
 
 // New starts the device (bound and up) and the stack.
-func New(cfg Config) (*Overlay, error) { panic("TODO") }
+func New(cfg Config) (*Overlay, error) { return newOverlay(cfg) }
 
 // Port returns the UDP port the device listens on.
-func (o *Overlay) Port() uint16 { panic("TODO") }
+func (o *Overlay) Port() uint16 { return o.port }
 
 // SetPeers makes the device's peers exactly peers: peers whose key is
 // unchanged and whose settings are unchanged keep their sessions untouched;
 // changed ones are updated in place; missing ones are removed.
-func (o *Overlay) SetPeers(peers []Peer) error { panic("TODO") }
+func (o *Overlay) SetPeers(peers []Peer) error {
+	o.peersMu.Lock()
+	defer o.peersMu.Unlock()
+	return o.setPeersLocked(peers)
+}
 
 // Peers returns the device's peer statistics.
-func (o *Overlay) Peers() []PeerStats { panic("TODO") }
+func (o *Overlay) Peers() []PeerStats {
+	dump, err := o.dev.IpcGet()
+	if err != nil {
+		o.log.Warn("overlay: read device state", "err", err)
+		return nil
+	}
+	st, err := parsePeerStats(dump)
+	if err != nil {
+		o.log.Warn("overlay: parse device state", "err", err)
+	}
+	return st
+}
 
 // DialTCP opens a TCP connection inside the overlay from the gateway's
 // address to dst (site links).
-func (o *Overlay) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) { panic("TODO") }
+func (o *Overlay) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+	return o.dialTCP(ctx, dst)
+}
 
 // ListenTCP listens inside the overlay on the gateway's address (port).
 // Listeners take precedence over the promiscuous forwarder.
-func (o *Overlay) ListenTCP(port uint16) (net.Listener, error) { panic("TODO") }
+func (o *Overlay) ListenTCP(port uint16) (net.Listener, error) { return o.listenTCP(port) }
 
 // ListenUDP listens inside the overlay on the gateway's address (port).
-func (o *Overlay) ListenUDP(port uint16) (net.PacketConn, error) { panic("TODO") }
+func (o *Overlay) ListenUDP(port uint16) (net.PacketConn, error) { return o.listenUDP(port) }
 
 // Close stops the device and the stack; live flows' conns return errors.
-func (o *Overlay) Close() error { panic("TODO") }
+func (o *Overlay) Close() error {
+	o.closeOnce.Do(o.close)
+	return nil
+}

@@ -1,0 +1,224 @@
+package overlay
+
+import (
+	"os"
+	"sync"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/tun"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// outboundQueueLen bounds the packets the stack has written that the
+// WireGuard device has not read yet. When it is full, the stack's writers
+// wait (back-pressure) instead of dropping, so that a fast TCP sender is
+// paced by encryption rather than by loss.
+const outboundQueueLen = 1024
+
+// link is both ends of the pipe between the WireGuard device and the gVisor
+// stack: it is the device's tun.Device and the stack's stack.LinkEndpoint.
+//
+//	device --Write(bufs)--> link --DeliverNetworkPacket--> stack   (inbound)
+//	device <--Read(bufs)--- link <--WritePackets---------- stack   (outbound)
+//
+// Packets move in batches: Read drains up to len(bufs) queued packets per
+// call (BatchSize is conn.IdealBatchSize), and Write delivers a whole batch
+// under one read lock of the dispatcher. The endpoint advertises no GSO and
+// no GRO yet; a later GSO path would queue one large TCP segment and split
+// it in Read, which the batch shape already allows.
+type link struct {
+	mtu       uint32
+	out       chan *stack.PacketBuffer
+	events    chan tun.Event
+	done      chan struct{}
+	intercept func(pkt []byte) bool // inbound hook (ICMP echo); true: consumed
+
+	closeOnce sync.Once
+
+	// mu guards dispatcher, which the stack sets with Attach.
+	mu         sync.RWMutex
+	dispatcher stack.NetworkDispatcher
+}
+
+// tunSide is the link seen from the WireGuard device. It is a separate
+// type because tun.Device and stack.LinkEndpoint both have MTU and Close
+// methods with different signatures.
+type tunSide link
+
+var (
+	_ tun.Device         = (*tunSide)(nil)
+	_ stack.LinkEndpoint = (*link)(nil)
+)
+
+func newLink(mtu int) *link {
+	l := &link{
+		mtu:    uint32(mtu),
+		out:    make(chan *stack.PacketBuffer, outboundQueueLen),
+		events: make(chan tun.Event, 1),
+		done:   make(chan struct{}),
+	}
+	l.events <- tun.EventUp
+	return l
+}
+
+// --- tun.Device (the WireGuard side) ---
+
+func (l *tunSide) File() *os.File           { return nil }
+func (l *tunSide) Name() (string, error)    { return "wardgate", nil }
+func (l *tunSide) MTU() (int, error)        { return int(l.mtu), nil }
+func (l *tunSide) Events() <-chan tun.Event { return l.events }
+func (l *tunSide) BatchSize() int           { return conn.IdealBatchSize }
+
+// Read blocks for the first outbound packet, then takes whatever else is
+// queued, up to len(bufs), without blocking again.
+func (l *tunSide) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	var pkt *stack.PacketBuffer
+	select {
+	case pkt = <-l.out:
+	case <-l.done:
+		return 0, os.ErrClosed
+	}
+	n := 0
+	for {
+		if sz, ok := copyPacket(bufs[n][offset:], pkt); ok {
+			sizes[n] = sz
+			n++
+		}
+		pkt.DecRef()
+		if n == len(bufs) {
+			return n, nil
+		}
+		select {
+		case pkt = <-l.out:
+		default:
+			return n, nil
+		}
+	}
+}
+
+// copyPacket copies pkt into dst; false when it does not fit (dropped).
+func copyPacket(dst []byte, pkt *stack.PacketBuffer) (int, bool) {
+	if pkt.Size() > len(dst) {
+		return 0, false
+	}
+	n := 0
+	for _, s := range pkt.AsSlices() {
+		n += copy(dst[n:], s)
+	}
+	return n, true
+}
+
+// Write hands decrypted packets from peers to the stack.
+func (l *tunSide) Write(bufs [][]byte, offset int) (int, error) {
+	l.mu.RLock()
+	d := l.dispatcher
+	l.mu.RUnlock()
+	for _, b := range bufs {
+		pkt := b[offset:]
+		if len(pkt) == 0 {
+			continue
+		}
+		if l.intercept != nil && l.intercept(pkt) {
+			continue
+		}
+		var proto tcpip.NetworkProtocolNumber
+		switch pkt[0] >> 4 {
+		case 4:
+			proto = header.IPv4ProtocolNumber
+		case 6:
+			proto = header.IPv6ProtocolNumber
+		default:
+			continue
+		}
+		if d == nil {
+			continue
+		}
+		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
+		d.DeliverNetworkPacket(proto, pb)
+		pb.DecRef()
+	}
+	return len(bufs), nil
+}
+
+// Close is called by the WireGuard device when it closes.
+func (l *tunSide) Close() error {
+	(*link)(l).shutdown()
+	return nil
+}
+
+func (l *link) shutdown() {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		close(l.events)
+	})
+}
+
+// inject queues a packet built outside the stack (an ICMP echo reply) for
+// the device. It never blocks: when the queue is full the packet is dropped.
+func (l *link) inject(b []byte) {
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	select {
+	case l.out <- pb:
+	default:
+		pb.DecRef()
+	}
+}
+
+// --- stack.LinkEndpoint (the gVisor side) ---
+
+func (l *link) SetMTU(mtu uint32)                       {}
+func (l *link) MaxHeaderLength() uint16                 { return 0 }
+func (l *link) LinkAddress() tcpip.LinkAddress          { return "" }
+func (l *link) SetLinkAddress(tcpip.LinkAddress)        {}
+func (l *link) Wait()                                   {}
+func (l *link) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
+func (l *link) AddHeader(*stack.PacketBuffer)           {}
+func (l *link) ParseHeader(*stack.PacketBuffer) bool    { return true }
+func (l *link) SetOnCloseAction(func())                 {}
+func (l *link) MTU() uint32                             { return l.mtu }
+
+// Close is called when the stack removes the NIC.
+func (l *link) Close() { l.shutdown() }
+
+// Capabilities: packets from the device were authenticated by WireGuard,
+// which is a stronger check than the transport checksum, so the stack skips
+// verifying it (RX checksum offload). Checksums on outbound packets are
+// still computed: the peer verifies them.
+func (l *link) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityRXChecksumOffload
+}
+
+func (l *link) Attach(d stack.NetworkDispatcher) {
+	l.mu.Lock()
+	l.dispatcher = d
+	l.mu.Unlock()
+}
+
+func (l *link) IsAttached() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.dispatcher != nil
+}
+
+// WritePackets queues the stack's outbound packets for the device. It waits
+// while the queue is full and drops once the link is closed.
+func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		pkt.IncRef()
+		select {
+		case l.out <- pkt:
+			n++
+		case <-l.done:
+			pkt.DecRef()
+			if n == 0 {
+				return 0, &tcpip.ErrClosedForSend{}
+			}
+			return n, nil
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,143 @@
+package overlay
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// String returns the key in hex, as the WireGuard UAPI spells it.
+func (k Key) String() string { return hex.EncodeToString(k[:]) }
+
+// setPeersLocked diffs peers against o.peers and sends the device only the
+// changes. o.peersMu must be held.
+func (o *Overlay) setPeersLocked(peers []Peer) error {
+	want := make(map[Key]Peer, len(peers))
+	for _, p := range peers {
+		if _, dup := want[p.PublicKey]; dup {
+			return fmt.Errorf("overlay: peer %s listed twice", p.PublicKey)
+		}
+		want[p.PublicKey] = p
+	}
+	var b strings.Builder
+	for k := range o.peers {
+		if _, ok := want[k]; !ok {
+			fmt.Fprintf(&b, "public_key=%s\nremove=true\n", k)
+		}
+	}
+	for k, p := range want {
+		old, ok := o.peers[k]
+		switch {
+		case !ok:
+			writePeer(&b, p, false)
+		case !samePeer(old, p):
+			writePeer(&b, p, true)
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := o.dev.IpcSet(b.String()); err != nil {
+		return fmt.Errorf("overlay: set peers: %w", err)
+	}
+	o.peers = want
+	return nil
+}
+
+// writePeer writes one peer's UAPI section. An update replaces the allowed
+// IPs; an endpoint that became zero is left as the device learnt it.
+func writePeer(b *strings.Builder, p Peer, update bool) {
+	fmt.Fprintf(b, "public_key=%s\n", p.PublicKey)
+	if update {
+		b.WriteString("update_only=true\n")
+	}
+	b.WriteString("replace_allowed_ips=true\n")
+	for _, a := range p.AllowedIPs {
+		fmt.Fprintf(b, "allowed_ip=%s\n", a.Masked())
+	}
+	if p.Endpoint.IsValid() {
+		fmt.Fprintf(b, "endpoint=%s\n", p.Endpoint)
+	}
+	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", int(p.PersistentKeepalive/time.Second))
+}
+
+func samePeer(a, b Peer) bool {
+	if a.Endpoint != b.Endpoint || a.PersistentKeepalive/time.Second != b.PersistentKeepalive/time.Second {
+		return false
+	}
+	norm := func(ps []netip.Prefix) []netip.Prefix {
+		out := make([]netip.Prefix, len(ps))
+		for i, p := range ps {
+			out[i] = p.Masked()
+		}
+		slices.SortFunc(out, func(x, y netip.Prefix) int {
+			if c := x.Addr().Compare(y.Addr()); c != 0 {
+				return c
+			}
+			return x.Bits() - y.Bits()
+		})
+		return slices.Compact(out)
+	}
+	return slices.Equal(norm(a.AllowedIPs), norm(b.AllowedIPs))
+}
+
+// parsePeerStats reads the peers out of a UAPI "get" dump.
+func parsePeerStats(dump string) ([]PeerStats, error) {
+	var (
+		out       []PeerStats
+		cur       *PeerStats
+		sec, nsec int64
+	)
+	flush := func() {
+		if cur != nil {
+			if sec != 0 || nsec != 0 {
+				cur.LastHandshake = time.Unix(sec, nsec)
+			}
+			out = append(out, *cur)
+		}
+	}
+	sc := bufio.NewScanner(strings.NewReader(dump))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "public_key":
+			flush()
+			cur, sec, nsec = &PeerStats{}, 0, 0
+			raw, err := hex.DecodeString(v)
+			if err != nil || len(raw) != len(cur.PublicKey) {
+				return nil, fmt.Errorf("overlay: bad public_key %q in device state", v)
+			}
+			copy(cur.PublicKey[:], raw)
+		case "endpoint":
+			if cur != nil {
+				cur.Endpoint, _ = netip.ParseAddrPort(v)
+			}
+		case "last_handshake_time_sec":
+			if cur != nil {
+				sec, _ = strconv.ParseInt(v, 10, 64)
+			}
+		case "last_handshake_time_nsec":
+			if cur != nil {
+				nsec, _ = strconv.ParseInt(v, 10, 64)
+			}
+		case "rx_bytes":
+			if cur != nil {
+				cur.RxBytes, _ = strconv.ParseUint(v, 10, 64)
+			}
+		case "tx_bytes":
+			if cur != nil {
+				cur.TxBytes, _ = strconv.ParseUint(v, 10, 64)
+			}
+		}
+	}
+	flush()
+	return out, sc.Err()
+}

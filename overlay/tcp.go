@@ -1,0 +1,182 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// TCP defaults; see TCPConfig.
+const (
+	defaultMaxInFlight       = 1024
+	defaultKeepAliveIdle     = 60 * time.Second
+	defaultKeepAliveInterval = 15 * time.Second
+	defaultKeepAliveCount    = 4
+	defaultRcvBufDefault     = 1 << 20
+	defaultRcvBufMax         = 8 << 20
+	defaultSndBufDefault     = 1 << 20
+	defaultSndBufMax         = 8 << 20
+)
+
+// ErrRequestDone is returned by Accept when the request was already
+// accepted or rejected.
+var ErrRequestDone = errors.New("overlay: TCP request already completed")
+
+func (c *TCPConfig) setDefaults() {
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = defaultMaxInFlight
+	}
+	if c.MaxInFlightPerSource <= 0 {
+		c.MaxInFlightPerSource = max(1, c.MaxInFlight/8)
+	}
+	if c.KeepAliveIdle <= 0 {
+		c.KeepAliveIdle = defaultKeepAliveIdle
+	}
+	if c.KeepAliveInterval <= 0 {
+		c.KeepAliveInterval = defaultKeepAliveInterval
+	}
+	if c.KeepAliveCount <= 0 {
+		c.KeepAliveCount = defaultKeepAliveCount
+	}
+	if c.ReceiveBufferMax <= 0 {
+		c.ReceiveBufferMax = defaultRcvBufMax
+	}
+	if c.ReceiveBufferDefault <= 0 {
+		c.ReceiveBufferDefault = min(defaultRcvBufDefault, c.ReceiveBufferMax)
+	}
+	if c.SendBufferMax <= 0 {
+		c.SendBufferMax = defaultSndBufMax
+	}
+	if c.SendBufferDefault <= 0 {
+		c.SendBufferDefault = min(defaultSndBufDefault, c.SendBufferMax)
+	}
+}
+
+// tcpRequestState is the part of a TCPRequest that the handler goroutine
+// and Accept/Reject share.
+type tcpRequestState struct {
+	o  *Overlay
+	fr *tcp.ForwarderRequest
+
+	// mu guards done: Complete must be called exactly once.
+	mu   sync.Mutex
+	done bool
+}
+
+// completeLocked completes the forwarder request (releasing its in-flight
+// slot, and sending a RST when reset) and the per-source share.
+func (st *tcpRequestState) completeLocked(src netip.Addr, reset bool) {
+	st.done = true
+	st.fr.Complete(reset)
+	st.o.inflight.release(src)
+}
+
+func (r *TCPRequest) accept() (net.Conn, error) {
+	st := r.st
+	if st == nil {
+		return nil, ErrRequestDone
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done {
+		return nil, ErrRequestDone
+	}
+	var wq waiter.Queue
+	ep, err := st.fr.CreateEndpoint(&wq)
+	if err != nil {
+		st.completeLocked(r.Src.Addr(), true)
+		return nil, fmt.Errorf("overlay: accept %v -> %v: %v", r.Src, r.Dst, err)
+	}
+	st.completeLocked(r.Src.Addr(), false)
+	st.o.setKeepAlive(ep)
+	return gonet.NewTCPConn(&wq, ep), nil
+}
+
+func (r *TCPRequest) reject() {
+	st := r.st
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.done {
+		st.completeLocked(r.Src.Addr(), true)
+	}
+}
+
+func (o *Overlay) setKeepAlive(ep tcpip.Endpoint) {
+	tc := o.cfg.TCP
+	ep.SocketOptions().SetKeepAlive(true)
+	idle := tcpip.KeepaliveIdleOption(tc.KeepAliveIdle)
+	intvl := tcpip.KeepaliveIntervalOption(tc.KeepAliveInterval)
+	if err := ep.SetSockOpt(&idle); err != nil {
+		o.log.Debug("overlay: keepalive idle", "err", err.String())
+	}
+	if err := ep.SetSockOpt(&intvl); err != nil {
+		o.log.Debug("overlay: keepalive interval", "err", err.String())
+	}
+	if err := ep.SetSockOptInt(tcpip.KeepaliveCountOption, tc.KeepAliveCount); err != nil {
+		o.log.Debug("overlay: keepalive count", "err", err.String())
+	}
+}
+
+// handleTCP runs in the forwarder's goroutine for each new SYN. Whatever the
+// handler does (returns early, panics), the request is completed.
+func (o *Overlay) handleTCP(fr *tcp.ForwarderRequest) {
+	id := fr.ID()
+	src := addrPortOf(id.RemoteAddress, id.RemotePort)
+	dst := addrPortOf(id.LocalAddress, id.LocalPort)
+	if !o.inflight.acquire(src.Addr()) {
+		fr.Complete(true)
+		o.log.Debug("overlay: TCP in-flight share exceeded, reset", "src", src, "dst", dst)
+		return
+	}
+	req := &TCPRequest{Src: src, Dst: dst, st: &tcpRequestState{o: o, fr: fr}}
+	defer req.reject() // no-op when the handler completed it
+	defer func() {
+		if p := recover(); p != nil {
+			o.log.Error("overlay: panic in TCP handler", "src", src, "dst", dst, "panic", fmt.Sprint(p))
+		}
+	}()
+	o.cfg.Handler.TCP(req)
+}
+
+// sourceLimiter counts in-flight handshakes per source address.
+type sourceLimiter struct {
+	limit int
+
+	// mu guards n.
+	mu sync.Mutex
+	n  map[netip.Addr]int
+}
+
+func (l *sourceLimiter) acquire(a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[a] >= l.limit {
+		return false
+	}
+	if l.n == nil {
+		l.n = make(map[netip.Addr]int)
+	}
+	l.n[a]++
+	return true
+}
+
+func (l *sourceLimiter) release(a netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[a] <= 1 {
+		delete(l.n, a)
+		return
+	}
+	l.n[a]--
+}
