@@ -1,0 +1,312 @@
+package overlay_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/overlay"
+)
+
+func TestMaxInFlightPerSource(t *testing.T) {
+	release := make(chan struct{})
+	var inHandler atomic.Int32
+	n := newTestNet(t, memTransport, overlay.Handler{
+		TCP: func(r *overlay.TCPRequest) {
+			inHandler.Add(1)
+			<-release
+			echoTCP(r)
+		},
+		UDP: refuseUDP,
+	}, overlay.Config{TCP: overlay.TCPConfig{MaxInFlight: 16, MaxInFlightPerSource: 2}})
+	ps := n.clients(2)
+	greedy, other := ps[0], ps[1]
+
+	const tries = 6
+	errs := make(chan error, tries)
+	for range tries {
+		go func() {
+			errs <- dialOK(t, greedy, "100.81.0.10:80", 10*time.Second)
+		}()
+	}
+	// All but two are reset quickly.
+	refused := 0
+	for refused < tries-2 {
+		select {
+		case err := <-errs:
+			if !isRefused(err) {
+				t.Fatalf("over-share dial: %v, want refused", err)
+			}
+			refused++
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d over-share dials refused", refused, tries-2)
+		}
+	}
+	if got := inHandler.Load(); got != 2 {
+		t.Errorf("%d requests reached the handler, want 2", got)
+	}
+	// Another source still gets its share while greedy's are pending.
+	go func() { errs <- dialOK(t, other, "100.81.0.10:80", 10*time.Second) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for inHandler.Load() != 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := inHandler.Load(); got != 3 {
+		t.Errorf("other source: %d requests in handler, want 3", got)
+	}
+	close(release)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Errorf("accepted dial: %v", err)
+		}
+	}
+	// Slots are released: greedy can open more now.
+	if err := dialOK(t, greedy, "100.81.0.10:80", 5*time.Second); err != nil {
+		t.Errorf("after release: %v", err)
+	}
+}
+
+func TestListenersTakePrecedence(t *testing.T) {
+	var tcpCalls, udpCalls atomic.Int32
+	n := newTestNet(t, memTransport, overlay.Handler{
+		TCP: func(r *overlay.TCPRequest) { tcpCalls.Add(1); echoTCP(r) },
+		UDP: func(src, dst netip.AddrPort) func(net.Conn) { udpCalls.Add(1); return echoUDP },
+	}, overlay.Config{})
+	p := n.clients(1)[0]
+
+	l, err := n.gw.ListenTCP(8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte("listener"))
+			}()
+		}
+	}()
+	c, err := p.DialContext(ctxTimeout(t, 5*time.Second), "tcp", "100.80.0.1:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "listener" || tcpCalls.Load() != 0 {
+		t.Errorf("got %q, handler calls %d: listener did not take the flow", got, tcpCalls.Load())
+	}
+	// Another port on the gateway's address goes to the handler.
+	if err := dialOK(t, p, "100.80.0.1:8081", 5*time.Second); err != nil || tcpCalls.Load() != 1 {
+		t.Errorf("port without listener: %v, handler calls %d", err, tcpCalls.Load())
+	}
+
+	pc, err := n.gw.ListenUDP(5353)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			k, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte("L:"), buf[:k]...), from)
+		}
+	}()
+	u, err := p.DialUDP(netip.MustParseAddrPort("100.80.0.1:5353"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	u.Write([]byte("q"))
+	u.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	k, err := u.Read(buf)
+	if err != nil || string(buf[:k]) != "L:q" || udpCalls.Load() != 0 {
+		t.Errorf("UDP listener: %q %v, handler calls %d", buf[:k], err, udpCalls.Load())
+	}
+}
+
+func TestDialTCPToPeer(t *testing.T) {
+	n := newTestNet(t, memTransport, overlay.Handler{TCP: echoTCP, UDP: refuseUDP}, overlay.Config{})
+	p := n.clients(1)[0]
+	// The gateway learns the client's endpoint from its first handshake.
+	if err := p.Ping(ctxTimeout(t, 5*time.Second), gatewayAddr); err != nil {
+		t.Fatal(err)
+	}
+	l, err := p.ListenTCP(netip.AddrPortFrom(p.addr, 9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	c, err := n.gw.DialTCP(ctxTimeout(t, 5*time.Second), netip.AddrPortFrom(p.addr, 9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.LocalAddr().String(); !strings.HasPrefix(got, gatewayAddr.String()+":") {
+		t.Errorf("dial from %v, want the gateway's address", got)
+	}
+	c.Write([]byte("site-link"))
+	buf := make([]byte, 9)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "site-link" {
+		t.Errorf("read %q, %v", buf, err)
+	}
+}
+
+func TestHandlerPanicsAreContained(t *testing.T) {
+	n := newTestNet(t, memTransport, overlay.Handler{
+		TCP: func(r *overlay.TCPRequest) {
+			if r.Dst.Port() == 666 {
+				panic("boom")
+			}
+			echoTCP(r)
+		},
+		UDP: func(src, dst netip.AddrPort) func(net.Conn) {
+			switch dst.Port() {
+			case 666:
+				panic("boom")
+			case 667:
+				return func(net.Conn) { panic("flow boom") }
+			}
+			return echoUDP
+		},
+	}, overlay.Config{})
+	p := n.clients(1)[0]
+	if err := dialOK(t, p, "100.81.0.10:666", 5*time.Second); !isRefused(err) {
+		t.Errorf("panicking TCP handler: %v, want refused", err)
+	}
+	before := p.PortUnreachables()
+	u, _ := p.DialUDP(netip.MustParseAddrPort("100.81.0.10:666"))
+	u.Write([]byte("x"))
+	u.Close()
+	u, _ = p.DialUDP(netip.MustParseAddrPort("100.81.0.10:667"))
+	u.Write([]byte("x"))
+	u.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.PortUnreachables() == before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p.PortUnreachables() == before {
+		t.Error("panicking UDP handler: no port unreachable")
+	}
+	if err := dialOK(t, p, "100.81.0.10:80", 5*time.Second); err != nil {
+		t.Errorf("after panics: %v", err)
+	}
+}
+
+// Closing a UDP flow's conn releases it: the next datagram is a new flow.
+func TestUDPFlowCloseReleases(t *testing.T) {
+	var calls atomic.Int32
+	n := newTestNet(t, memTransport, overlay.Handler{
+		TCP: echoTCP,
+		UDP: func(src, dst netip.AddrPort) func(net.Conn) {
+			calls.Add(1)
+			return func(c net.Conn) {
+				buf := make([]byte, 100)
+				k, err := c.Read(buf)
+				if err == nil {
+					c.Write(buf[:k])
+				}
+				c.Close() // one datagram per flow
+			}
+		},
+	}, overlay.Config{})
+	p := n.clients(1)[0]
+	u, err := p.DialUDP(netip.MustParseAddrPort("100.81.0.20:53"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	buf := make([]byte, 100)
+	for i := range 3 {
+		u.Write([]byte("x"))
+		u.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := u.Read(buf); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+	if got := calls.Load(); got != 3 {
+		t.Errorf("handler called %d times, want 3 (one per flow)", got)
+	}
+}
+
+func TestCloseNoGoroutineLeak(t *testing.T) {
+	base := runtime.NumGoroutine()
+	for _, tr := range transports {
+		func() {
+			st := &stopTB{TB: t}
+			n := newTestNet(st, tr, overlay.Handler{TCP: echoTCP, UDP: func(src, dst netip.AddrPort) func(net.Conn) { return echoUDP }}, overlay.Config{})
+			ps := n.clients(2)
+			var wg sync.WaitGroup
+			for _, p := range ps {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := dialOK(t, p, "100.81.0.10:80", 5*time.Second); err != nil {
+						t.Error(err)
+					}
+					u, err := p.DialUDP(netip.MustParseAddrPort("100.81.0.20:53"))
+					if err == nil {
+						u.Write([]byte("x"))
+						u.SetReadDeadline(time.Now().Add(5 * time.Second))
+						u.Read(make([]byte, 10))
+						u.Close()
+					}
+				}()
+			}
+			wg.Wait()
+			// A live TCP flow at Close must end too.
+			c, err := ps[0].DialContext(context.Background(), "tcp", "100.81.0.10:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			st.cleanup()
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := runtime.NumGoroutine(); got > base {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after Close, %d before\n%s", got, base, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// stopTB runs cleanups when asked instead of at the end of the test.
+type stopTB struct {
+	testing.TB
+	fns []func()
+}
+
+func (s *stopTB) Cleanup(f func()) { s.fns = append(s.fns, f) }
+func (s *stopTB) cleanup() {
+	for i := len(s.fns) - 1; i >= 0; i-- {
+		s.fns[i]()
+	}
+}
