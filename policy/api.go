@@ -8,7 +8,12 @@
 package policy
 
 import (
+	"encoding/base64"
+	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,7 +27,17 @@ const (
 )
 
 // String returns "tcp", "udp" or "icmp".
-func (p Proto) String() string { panic("TODO") }
+func (p Proto) String() string {
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	case ProtoICMP:
+		return "icmp"
+	}
+	return "proto(" + strconv.Itoa(int(p)) + ")"
+}
 
 // Verdict is allow or deny.
 type Verdict uint8
@@ -33,7 +48,12 @@ const (
 )
 
 // String returns "allow" or "deny".
-func (v Verdict) String() string { panic("TODO") }
+func (v Verdict) String() string {
+	if v == Allow {
+		return "allow"
+	}
+	return "deny"
+}
 
 // Reason says why a decision denied. ReasonNone goes with Allow.
 type Reason uint8
@@ -49,7 +69,31 @@ const (
 
 // String returns the DESIGN.md spelling: "no-rule", "deny-rule", "no-service",
 // "unknown-identity", "outside-time-window", "" for ReasonNone.
-func (r Reason) String() string { panic("TODO") }
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "reason(" + strconv.Itoa(int(r)) + ")"
+}
+
+var reasonNames = [...]string{
+	ReasonNone:              "",
+	ReasonNoRule:            "no-rule",
+	ReasonDenyRule:          "deny-rule",
+	ReasonNoService:         "no-service",
+	ReasonUnknownIdentity:   "unknown-identity",
+	ReasonOutsideTimeWindow: "outside-time-window",
+}
+
+// ParseReason is the inverse of Reason.String for the deny reasons.
+func ParseReason(s string) (Reason, bool) {
+	for i, n := range reasonNames {
+		if n == s && i != int(ReasonNone) {
+			return Reason(i), true
+		}
+	}
+	return ReasonNone, false
+}
 
 // Decision is the answer of Decide. The same value feeds the audit log,
 // explain, metrics and tests.
@@ -70,10 +114,24 @@ func (d Decision) Allowed() bool { return d.Verdict == Allow }
 type Key [32]byte
 
 // String returns the standard base64 form.
-func (k Key) String() string { panic("TODO") }
+func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+
+// IsZero reports whether k is the zero key (no key).
+func (k Key) IsZero() bool { return k == Key{} }
 
 // ParseKey parses a base64 WireGuard key (public or private).
-func ParseKey(s string) (Key, error) { panic("TODO") }
+func ParseKey(s string) (Key, error) {
+	var k Key
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return k, fmt.Errorf("key %q is not base64: %w", s, err)
+	}
+	if len(b) != len(k) {
+		return k, fmt.Errorf("key %q is %d bytes, a WireGuard key is 32", s, len(b))
+	}
+	copy(k[:], b)
+	return k, nil
+}
 
 // Overlay is the [overlay] table.
 type Overlay struct {
@@ -117,7 +175,15 @@ func (r PortRange) Contains(port uint16, proto Proto) bool {
 }
 
 // String returns "443/tcp", "5000-5010/udp" or "icmp".
-func (r PortRange) String() string { panic("TODO") }
+func (r PortRange) String() string {
+	switch {
+	case r.Proto == ProtoICMP:
+		return "icmp"
+	case r.Lo == r.Hi:
+		return strconv.Itoa(int(r.Lo)) + "/" + r.Proto.String()
+	}
+	return strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi)) + "/" + r.Proto.String()
+}
 
 // Endpoint is one backend entry of a service: an address (or a CIDR of
 // addresses) and a port range.
@@ -139,7 +205,24 @@ type Service struct {
 }
 
 // Offers reports whether the service has port/proto.
-func (s *Service) Offers(port uint16, proto Proto) bool { panic("TODO") }
+//
+// Every service offers ICMP echo (proto ICMP, any port value): a rule without
+// ports covers it like the service's other ports, a rule with ports only
+// when they list "icmp".
+func (s *Service) Offers(port uint16, proto Proto) bool {
+	if proto == ProtoICMP {
+		return true
+	}
+	for _, r := range s.Ports {
+		if r.Contains(port, proto) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsEgress reports whether the service is an FQDN egress service.
+func (s *Service) IsEgress() bool { return len(s.Egress) > 0 }
 
 // Rule is a [[rule]] as written (for explain and listings).
 type Rule struct {
@@ -155,15 +238,38 @@ type Rule struct {
 // Policy is a loaded, validated, compiled policy. Immutable; safe for
 // concurrent use.
 type Policy struct {
-	// fields private; see the implementation
+	file     string
+	hash     string
+	overlay  Overlay
+	warnings []Problem
+
+	sites      []*Site
+	identities []*Identity
+	services   []*Service
+	rules      []*Rule
+	groups     []string
+	tests      []testSpec
+
+	siteByName map[string]*Site
+	idByName   map[string]*Identity
+	svcByName  map[string]*Service
+
+	lookup lookupTables // data-plane lookups, see lookup.go
+	dec    decideTables // compiled decision tables, see decide.go
 }
 
 // Load reads, validates and compiles a policy.toml. On failure the error is
 // a *LoadError listing every problem found. Warnings go with a valid policy.
-func Load(path string) (*Policy, error) { panic("TODO") }
+func Load(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &LoadError{Problems: []Problem{{File: path, Msg: err.Error()}}}
+	}
+	return Parse(path, data)
+}
 
 // Parse is Load on bytes already read; name is used in messages.
-func Parse(name string, data []byte) (*Policy, error) { panic("TODO") }
+func Parse(name string, data []byte) (*Policy, error) { return parse(name, data) }
 
 // Problem is one error or warning, positioned where TOML gives a position.
 type Problem struct {
@@ -173,71 +279,116 @@ type Problem struct {
 }
 
 // Error formats as "file:line:col: msg" (or "file: msg" without a position).
-func (p Problem) Error() string { panic("TODO") }
+func (p Problem) Error() string {
+	switch {
+	case p.Line > 0 && p.Col > 0:
+		return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
+	case p.Line > 0:
+		return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
+	}
+	return p.File + ": " + p.Msg
+}
 
 // LoadError is every error found in one file.
 type LoadError struct{ Problems []Problem }
 
-func (e *LoadError) Error() string { panic("TODO") }
+// One problem per line, in file order.
+func (e *LoadError) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
 
 // Warnings returns valid-but-surprising findings (a rule that can never
 // match, an identity in no rule, a service no rule reaches).
-func (p *Policy) Warnings() []Problem { panic("TODO") }
+func (p *Policy) Warnings() []Problem { return p.warnings }
 
 // Hash is a content hash of the policy file (hex sha256, first 16 chars);
 // two gateways running the same policy report the same hash.
-func (p *Policy) Hash() string { panic("TODO") }
+func (p *Policy) Hash() string { return p.hash }
 
 // File is the path it was loaded from.
-func (p *Policy) File() string { panic("TODO") }
+func (p *Policy) File() string { return p.file }
 
-func (p *Policy) Overlay() Overlay               { panic("TODO") }
-func (p *Policy) Sites() []*Site                 { panic("TODO") }
-func (p *Policy) Identities() []*Identity        { panic("TODO") }
-func (p *Policy) Services() []*Service           { panic("TODO") }
-func (p *Policy) Rules() []*Rule                 { panic("TODO") }
-func (p *Policy) Groups() []string               { panic("TODO") }
-func (p *Policy) Site(name string) *Site         { panic("TODO") }
-func (p *Policy) Identity(name string) *Identity { panic("TODO") }
-func (p *Policy) Service(name string) *Service   { panic("TODO") }
+// Overlay returns the [overlay] table.
+func (p *Policy) Overlay() Overlay { return p.overlay }
+
+// Sites returns the sites in file order. The slice is shared: do not modify.
+func (p *Policy) Sites() []*Site { return p.sites }
+
+// Identities returns the identities, indexed by Identity.ID (file order).
+func (p *Policy) Identities() []*Identity { return p.identities }
+
+// Services returns the services, indexed by Service.ID (file order).
+func (p *Policy) Services() []*Service { return p.services }
+
+// Rules returns the rules in file order.
+func (p *Policy) Rules() []*Rule { return p.rules }
+
+// Groups returns every group some identity is in, sorted.
+func (p *Policy) Groups() []string { return p.groups }
+
+// Site returns the site called name, or nil.
+func (p *Policy) Site(name string) *Site { return p.siteByName[name] }
+
+// Identity returns the identity called name, or nil.
+func (p *Policy) Identity(name string) *Identity { return p.idByName[name] }
+
+// Service returns the service called name, or nil.
+func (p *Policy) Service(name string) *Service { return p.svcByName[name] }
 
 // IdentityByAddr maps an overlay source address to its peer identity
 // (cryptokey routing makes this mapping trustworthy). nil when unknown.
-func (p *Policy) IdentityByAddr(a netip.Addr) *Identity { panic("TODO") }
+func (p *Policy) IdentityByAddr(a netip.Addr) *Identity { return p.lookup.idByAddr[a.Unmap()] }
 
 // IdentityBySource maps a LAN source address at site to the LAN identity
 // whose source CIDR holds it (longest prefix wins). nil when none.
-func (p *Policy) IdentityBySource(site string, a netip.Addr) *Identity { panic("TODO") }
+func (p *Policy) IdentityBySource(site string, a netip.Addr) *Identity {
+	return p.lookup.identityBySource(site, a)
+}
 
 // SiteByAddr maps an overlay address to the site gateway that owns it.
-func (p *Policy) SiteByAddr(a netip.Addr) *Site { panic("TODO") }
+func (p *Policy) SiteByAddr(a netip.Addr) *Site { return p.lookup.siteByAddr[a.Unmap()] }
 
 // ServiceByDst matches a flow destination to a service: (a) a VIP (any
 // port: Decide then refuses ports the service does not offer), or (b) a
 // backend address and port/proto a service lists. nil when none matches.
-func (p *Policy) ServiceByDst(dst netip.AddrPort, proto Proto) *Service { panic("TODO") }
+func (p *Policy) ServiceByDst(dst netip.AddrPort, proto Proto) *Service {
+	return p.lookup.serviceByDst(dst, proto)
+}
 
 // ServiceByName resolves a DNS name (lower case, no trailing dot):
 // NAME.DOMAIN or one of the service's dns names. nil when none.
-func (p *Policy) ServiceByName(fqdn string) *Service { panic("TODO") }
+//
+// Lookups are case-insensitive and tolerate a trailing dot.
+func (p *Policy) ServiceByName(fqdn string) *Service { return p.lookup.serviceByName(fqdn) }
 
 // EgressServices returns the egress services whose patterns match fqdn.
-func (p *Policy) EgressServices(fqdn string) []*Service { panic("TODO") }
+// The result is nil when none matches; it may be shared: do not modify.
+func (p *Policy) EgressServices(fqdn string) []*Service { return p.lookup.egressServices(fqdn) }
 
 // Decide answers whether id may reach svc on port/proto at time t, from
 // tables compiled at load: no scan over rules, no allocation. id == nil
 // gives unknown-identity; svc == nil gives no-service.
 func (p *Policy) Decide(id *Identity, svc *Service, port uint16, proto Proto, t time.Time) Decision {
-	panic("TODO")
+	return p.decide(id, svc, port, proto, t)
 }
 
 // CanReach reports whether some rule lets id reach svc on some port at some
 // time (DNS answers service names only to such identities).
-func (p *Policy) CanReach(id *Identity, svc *Service) bool { panic("TODO") }
+func (p *Policy) CanReach(id *Identity, svc *Service) bool {
+	return p.canReach(id, svc)
+}
 
 // Explain is Decide plus a sentence a person understands.
 func (p *Policy) Explain(id *Identity, svc *Service, port uint16, proto Proto, t time.Time) (Decision, string) {
-	panic("TODO")
+	d := p.Decide(id, svc, port, proto, t)
+	return d, p.explain(d, id, svc, port, proto, t)
 }
 
 // TestResult is the outcome of one [[test]].
@@ -251,9 +402,9 @@ type TestResult struct {
 }
 
 // RunTests runs every [[test]] of the policy.
-func (p *Policy) RunTests() []TestResult { panic("TODO") }
+func (p *Policy) RunTests() []TestResult { return p.runTests() }
 
 // MatchFQDN reports whether name matches pattern: "a.example.org" exact,
 // "*.example.org" exactly one more label, "**.example.org" one or more; the
 // apex is never implied. Both lower case, no trailing dot.
-func MatchFQDN(pattern, name string) bool { panic("TODO") }
+func MatchFQDN(pattern, name string) bool { return matchFQDN(pattern, name) }

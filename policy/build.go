@@ -1,0 +1,683 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Keys each table accepts. Anything else is an error.
+var (
+	topKeys      = []string{"overlay", "site", "identity", "service", "rule", "test"}
+	overlayKeys  = []string{"prefix", "service_prefix", "domain"}
+	siteKeys     = []string{"name", "key", "address", "endpoint"}
+	identityKeys = []string{"name", "key", "address", "source", "site", "groups"}
+	serviceKeys  = []string{"name", "site", "endpoints", "vip", "dns", "egress", "ports"}
+	ruleKeys     = []string{"name", "action", "from", "to", "ports", "when", "audit"}
+	testKeys     = []string{"from", "to", "expect", "at", "reason", "rule"}
+)
+
+// ruleSpec is a rule with its references resolved, ready to compile.
+type ruleSpec struct {
+	rule   *Rule
+	pos    pos
+	star   bool     // from "*"
+	ids    []int    // identity IDs
+	groups []string // group names
+	sites  []string // site names
+	toAll  bool     // to "*"
+	svcs   []int    // service IDs
+	ports  []PortRange
+	window *timeWindow
+}
+
+// testSpec is a [[test]] with its references resolved.
+type testSpec struct {
+	prob      Problem
+	from, to  string
+	id        *Identity
+	svc       *Service
+	hasPort   bool
+	port      uint16
+	proto     Proto
+	expect    Verdict
+	at        time.Time
+	hasAt     bool
+	reason    Reason
+	hasReason bool
+	rule      string
+	hasRule   bool
+}
+
+// build turns decoded TOML into a Policy, reporting every problem it finds.
+func (b *builder) build(raw map[string]any) *Policy {
+	p := &Policy{
+		siteByName: map[string]*Site{},
+		idByName:   map[string]*Identity{},
+		svcByName:  map[string]*Service{},
+	}
+	var keys []string
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !contains(topKeys, k) {
+			b.errorAt(b.idx.top[k], "unknown key %q (known: %s)", k, strings.Join(topKeys, ", "))
+		}
+	}
+	b.buildOverlay(p, raw)
+	keyOwner := map[Key]string{}
+	addrOwner := map[netip.Addr]string{}
+	for _, e := range b.elems(raw, "site") {
+		b.buildSite(p, e, keyOwner, addrOwner)
+	}
+	groups := map[string]bool{}
+	for _, e := range b.elems(raw, "identity") {
+		b.buildIdentity(p, e, keyOwner, addrOwner, groups)
+	}
+	for g := range groups {
+		p.groups = append(p.groups, g)
+	}
+	sort.Strings(p.groups)
+	svcElems := b.elems(raw, "service")
+	names := map[string]string{} // DNS name -> service
+	for _, e := range svcElems {
+		b.buildService(p, e, names)
+	}
+	b.checkEndpointClashes(p)
+	b.allocateVIPs(p, svcElems)
+	for _, e := range b.elems(raw, "rule") {
+		b.buildRule(p, e, groups)
+	}
+	for _, e := range b.elems(raw, "test") {
+		b.buildTest(p, e)
+	}
+	return p
+}
+
+func (b *builder) buildOverlay(p *Policy, raw map[string]any) {
+	v, ok := raw["overlay"]
+	if !ok {
+		b.errorAt(pos{}, "missing [overlay] table (prefix, service_prefix, domain)")
+		return
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		b.errorAt(b.idx.top["overlay"], "overlay must be a table [overlay]")
+		return
+	}
+	e := &elem{b: b, kind: "overlay", m: m, pos: b.idx.tables["overlay"], label: "overlay"}
+	if e.pos == nil {
+		e.pos = &elemPos{head: b.idx.top["overlay"]}
+	}
+	e.checkKeys(overlayKeys...)
+	p.overlay.Prefix = e.prefix("prefix")
+	p.overlay.ServicePrefix = e.prefix("service_prefix")
+	o := p.overlay
+	if o.Prefix.IsValid() && o.ServicePrefix.IsValid() && o.Prefix.Overlaps(o.ServicePrefix) {
+		e.errorf("service_prefix", "service_prefix %s overlaps prefix %s", o.ServicePrefix, o.Prefix)
+	}
+	if d := e.required("domain"); d != "" {
+		d = strings.TrimSuffix(strings.ToLower(d), ".")
+		if err := checkDNSName(d); err != nil {
+			e.errorf("domain", "%v", err)
+		}
+		p.overlay.Domain = d
+	}
+}
+
+// prefix reads a required, masked CIDR.
+func (e *elem) prefix(key string) netip.Prefix {
+	s := e.required(key)
+	if s == "" {
+		return netip.Prefix{}
+	}
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil {
+		e.errorf(key, "%s %q is not a CIDR prefix such as 100.80.0.0/16", key, s)
+		return netip.Prefix{}
+	}
+	if pfx != pfx.Masked() {
+		e.errorf(key, "%s %q has host bits set (did you mean %s?)", key, s, pfx.Masked())
+		return netip.Prefix{}
+	}
+	return pfx
+}
+
+// addr reads an IP address.
+func (e *elem) addr(key string) netip.Addr {
+	s := e.str(key)
+	if s == "" {
+		return netip.Addr{}
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		e.errorf(key, "%s %q is not an IP address", key, s)
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+// key reads a WireGuard public key.
+func (e *elem) key(key string) Key {
+	s := e.str(key)
+	if s == "" {
+		return Key{}
+	}
+	k, err := ParseKey(s)
+	if err != nil {
+		e.errorf(key, "%s is not a WireGuard key (32 bytes, base64): %q", key, s)
+		return Key{}
+	}
+	if k.IsZero() {
+		e.errorf(key, "%s is the all-zero key", key)
+	}
+	return k
+}
+
+// name reads and checks the required name of an item.
+func (e *elem) name(check func(string) error) string {
+	n := e.required("name")
+	if n == "" {
+		return ""
+	}
+	if err := check(n); err != nil {
+		e.errorf("name", "%v", err)
+		return ""
+	}
+	return n
+}
+
+// checkName accepts letters, digits, '.', '_' and '-': names appear in
+// `from` lists, test targets and logs, where ':', '*', ',' and spaces would
+// be ambiguous.
+func checkName(n string) error {
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		if !ok {
+			return fmt.Errorf("name %q has %q (use letters, digits, '.', '_', '-')", n, c)
+		}
+	}
+	if n == "" {
+		return fmt.Errorf("empty name")
+	}
+	return nil
+}
+
+// checkServiceName: a service name is also a DNS label (NAME.DOMAIN).
+func checkServiceName(n string) error {
+	if err := checkLabel(n); err != nil {
+		return fmt.Errorf("service name %q must be a DNS label: %w", n, err)
+	}
+	return nil
+}
+
+func (b *builder) checkOverlayAddr(p *Policy, e *elem, key string, a netip.Addr, addrOwner map[netip.Addr]string) {
+	if !a.IsValid() {
+		return
+	}
+	pfx := p.overlay.Prefix
+	if pfx.IsValid() {
+		if !pfx.Contains(a) {
+			e.errorf(key, "address %s is outside the overlay prefix %s", a, pfx)
+		} else if a == pfx.Addr() {
+			e.errorf(key, "address %s is the network address of %s", a, pfx)
+		}
+	}
+	if other, ok := addrOwner[a]; ok {
+		e.errorf(key, "address %s is already used by %s", a, other)
+		return
+	}
+	addrOwner[a] = e.label
+}
+
+func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]string) {
+	if k.IsZero() {
+		return
+	}
+	if other, ok := keyOwner[k]; ok {
+		e.errorf("key", "key %s is already used by %s", k, other)
+		return
+	}
+	keyOwner[k] = e.label
+}
+
+func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]string) {
+	e.checkKeys(siteKeys...)
+	s := &Site{Name: e.name(checkName)}
+	if e.has("key") {
+		s.Key = e.key("key")
+		b.checkKeyOwner(e, s.Key, keyOwner)
+	} else {
+		e.errorf("", "missing key (the site gateway's WireGuard public key)")
+	}
+	if e.has("address") {
+		s.Address = e.addr("address")
+		b.checkOverlayAddr(p, e, "address", s.Address, addrOwner)
+	} else {
+		e.errorf("", "missing address (the site gateway's overlay address)")
+	}
+	s.Endpoint = e.str("endpoint")
+	if s.Endpoint != "" {
+		if _, port, err := splitHostPort(s.Endpoint); err != nil || port == 0 {
+			e.errorf("endpoint", "endpoint %q must be host:port", s.Endpoint)
+		}
+	}
+	if s.Name == "" {
+		return
+	}
+	if _, dup := p.siteByName[s.Name]; dup {
+		e.errorf("name", "duplicate site name %q", s.Name)
+		return
+	}
+	p.siteByName[s.Name] = s
+	p.sites = append(p.sites, s)
+}
+
+func splitHostPort(s string) (string, uint16, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		return "", 0, fmt.Errorf("no port")
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(s[:i], "["), "]")
+	port, err := parsePort(s[i+1:])
+	return host, port, err
+}
+
+func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]string, groups map[string]bool) {
+	e.checkKeys(identityKeys...)
+	id := &Identity{Name: e.name(checkName)}
+	hasKey, hasAddr, hasSrc := e.has("key"), e.has("address"), e.has("source")
+	switch {
+	case hasSrc && (hasKey || hasAddr):
+		e.errorf("source", "has both source (a LAN device) and key/address (a WireGuard peer); give one or the other")
+	case hasSrc:
+		s := e.str("source")
+		if s != "" {
+			pfx, err := netip.ParsePrefix(s)
+			if err != nil {
+				if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
+					a = a.Unmap()
+					pfx, err = netip.PrefixFrom(a, a.BitLen()), nil
+				}
+			}
+			switch {
+			case err != nil:
+				e.errorf("source", "source %q is not a CIDR prefix or address", s)
+			case pfx != pfx.Masked():
+				e.errorf("source", "source %q has host bits set (did you mean %s?)", s, pfx.Masked())
+			case p.overlay.Prefix.IsValid() && pfx.Overlaps(p.overlay.Prefix):
+				e.errorf("source", "source %s overlaps the overlay prefix %s; LAN sources are site LAN addresses", pfx, p.overlay.Prefix)
+			default:
+				id.Source = pfx
+			}
+		}
+	case hasKey != hasAddr:
+		if hasKey {
+			e.errorf("key", "a peer identity needs an address as well as a key")
+		} else {
+			e.errorf("address", "a peer identity needs a key as well as an address")
+		}
+	case !hasKey:
+		e.errorf("", "needs key and address (a WireGuard peer) or source (a LAN device)")
+	}
+	if hasKey && !hasSrc {
+		id.Key = e.key("key")
+		b.checkKeyOwner(e, id.Key, keyOwner)
+	}
+	if hasAddr && !hasSrc {
+		id.Address = e.addr("address")
+		b.checkOverlayAddr(p, e, "address", id.Address, addrOwner)
+	}
+	if site := e.required("site"); site != "" {
+		if p.siteByName[site] == nil {
+			e.errorf("site", "unknown site %q", site)
+		}
+		id.Site = site
+	}
+	seen := map[string]bool{}
+	for _, g := range e.strs("groups") {
+		if err := checkName(g); err != nil {
+			e.errorf("groups", "group %v", err)
+			continue
+		}
+		if seen[g] {
+			e.errorf("groups", "group %q listed twice", g)
+			continue
+		}
+		seen[g] = true
+		id.Groups = append(id.Groups, g)
+		groups[g] = true
+	}
+	if id.Name == "" {
+		return
+	}
+	if _, dup := p.idByName[id.Name]; dup {
+		e.errorf("name", "duplicate identity name %q", id.Name)
+		return
+	}
+	if id.Source.IsValid() {
+		for _, o := range p.identities {
+			if o.Source == id.Source && o.Site == id.Site {
+				e.errorf("source", "source %s at site %q is already identity %q", id.Source, id.Site, o.Name)
+			}
+		}
+	}
+	id.ID = len(p.identities)
+	b.idElems = append(b.idElems, e)
+	p.idByName[id.Name] = id
+	p.identities = append(p.identities, id)
+}
+
+func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
+	e.checkKeys(serviceKeys...)
+	svc := &Service{Name: e.name(checkServiceName)}
+	svc.Site = e.str("site")
+	if svc.Site != "" && p.siteByName[svc.Site] == nil {
+		e.errorf("site", "unknown site %q", svc.Site)
+	}
+	egress := e.strs("egress")
+	endpoints := e.strs("endpoints")
+	if len(egress) > 0 {
+		if e.has("endpoints") {
+			e.errorf("endpoints", "an egress service has no endpoints (its addresses are learned from DNS)")
+		}
+		if e.has("vip") {
+			e.errorf("vip", "an egress service has no vip")
+		}
+		for _, pat := range egress {
+			pat = strings.TrimSuffix(strings.ToLower(pat), ".")
+			if err := checkFQDNPattern(pat); err != nil {
+				e.errorf("egress", "%v", err)
+				continue
+			}
+			svc.Egress = append(svc.Egress, pat)
+		}
+		if !e.has("ports") {
+			e.errorf("", "an egress service needs ports, e.g. ports = [\"443/tcp\"]")
+		}
+		var rs []PortRange
+		for _, s := range e.strs("ports") {
+			r, err := parsePortRange(s)
+			if err != nil {
+				e.errorf("ports", "%v", err)
+				continue
+			}
+			if r.Proto == ProtoICMP {
+				e.errorf("ports", "service ports are tcp or udp; every service answers icmp")
+				continue
+			}
+			rs = append(rs, r)
+		}
+		svc.Ports = mergeRanges(rs)
+	} else {
+		if e.has("egress") {
+			e.errorf("egress", "egress is empty")
+		}
+		if e.has("ports") {
+			e.errorf("ports", "ports is only for egress services; a service's ports come from its endpoints")
+		}
+		if len(endpoints) == 0 && !e.has("egress") {
+			e.errorf("", "needs endpoints (backend addresses) or egress (FQDN patterns)")
+		}
+		if svc.Site == "" && e.has("endpoints") && !e.has("site") {
+			e.errorf("", "missing site (where its endpoints are)")
+		}
+		var rs []PortRange
+		for _, s := range endpoints {
+			ep, err := parseEndpoint(s)
+			if err != nil {
+				e.errorf("endpoints", "%v", err)
+				continue
+			}
+			svc.Endpoints = append(svc.Endpoints, ep)
+			rs = append(rs, ep.Ports)
+		}
+		svc.Ports = mergeRanges(rs)
+		if e.has("vip") {
+			svc.VIP = e.addr("vip")
+			sp := p.overlay.ServicePrefix
+			if svc.VIP.IsValid() && sp.IsValid() {
+				switch {
+				case !sp.Contains(svc.VIP):
+					e.errorf("vip", "vip %s is outside service_prefix %s", svc.VIP, sp)
+					svc.VIP = netip.Addr{}
+				case !usableVIP(sp, svc.VIP):
+					e.errorf("vip", "vip %s is the network or broadcast address of %s", svc.VIP, sp)
+					svc.VIP = netip.Addr{}
+				}
+			}
+		}
+	}
+	for _, d := range e.strs("dns") {
+		d = strings.TrimSuffix(strings.ToLower(d), ".")
+		if err := checkDNSName(d); err != nil {
+			e.errorf("dns", "%v", err)
+			continue
+		}
+		svc.DNS = append(svc.DNS, d)
+	}
+	if svc.Name == "" {
+		return
+	}
+	if _, dup := p.svcByName[svc.Name]; dup {
+		e.errorf("name", "duplicate service name %q", svc.Name)
+		return
+	}
+	own := []string{}
+	if p.overlay.Domain != "" {
+		own = append(own, svc.Name+"."+p.overlay.Domain)
+	}
+	for _, n := range append(own, svc.DNS...) {
+		if other, ok := names[n]; ok && other != svc.Name {
+			e.errorf("dns", "DNS name %q is already service %q", n, other)
+			continue
+		}
+		names[n] = svc.Name
+	}
+	svc.ID = len(p.services)
+	p.svcByName[svc.Name] = svc
+	p.services = append(p.services, svc)
+	b.svcElems = append(b.svcElems, e)
+}
+
+// checkEndpointClashes reports two services that list the same backend
+// address with overlapping ports of one protocol: ServiceByDst could not
+// tell them apart.
+func (b *builder) checkEndpointClashes(p *Policy) {
+	type owner struct {
+		svc *Service
+		ep  Endpoint
+	}
+	byPrefix := map[netip.Prefix][]owner{}
+	for i, svc := range p.services {
+		for _, ep := range svc.Endpoints {
+			for _, o := range byPrefix[ep.Prefix] {
+				if o.svc != svc && o.ep.Ports.Proto == ep.Ports.Proto && o.ep.Ports.Lo <= ep.Ports.Hi && ep.Ports.Lo <= o.ep.Ports.Hi {
+					b.svcElems[i].errorf("endpoints", "endpoint %s:%s overlaps service %q's endpoint %s:%s", ep.Prefix, ep.Ports, o.svc.Name, o.ep.Prefix, o.ep.Ports)
+				}
+			}
+			byPrefix[ep.Prefix] = append(byPrefix[ep.Prefix], owner{svc, ep})
+		}
+	}
+}
+
+func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
+	e.checkKeys(ruleKeys...)
+	r := &Rule{Name: e.name(checkName), Action: Allow}
+	spec := &ruleSpec{rule: r, pos: e.at("")}
+	switch a := e.str("action"); a {
+	case "", "allow":
+	case "deny":
+		r.Action = Deny
+	default:
+		e.errorf("action", "action %q must be \"allow\" or \"deny\"", a)
+	}
+	from := e.strs("from")
+	if len(from) == 0 && !e.has("from") {
+		e.errorf("", "missing from (identities, group:NAME, site:NAME or \"*\")")
+	} else if len(from) == 0 && e.has("from") {
+		if _, ok := e.m["from"].([]any); ok {
+			e.errorf("from", "from is empty")
+		}
+	}
+	for _, f := range from {
+		switch {
+		case f == "*":
+			spec.star = true
+		case strings.HasPrefix(f, "group:"):
+			g := f[len("group:"):]
+			if !groups[g] {
+				e.errorf("from", "unknown group %q", g)
+				continue
+			}
+			spec.groups = append(spec.groups, g)
+		case strings.HasPrefix(f, "site:"):
+			s := f[len("site:"):]
+			if p.siteByName[s] == nil {
+				e.errorf("from", "unknown site %q", s)
+				continue
+			}
+			spec.sites = append(spec.sites, s)
+		case strings.Contains(f, ":"):
+			e.errorf("from", "unknown kind %q in %q (group:NAME, site:NAME, an identity or \"*\")", f[:strings.IndexByte(f, ':')], f)
+		default:
+			id := p.idByName[f]
+			if id == nil {
+				e.errorf("from", "unknown identity %q", f)
+				continue
+			}
+			spec.ids = append(spec.ids, id.ID)
+		}
+	}
+	r.From = from
+	to := e.strs("to")
+	if len(to) == 0 && !e.has("to") {
+		e.errorf("", "missing to (service names or \"*\")")
+	} else if len(to) == 0 && e.has("to") {
+		if _, ok := e.m["to"].([]any); ok {
+			e.errorf("to", "to is empty")
+		}
+	}
+	for _, t := range to {
+		if t == "*" {
+			spec.toAll = true
+			continue
+		}
+		svc := p.svcByName[t]
+		if svc == nil {
+			e.errorf("to", "unknown service %q", t)
+			continue
+		}
+		spec.svcs = append(spec.svcs, svc.ID)
+	}
+	r.To = to
+	var rs []PortRange
+	if e.has("ports") {
+		ports := e.strs("ports")
+		if len(ports) == 0 {
+			if _, ok := e.m["ports"].([]any); ok {
+				e.errorf("ports", "ports is empty; leave it out to grant all of each service's ports")
+			}
+		}
+		for _, s := range ports {
+			pr, err := parsePortRange(s)
+			if err != nil {
+				e.errorf("ports", "%v", err)
+				continue
+			}
+			rs = append(rs, pr)
+		}
+	}
+	r.Ports = mergeRanges(rs)
+	spec.ports = r.Ports
+	if e.has("when") {
+		r.When = e.str("when")
+		if _, ok := e.m["when"].(string); ok {
+			w, err := parseTimeWindow(r.When)
+			if err != nil {
+				e.errorf("when", "%v", err)
+			}
+			spec.window = w
+		}
+	}
+	r.Audit = e.boolean("audit")
+	if r.Audit && r.Action == Allow {
+		e.errorf("audit", "audit = true is for deny rules (roll-out of a new deny)")
+	}
+	if r.Name == "" {
+		return
+	}
+	if b.ruleNames[r.Name] {
+		e.errorf("name", "duplicate rule name %q", r.Name)
+		return
+	}
+	b.ruleNames[r.Name] = true
+	p.rules = append(p.rules, r)
+	b.ruleSpecs = append(b.ruleSpecs, spec)
+	b.ruleElems = append(b.ruleElems, e)
+}
+
+func (b *builder) buildTest(p *Policy, e *elem) {
+	e.checkKeys(testKeys...)
+	ts := testSpec{}
+	ts.from = e.required("from")
+	ts.to = e.required("to")
+	e.label = fmt.Sprintf("test %d (%s -> %s)", e.index+1, ts.from, ts.to)
+	if ts.from != "" {
+		if ts.id = p.idByName[ts.from]; ts.id == nil {
+			e.errorf("from", "unknown identity %q", ts.from)
+		}
+	}
+	if ts.to != "" {
+		name, port, hasPort := strings.Cut(ts.to, ":")
+		if ts.svc = p.svcByName[name]; ts.svc == nil {
+			e.errorf("to", "unknown service %q", name)
+		}
+		if hasPort {
+			r, err := parsePortRange(port)
+			switch {
+			case err != nil:
+				e.errorf("to", "%v (want SERVICE, SERVICE:PORT[/PROTO] or SERVICE:icmp)", err)
+			case r.Lo != r.Hi:
+				e.errorf("to", "test one port, not the range %q", port)
+			default:
+				ts.hasPort, ts.port, ts.proto = true, r.Lo, r.Proto
+			}
+		}
+	}
+	switch x := e.required("expect"); x {
+	case "":
+	case "allow":
+		ts.expect = Allow
+	case "deny":
+		ts.expect = Deny
+	default:
+		e.errorf("expect", "expect %q must be \"allow\" or \"deny\"", x)
+	}
+	ts.at, ts.hasAt = e.timeValue("at")
+	if e.has("reason") {
+		s := e.str("reason")
+		r, ok := ParseReason(s)
+		switch {
+		case !ok:
+			e.errorf("reason", "unknown reason %q (no-rule, deny-rule, no-service, unknown-identity, outside-time-window)", s)
+		case ts.expect == Allow:
+			e.errorf("reason", "an allow has no reason; reason is for expect = \"deny\"")
+		}
+		ts.reason, ts.hasReason = r, ok
+	}
+	if e.has("rule") {
+		ts.rule, ts.hasRule = e.str("rule"), true
+		if ts.rule != "" && !b.ruleNames[ts.rule] {
+			e.errorf("rule", "unknown rule %q", ts.rule)
+		}
+	}
+	at := e.at("")
+	ts.prob = Problem{File: b.file, Line: at.line, Col: at.col, Msg: fmt.Sprintf("test %s -> %s expects %s", ts.from, ts.to, ts.expect)}
+	p.tests = append(p.tests, ts)
+}

@@ -1,0 +1,280 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// maxFileSize bounds what the loader accepts; a policy is kilobytes to a few
+// megabytes.
+const maxFileSize = 64 << 20
+
+// parse is Parse: decode, index positions, build and validate, compile.
+func parse(name string, data []byte) (*Policy, error) {
+	if len(data) > maxFileSize {
+		return nil, &LoadError{Problems: []Problem{{File: name, Msg: fmt.Sprintf("file is %d bytes, more than the %d accepted", len(data), maxFileSize)}}}
+	}
+	sum := sha256.Sum256(data)
+	text := string(data)
+
+	var raw map[string]any
+	if _, err := toml.Decode(text, &raw); err != nil {
+		return nil, &LoadError{Problems: []Problem{tomlProblem(name, err)}}
+	}
+	b := &builder{file: name, idx: indexFile(text), ruleNames: map[string]bool{}}
+	p := b.build(raw)
+	if len(b.problems) > 0 {
+		return nil, &LoadError{Problems: sortProblems(b.problems)}
+	}
+	p.file = name
+	p.hash = hex.EncodeToString(sum[:])[:16]
+	p.compile(b.ruleSpecs)
+	p.warnings = sortProblems(append(b.warnings, b.reachWarnings(p)...))
+	return p, nil
+}
+
+// tomlProblem turns a TOML syntax error into a positioned Problem.
+func tomlProblem(file string, err error) Problem {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.LastKey != "" {
+			msg = fmt.Sprintf("%s (after key %q)", msg, pe.LastKey)
+		}
+		return Problem{File: file, Line: pe.Position.Line, Col: pe.Position.Col, Msg: "syntax error: " + msg}
+	}
+	return Problem{File: file, Msg: err.Error()}
+}
+
+func sortProblems(ps []Problem) []Problem {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].Line != ps[j].Line {
+			return ps[i].Line < ps[j].Line
+		}
+		return ps[i].Col < ps[j].Col
+	})
+	return ps
+}
+
+// builder collects problems while it turns the decoded TOML into a Policy.
+type builder struct {
+	file     string
+	idx      *fileIndex
+	problems []Problem
+	warnings []Problem
+
+	svcElems  []*elem // by Service.ID
+	idElems   []*elem // by Identity.ID
+	ruleElems []*elem // parallel to ruleSpecs
+	ruleSpecs []*ruleSpec
+	ruleNames map[string]bool
+}
+
+func (b *builder) errorAt(p pos, format string, args ...any) {
+	b.problems = append(b.problems, Problem{File: b.file, Line: p.line, Col: p.col, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (b *builder) warnAt(p pos, format string, args ...any) {
+	b.warnings = append(b.warnings, Problem{File: b.file, Line: p.line, Col: p.col, Msg: fmt.Sprintf(format, args...)})
+}
+
+// elem is one table of the file ([overlay] or an element of [[rule]] ...)
+// with typed getters that report problems instead of failing.
+type elem struct {
+	b     *builder
+	kind  string
+	index int
+	m     map[string]any
+	pos   *elemPos
+	label string // how messages name it: `rule "x"`, `test 3`
+}
+
+// elems returns the elements of the array of tables kind.
+func (b *builder) elems(raw map[string]any, kind string) []*elem {
+	v, ok := raw[kind]
+	if !ok {
+		return nil
+	}
+	list, ok := v.([]map[string]any)
+	if !ok {
+		if arr, isArr := v.([]any); isArr {
+			ok = true
+			for _, x := range arr {
+				m, isMap := x.(map[string]any)
+				ok = ok && isMap
+				list = append(list, m)
+			}
+		}
+	}
+	if !ok {
+		b.errorAt(b.idx.top[kind], "%s must be written as [[%s]] tables", kind, kind)
+		return nil
+	}
+	out := make([]*elem, len(list))
+	for i, m := range list {
+		e := &elem{b: b, kind: kind, index: i, m: m, pos: b.idx.elem(kind, i)}
+		e.label = fmt.Sprintf("%s %d", kind, i+1)
+		if n, ok := m["name"].(string); ok && n != "" {
+			e.label = fmt.Sprintf("%s %q", kind, n)
+		}
+		out[i] = e
+	}
+	return out
+}
+
+func (e *elem) at(key string) pos {
+	if e.pos == nil {
+		return pos{}
+	}
+	if key == "" {
+		return e.pos.head
+	}
+	return e.pos.key(key)
+}
+
+// errorf reports a problem with key of this element.
+func (e *elem) errorf(key, format string, args ...any) {
+	e.b.errorAt(e.at(key), "%s: %s", e.label, fmt.Sprintf(format, args...))
+}
+
+func (e *elem) warnf(key, format string, args ...any) {
+	e.b.warnAt(e.at(key), "%s: %s", e.label, fmt.Sprintf(format, args...))
+}
+
+func (e *elem) has(key string) bool { _, ok := e.m[key]; return ok }
+
+// checkKeys reports every key that is not one of allowed.
+func (e *elem) checkKeys(allowed ...string) {
+	keys := make([]string, 0, len(e.m))
+	for k := range e.m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !contains(allowed, k) {
+			e.errorf(k, "unknown key %q (known: %s)", k, strings.Join(allowed, ", "))
+		}
+	}
+}
+
+// str returns a string value; "" when absent or of the wrong type (reported).
+func (e *elem) str(key string) string {
+	v, ok := e.m[key]
+	if !ok {
+		return ""
+	}
+	s, ok := v.(string)
+	if !ok {
+		e.errorf(key, "%s must be a string, not %s", key, tomlType(v))
+	}
+	return s
+}
+
+// required is str that reports a missing or empty value.
+func (e *elem) required(key string) string {
+	if !e.has(key) {
+		e.errorf("", "missing %s", key)
+		return ""
+	}
+	s := e.str(key)
+	if s == "" {
+		if _, ok := e.m[key].(string); ok {
+			e.errorf(key, "%s is empty", key)
+		}
+	}
+	return s
+}
+
+// strs returns an array of strings; nil when absent or wrong (reported).
+func (e *elem) strs(key string) []string {
+	v, ok := e.m[key]
+	if !ok {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		e.errorf(key, "%s must be an array of strings, not %s", key, tomlType(v))
+		return nil
+	}
+	out := make([]string, 0, len(list))
+	for _, x := range list {
+		s, ok := x.(string)
+		if !ok {
+			e.errorf(key, "%s must be an array of strings; it holds %s", key, tomlType(x))
+			return nil
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (e *elem) boolean(key string) bool {
+	v, ok := e.m[key]
+	if !ok {
+		return false
+	}
+	x, ok := v.(bool)
+	if !ok {
+		e.errorf(key, "%s must be true or false, not %s", key, tomlType(v))
+	}
+	return x
+}
+
+// timeValue accepts a TOML date-time or an RFC 3339 string.
+func (e *elem) timeValue(key string) (time.Time, bool) {
+	v, ok := e.m[key]
+	if !ok {
+		return time.Time{}, false
+	}
+	switch x := v.(type) {
+	case time.Time:
+		return x, true
+	case string:
+		t, err := time.Parse(time.RFC3339, x)
+		if err != nil {
+			e.errorf(key, "%s %q is not an RFC 3339 time such as 2026-03-02T09:30:00Z", key, x)
+			return time.Time{}, false
+		}
+		return t, true
+	}
+	e.errorf(key, "%s must be an RFC 3339 time, not %s", key, tomlType(v))
+	return time.Time{}, false
+}
+
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case time.Time:
+		return "a date-time"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	case []map[string]any:
+		return "an array of tables"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,117 @@
+package policy
+
+import (
+	"net/netip"
+	"sort"
+)
+
+// lookupTables are the data-plane maps, built once at load.
+type lookupTables struct {
+	idByAddr   map[netip.Addr]*Identity
+	siteByAddr map[netip.Addr]*Site
+	lanBySite  map[string][]*Identity // LAN identities, longest source prefix first
+	byVIP      map[netip.Addr]*Service
+	byEndpoint map[netip.Addr][]svcEndpoint // single-address endpoints
+	byCIDR     []svcEndpoint                // CIDR endpoints, longest prefix first
+	byName     map[string]*Service          // NAME.DOMAIN and dns names
+	egress     []*Service                   // services with egress patterns
+}
+
+type svcEndpoint struct {
+	ep  Endpoint
+	svc *Service
+}
+
+func (p *Policy) buildLookups() {
+	l := &p.lookup
+	l.idByAddr = make(map[netip.Addr]*Identity, len(p.identities))
+	l.siteByAddr = make(map[netip.Addr]*Site, len(p.sites))
+	l.lanBySite = map[string][]*Identity{}
+	l.byVIP = make(map[netip.Addr]*Service, len(p.services))
+	l.byEndpoint = map[netip.Addr][]svcEndpoint{}
+	l.byName = make(map[string]*Service, len(p.services))
+	for _, s := range p.sites {
+		l.siteByAddr[s.Address] = s
+	}
+	for _, id := range p.identities {
+		if id.IsLAN() {
+			l.lanBySite[id.Site] = append(l.lanBySite[id.Site], id)
+		} else {
+			l.idByAddr[id.Address] = id
+		}
+	}
+	for _, list := range l.lanBySite {
+		sort.SliceStable(list, func(i, j int) bool { return list[i].Source.Bits() > list[j].Source.Bits() })
+	}
+	for _, svc := range p.services {
+		if svc.VIP.IsValid() {
+			l.byVIP[svc.VIP] = svc
+		}
+		for _, ep := range svc.Endpoints {
+			if ep.Prefix.IsSingleIP() {
+				a := ep.Prefix.Addr()
+				l.byEndpoint[a] = append(l.byEndpoint[a], svcEndpoint{ep, svc})
+			} else {
+				l.byCIDR = append(l.byCIDR, svcEndpoint{ep, svc})
+			}
+		}
+		if p.overlay.Domain != "" {
+			l.byName[svc.Name+"."+p.overlay.Domain] = svc
+		}
+		for _, n := range svc.DNS {
+			l.byName[n] = svc
+		}
+		if len(svc.Egress) > 0 {
+			l.egress = append(l.egress, svc)
+		}
+	}
+	sort.SliceStable(l.byCIDR, func(i, j int) bool { return l.byCIDR[i].ep.Prefix.Bits() > l.byCIDR[j].ep.Prefix.Bits() })
+}
+
+func (l *lookupTables) identityBySource(site string, a netip.Addr) *Identity {
+	a = a.Unmap()
+	for _, id := range l.lanBySite[site] {
+		if id.Source.Contains(a) {
+			return id
+		}
+	}
+	return nil
+}
+
+func (l *lookupTables) serviceByDst(dst netip.AddrPort, proto Proto) *Service {
+	a := dst.Addr().Unmap()
+	if svc := l.byVIP[a]; svc != nil {
+		return svc
+	}
+	for _, se := range l.byEndpoint[a] {
+		if se.ep.Ports.Contains(dst.Port(), proto) {
+			return se.svc
+		}
+	}
+	for _, se := range l.byCIDR {
+		if se.ep.Prefix.Contains(a) && se.ep.Ports.Contains(dst.Port(), proto) {
+			return se.svc
+		}
+	}
+	return nil
+}
+
+func (l *lookupTables) serviceByName(fqdn string) *Service {
+	return l.byName[normalizeName(fqdn)]
+}
+
+// egressServices returns the services whose patterns match fqdn, in ID
+// order. It allocates only when wildcard patterns match.
+func (l *lookupTables) egressServices(fqdn string) []*Service {
+	name := normalizeName(fqdn)
+	var out []*Service
+	for _, svc := range l.egress {
+		for _, pat := range svc.Egress {
+			if matchFQDN(pat, name) {
+				out = append(out, svc)
+				break
+			}
+		}
+	}
+	return out
+}
