@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wardgate/wardgate/policy"
+)
+
+// explainResult is the --json shape of DESIGN.md, plus the port asked about
+// and the sentence.
+type explainResult struct {
+	Verdict string `json:"verdict"`
+	Rule    string `json:"rule"`
+	Reason  string `json:"reason"`
+	Port    string `json:"port,omitempty"`
+	Text    string `json:"explanation,omitempty"`
+}
+
+// cmdExplain answers one question: may identity reach service on port at
+// time? Without a port, every port the service offers is explained, and
+// --json reports the first allowed one (or the first, when none is).
+func cmdExplain(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("explain", stderr)
+	file := fs.String("c", "", "gateway.toml or policy.toml")
+	from := fs.String("from", "", "identity name")
+	to := fs.String("to", "", "SERVICE[:PORT[/PROTO]]")
+	at := fs.String("at", "", "time to decide at (RFC3339); default now")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *file == "" || *from == "" || *to == "" {
+		fmt.Fprintln(stderr, "wardgate explain: -c FILE, --from IDENTITY and --to SERVICE[:PORT[/PROTO]] are required")
+		return 2
+	}
+	when := time.Now()
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			fmt.Fprintf(stderr, "wardgate explain: --at %q: want RFC3339, e.g. 2026-03-02T09:00:00Z\n", *at)
+			return 2
+		}
+		when = t
+	}
+	_, pol, err := loadAny(*file)
+	if err != nil {
+		printErr(stderr, err)
+		return 2
+	}
+	id := pol.Identity(*from)
+	if id == nil {
+		fmt.Fprintf(stderr, "wardgate explain: unknown identity %q in %s\n", *from, pol.File())
+		return 2
+	}
+	svcName, ports, err := parseTarget(*to)
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate explain: --to %q: %v\n", *to, err)
+		return 2
+	}
+	svc := pol.Service(svcName)
+	if svc == nil {
+		fmt.Fprintf(stderr, "wardgate explain: unknown service %q in %s\n", svcName, pol.File())
+		return 2
+	}
+	if ports == nil {
+		ports = svc.Ports
+	}
+	var results []explainResult
+	for _, pr := range ports {
+		d, text := pol.Explain(id, svc, pr.Lo, pr.Proto, when)
+		results = append(results, explainResult{
+			Verdict: d.Verdict.String(), Rule: d.Rule, Reason: d.Reason.String(),
+			Port: portString(pr.Lo, pr.Proto), Text: text,
+		})
+	}
+	if len(results) == 0 {
+		fmt.Fprintf(stderr, "wardgate explain: service %q offers no ports\n", svcName)
+		return 2
+	}
+	if *asJSON {
+		pick := results[0]
+		for _, r := range results {
+			if r.Verdict == "allow" {
+				pick = r
+				break
+			}
+		}
+		json.NewEncoder(stdout).Encode(pick)
+		return 0
+	}
+	for _, r := range results {
+		fmt.Fprintln(stdout, r.Text)
+	}
+	return 0
+}
+
+// parseTarget parses SERVICE[:PORT[/PROTO]] and SERVICE:icmp. A nil port
+// list means "every port the service offers".
+func parseTarget(s string) (string, []policy.PortRange, error) {
+	name, rest, ok := strings.Cut(s, ":")
+	if name == "" {
+		return "", nil, fmt.Errorf("missing service name")
+	}
+	if !ok {
+		return name, nil, nil
+	}
+	if rest == "icmp" {
+		return name, []policy.PortRange{{Proto: policy.ProtoICMP}}, nil
+	}
+	portText, protoText, _ := strings.Cut(rest, "/")
+	proto := policy.ProtoTCP
+	switch protoText {
+	case "", "tcp":
+	case "udp":
+		proto = policy.ProtoUDP
+	default:
+		return "", nil, fmt.Errorf("protocol %q: want tcp or udp", protoText)
+	}
+	n, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil || n == 0 {
+		return "", nil, fmt.Errorf("port %q: want 1-65535", portText)
+	}
+	return name, []policy.PortRange{{Proto: proto, Lo: uint16(n), Hi: uint16(n)}}, nil
+}
+
+func portString(port uint16, proto policy.Proto) string {
+	if proto == policy.ProtoICMP {
+		return "icmp"
+	}
+	return fmt.Sprintf("%d/%s", port, proto)
+}

@@ -1,0 +1,374 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/wardgate/wardgate/policy"
+)
+
+// Config is gateway.toml: what one gateway needs besides the shared policy,
+// its secrets, listeners and limits. Paths are relative to the file. Every
+// field's zero value means the documented default (see Defaults).
+type Config struct {
+	Site           string `toml:"site"`
+	Enforce        string `toml:"enforce"` // "enforce" (default) or "audit"
+	Policy         string `toml:"policy"`
+	PrivateKeyFile string `toml:"private_key_file"`
+	Listen         string `toml:"listen"` // WireGuard UDP, default "0.0.0.0:51820"
+
+	DNS      DNSConfig        `toml:"dns"`
+	Admin    AdminConfig      `toml:"admin"`
+	Log      LogConfig        `toml:"log"`
+	Limits   LimitsConfig     `toml:"limits"`
+	Listener []ListenerConfig `toml:"listener"`
+
+	// file is the path the config was read from; relative paths resolve
+	// against its directory.
+	file string
+}
+
+// DNSConfig is [dns].
+type DNSConfig struct {
+	Upstream      []string `toml:"upstream"`       // forwarders, host:port
+	Blocklists    []string `toml:"blocklists"`     // files: domain lists or hosts format
+	AllowInternal []string `toml:"allow_internal"` // names whose private answers are kept
+	QueryLog      *bool    `toml:"query_log"`      // log every dns.query; default true
+	// EgressTTLMin and EgressTTLMax clamp how long an address learnt from a
+	// DNS answer stays reachable for FQDN egress (default 30s and 1h).
+	EgressTTLMin time.Duration `toml:"egress_ttl_min"`
+	EgressTTLMax time.Duration `toml:"egress_ttl_max"`
+	// RatePerIdentity is the per-identity query rate (queries/s, default
+	// 200) with a burst of twice that.
+	RatePerIdentity float64 `toml:"rate_per_identity"`
+}
+
+// AdminConfig is [admin].
+type AdminConfig struct {
+	Socket  string `toml:"socket"`  // JSON over HTTP on a unix socket
+	Metrics string `toml:"metrics"` // Prometheus /metrics address, optional
+}
+
+// LogConfig is [log].
+type LogConfig struct {
+	Audit string `toml:"audit"` // "-" (default) is stdout, else a file path
+	Level string `toml:"level"` // operational log level: debug, info (default), warn, error
+}
+
+// LimitsConfig is [limits]: what keeps one identity from starving the others
+// and what ends flows that are gone. wardgate's own keys, beyond DESIGN.md.
+type LimitsConfig struct {
+	// FlowsPerIdentity caps concurrent flows (TCP and UDP) per identity.
+	FlowsPerIdentity int `toml:"flows_per_identity"`
+	// PendingPerIdentity caps TCP flows still being set up (backend dial in
+	// progress) per identity.
+	PendingPerIdentity int `toml:"pending_per_identity"`
+	// PendingTotal caps TCP handshakes in flight in the whole stack.
+	PendingTotal int `toml:"pending_total"`
+	// DialTimeout bounds a backend dial (each endpoint tried).
+	DialTimeout time.Duration `toml:"dial_timeout"`
+	// TCPIdle ends a TCP flow with no data either way for this long.
+	TCPIdle time.Duration `toml:"tcp_idle"`
+	// UDPIdle and DNSIdle end UDP flows (DNSIdle for destination port 53).
+	UDPIdle time.Duration `toml:"udp_idle"`
+	DNSIdle time.Duration `toml:"dns_idle"`
+	// Drain is how long a stopping gateway lets live flows finish.
+	Drain time.Duration `toml:"drain"`
+}
+
+// ListenerConfig is one [[listener]]: a host socket that fronts a service
+// for LAN devices that cannot run WireGuard.
+type ListenerConfig struct {
+	Listen  string `toml:"listen"`  // host:port[/udp]
+	Service string `toml:"service"` // a service name in the policy
+}
+
+// Defaults are the values a zero Config field stands for.
+var Defaults = LimitsConfig{
+	FlowsPerIdentity:   1024,
+	PendingPerIdentity: 64,
+	PendingTotal:       1024,
+	DialTimeout:        5 * time.Second,
+	TCPIdle:            time.Hour,
+	UDPIdle:            2 * time.Minute,
+	DNSIdle:            30 * time.Second,
+	Drain:              10 * time.Second,
+}
+
+// File returns the path the config was loaded from.
+func (c *Config) File() string { return c.file }
+
+// Path resolves p relative to the config file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || p == "-" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.file), p)
+}
+
+// Auditing reports whether the gateway lets would-be denials through.
+func (c *Config) Auditing() bool { return c.Enforce == "audit" }
+
+// LoadConfig reads and validates a gateway.toml. Unknown keys and bad values
+// are errors naming file:line; the error is a *policy.LoadError listing all
+// of them. It does not load the policy (see LoadPolicy).
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig is LoadConfig on bytes already read.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	c := &Config{file: path}
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		return nil, &policy.LoadError{Problems: []policy.Problem{tomlProblem(path, err)}}
+	}
+	var probs []policy.Problem
+	bad := func(key, format string, args ...any) {
+		line := keyLine(data, key)
+		probs = append(probs, policy.Problem{File: path, Line: line, Col: colOf(line), Msg: fmt.Sprintf(format, args...)})
+	}
+	for _, k := range md.Undecoded() {
+		bad(k.String(), "unknown key %q", k.String())
+	}
+	c.applyDefaults()
+	c.validate(bad)
+	if len(probs) > 0 {
+		return nil, &policy.LoadError{Problems: probs}
+	}
+	return c, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Enforce == "" {
+		c.Enforce = "enforce"
+	}
+	if c.Listen == "" {
+		c.Listen = "0.0.0.0:51820"
+	}
+	if c.Log.Audit == "" {
+		c.Log.Audit = "-"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.DNS.QueryLog == nil {
+		t := true
+		c.DNS.QueryLog = &t
+	}
+	l, d := &c.Limits, Defaults
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt(&l.FlowsPerIdentity, d.FlowsPerIdentity)
+	setInt(&l.PendingPerIdentity, d.PendingPerIdentity)
+	setInt(&l.PendingTotal, d.PendingTotal)
+	setDur(&l.DialTimeout, d.DialTimeout)
+	setDur(&l.TCPIdle, d.TCPIdle)
+	setDur(&l.UDPIdle, d.UDPIdle)
+	setDur(&l.DNSIdle, d.DNSIdle)
+	setDur(&l.Drain, d.Drain)
+}
+
+func (c *Config) validate(bad func(key, format string, args ...any)) {
+	if c.Site == "" {
+		bad("site", "site is required: the name of this gateway's [[site]] in the policy")
+	}
+	if c.Policy == "" {
+		bad("policy", "policy is required: the path of the shared policy.toml")
+	}
+	if c.PrivateKeyFile == "" {
+		bad("private_key_file", "private_key_file is required")
+	}
+	if c.Enforce != "enforce" && c.Enforce != "audit" {
+		bad("enforce", "enforce %q: want \"enforce\" or \"audit\"", c.Enforce)
+	}
+	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
+		bad("listen", "listen %q: want ip:port (%v)", c.Listen, err)
+	}
+	for _, u := range c.DNS.Upstream {
+		if _, err := netip.ParseAddrPort(u); err != nil {
+			bad("dns.upstream", "dns upstream %q: want ip:port", u)
+		}
+	}
+	if c.Admin.Metrics != "" {
+		if _, err := netip.ParseAddrPort(c.Admin.Metrics); err != nil {
+			bad("admin.metrics", "admin metrics %q: want ip:port", c.Admin.Metrics)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "log level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	l := c.Limits
+	for _, v := range []struct {
+		key string
+		n   int
+	}{{"limits.flows_per_identity", l.FlowsPerIdentity}, {"limits.pending_per_identity", l.PendingPerIdentity}, {"limits.pending_total", l.PendingTotal}} {
+		if v.n < 0 {
+			bad(v.key, "%s must be positive, not %d", v.key, v.n)
+		}
+	}
+	if c.DNS.EgressTTLMin < 0 || c.DNS.EgressTTLMax < 0 || (c.DNS.EgressTTLMax != 0 && c.DNS.EgressTTLMin > c.DNS.EgressTTLMax) {
+		bad("dns.egress_ttl_min", "egress_ttl_min %v must not be negative or above egress_ttl_max %v", c.DNS.EgressTTLMin, c.DNS.EgressTTLMax)
+	}
+	for i, ln := range c.Listener {
+		if ln.Service == "" {
+			bad("listener.service", "listener %d: service is required", i+1)
+		}
+		if _, _, err := ParseListen(ln.Listen); err != nil {
+			bad("listener.listen", "listener %d: %v", i+1, err)
+		}
+	}
+}
+
+// ParseListen parses a [[listener]] listen value "host:port[/udp]".
+func ParseListen(s string) (netip.AddrPort, policy.Proto, error) {
+	proto := policy.ProtoTCP
+	addr := s
+	if a, p, ok := strings.Cut(s, "/"); ok {
+		addr = a
+		switch p {
+		case "tcp":
+		case "udp":
+			proto = policy.ProtoUDP
+		default:
+			return netip.AddrPort{}, 0, fmt.Errorf("listen %q: protocol %q: want tcp or udp", s, p)
+		}
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.AddrPort{}, 0, fmt.Errorf("listen %q: want ip:port[/udp]", s)
+	}
+	return ap, proto, nil
+}
+
+// LoadPolicy loads the policy the config names and checks that the config
+// fits it: the site exists, every listener's service exists.
+func (c *Config) LoadPolicy() (*policy.Policy, error) {
+	p, err := policy.Load(c.Path(c.Policy))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.CheckAgainst(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// CheckAgainst reports config references that the policy does not define.
+func (c *Config) CheckAgainst(p *policy.Policy) error {
+	data, _ := os.ReadFile(c.file)
+	var probs []policy.Problem
+	if p.Site(c.Site) == nil {
+		line := keyLine(data, "site")
+		probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: fmt.Sprintf("unknown site %q (not a [[site]] in %s)", c.Site, p.File())})
+	}
+	for i, ln := range c.Listener {
+		if ln.Service != "" && p.Service(ln.Service) == nil {
+			line := keyLine(data, "listener.service")
+			probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: fmt.Sprintf("listener %d: unknown service %q", i+1, ln.Service)})
+		}
+	}
+	if len(probs) > 0 {
+		return &policy.LoadError{Problems: probs}
+	}
+	return nil
+}
+
+// ErrKeyTooOpen is returned (wrapped) when the private key file can be read
+// by group or others.
+var ErrKeyTooOpen = errors.New("private key file is readable by group or others (chmod 600)")
+
+// ReadPrivateKey reads the private key file in `wg genkey` format. A file
+// that group or others can read is refused: the key is the gateway's
+// identity in the mesh.
+func (c *Config) ReadPrivateKey() (policy.Key, error) {
+	path := c.Path(c.PrivateKeyFile)
+	st, err := os.Stat(path)
+	if err != nil {
+		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return policy.Key{}, fmt.Errorf("%s: mode %04o: %w", path, st.Mode().Perm(), ErrKeyTooOpen)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
+	}
+	k, err := policy.ParseKey(strings.TrimSpace(string(data)))
+	if err != nil {
+		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// tomlProblem turns a toml decode error into a positioned Problem.
+func tomlProblem(path string, err error) policy.Problem {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.LastKey != "" {
+			msg = fmt.Sprintf("%s: %s", pe.LastKey, pe.Message)
+		}
+		return policy.Problem{File: path, Line: pe.Position.Line, Col: pe.Position.Col, Msg: msg}
+	}
+	return policy.Problem{File: path, Msg: err.Error()}
+}
+
+// keyLine finds the line of a dotted key ("dns.upstream", "site") in a TOML
+// file by scanning for the table header and then the key; 0 when not found.
+// BurntSushi/toml keeps key positions private, and gateway.toml is small.
+func keyLine(data []byte, dotted string) int {
+	table, key := "", dotted
+	if i := strings.LastIndexByte(dotted, '.'); i >= 0 {
+		table, key = dotted[:i], dotted[i+1:]
+	}
+	cur := ""
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "[") {
+			cur = strings.Trim(line, "[] ")
+			if cur == dotted {
+				return n
+			}
+			continue
+		}
+		if cur != table {
+			continue
+		}
+		if k, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == key {
+			return n
+		}
+	}
+	return 0
+}
+
+func colOf(line int) int {
+	if line == 0 {
+		return 0
+	}
+	return 1
+}

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/wardgate/wardgate/policy"
+)
+
+// state is everything a flow decision reads. It is replaced as a whole on
+// reload (atomic pointer swap), so one flow is decided against one policy.
+type state struct {
+	pol  *policy.Policy
+	site *policy.Site // this gateway's site in pol
+}
+
+// verdict is the outcome of classifying and deciding one new flow.
+type verdict struct {
+	id       *policy.Identity
+	svc      *policy.Service
+	src, dst netip.AddrPort
+	proto    policy.Proto
+	d        policy.Decision
+	// pass is whether the flow goes through: allowed, or a would-be denial
+	// let through in audit mode (event flow.audit).
+	pass bool
+}
+
+// decide identifies the source, matches the destination to a service and
+// asks the policy. It never allocates on the deny path beyond the verdict.
+func (g *Gateway) decide(st *state, src, dst netip.AddrPort, proto policy.Proto) verdict {
+	v := verdict{src: src, dst: dst, proto: proto}
+	v.id = st.pol.IdentityByAddr(src.Addr())
+	if v.id != nil && v.id.Site != st.site.Name {
+		// Cryptokey routing only admits identities homed here; anything
+		// else is a policy/peer mismatch and is treated as unknown.
+		v.id = nil
+	}
+	return g.decideFor(st, v)
+}
+
+// decideFor completes v whose identity is already known (or nil).
+func (g *Gateway) decideFor(st *state, v verdict) verdict {
+	if v.id != nil {
+		v.svc = st.pol.ServiceByDst(v.dst, v.proto)
+		if v.svc == nil && g.egress != nil {
+			v.svc = g.egress(v.id, v.dst.Addr(), v.dst.Port(), v.proto)
+		}
+	}
+	v.d = st.pol.Decide(v.id, v.svc, v.dst.Port(), v.proto, g.now())
+	v.pass = g.passes(v)
+	return v
+}
+
+// passes says whether a decided flow goes through: allowed, or a would-be
+// denial during roll-out (a deny rule with audit = true, or the gateway in
+// audit mode). Flows with no identity or no service have nowhere to go, so
+// they stay denied even then.
+func (g *Gateway) passes(v verdict) bool {
+	return v.d.Allowed() || (v.id != nil && v.svc != nil && (v.d.Audit || g.auditing.Load()))
+}
+
+// logDecision writes flow.allow, flow.audit or flow.deny for v. reason
+// overrides the decision's reason (caps refuse allowed flows).
+func (g *Gateway) logDecision(v verdict, reason string) {
+	event := EventFlowAllow
+	switch {
+	case reason != "":
+		event = EventFlowDeny
+	case !v.d.Allowed() && v.pass:
+		event = EventFlowAudit
+	case !v.pass:
+		event = EventFlowDeny
+	}
+	if reason == "" {
+		reason = v.d.Reason.String()
+	}
+	attrs := make([]slog.Attr, 0, 10)
+	if v.id != nil {
+		attrs = append(attrs, slog.String("identity", v.id.Name), slog.String("site", v.id.Site))
+	}
+	attrs = append(attrs, slog.String("src", v.src.String()), slog.String("dst", v.dst.String()))
+	if v.svc != nil {
+		attrs = append(attrs, slog.String("service", v.svc.Name))
+	}
+	attrs = append(attrs, slog.String("proto", v.proto.String()), slog.Int("port", int(v.dst.Port())))
+	if v.d.Rule != "" {
+		attrs = append(attrs, slog.String("rule", v.d.Rule))
+	}
+	if reason != "" {
+		attrs = append(attrs, slog.String("reason", reason))
+	}
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, event, attrs...)
+}
+
+// logEnd writes flow.end for f.
+func (g *Gateway) logEnd(f *flow, errText string) {
+	attrs := []slog.Attr{
+		slog.Uint64("flow", f.id),
+		slog.String("identity", f.identity), slog.String("site", f.site),
+		slog.String("src", f.src.String()), slog.String("dst", f.dst.String()),
+		slog.String("service", f.service), slog.String("proto", f.proto.String()),
+		slog.Int("port", int(f.port)), slog.String("rule", f.rule),
+		slog.Int64("bytes_in", f.bytesIn.Load()), slog.Int64("bytes_out", f.bytesOut.Load()),
+		slog.Int64("duration_ms", time.Since(f.start).Milliseconds()),
+	}
+	if errText != "" {
+		attrs = append(attrs, slog.String("error", errText))
+	}
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventFlowEnd, attrs...)
+}
+
+// newFlow registers an allowed flow in the flow table.
+func (g *Gateway) newFlow(v verdict, stop func()) *flow {
+	f := &flow{
+		identity: v.id.Name, site: v.id.Site, service: v.svc.Name,
+		src: v.src, dst: v.dst, proto: v.proto, port: v.dst.Port(),
+		rule: v.d.Rule, start: time.Now(), stop: stop,
+	}
+	g.flows.add(f)
+	return f
+}

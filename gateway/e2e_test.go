@@ -1,0 +1,501 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/curve25519"
+
+	"github.com/wardgate/wardgate/internal/wgclient"
+	"github.com/wardgate/wardgate/overlay/memnet"
+)
+
+// testKey is a WireGuard key pair for tests.
+type testKey struct {
+	priv, pub [32]byte
+}
+
+func newTestKey(t testing.TB) testKey {
+	t.Helper()
+	var k testKey
+	rand.Read(k.priv[:])
+	k.priv[0] &= 248
+	k.priv[31] = (k.priv[31] & 127) | 64
+	pub, err := curve25519.X25519(k.priv[:], curve25519.Basepoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(k.pub[:], pub)
+	return k
+}
+
+func (k testKey) pubB64() string  { return base64.StdEncoding.EncodeToString(k.pub[:]) }
+func (k testKey) privB64() string { return base64.StdEncoding.EncodeToString(k.priv[:]) }
+
+// syncBuffer collects the audit log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) events(t testing.TB) []map[string]any {
+	s.mu.Lock()
+	data := append([]byte(nil), s.b.Bytes()...)
+	s.mu.Unlock()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("audit line is not JSON: %q", sc.Text())
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// waitEvent waits for an audit event that has all of want's fields.
+func (s *syncBuffer) waitEvent(t testing.TB, want map[string]any) map[string]any {
+	t.Helper()
+	var got map[string]any
+	waitUntil(t, 5*time.Second, fmt.Sprintf("audit event %v", want), func() bool {
+		for _, ev := range s.events(t) {
+			ok := true
+			for k, v := range want {
+				if fmt.Sprint(ev[k]) != fmt.Sprint(v) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				got = ev
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testBackends are real sockets on loopback.
+type testBackends struct {
+	echo    netip.AddrPort // TCP: reads to EOF, answers "echo:"+data, closes
+	other   netip.AddrPort // TCP: answers "other" at once
+	dead    netip.AddrPort // TCP: nobody listens (refused)
+	udpEcho netip.AddrPort
+}
+
+func startTestBackends(t testing.TB) testBackends {
+	t.Helper()
+	listen := func(serve func(net.Conn)) netip.AddrPort {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					serve(c)
+				}()
+			}
+		}()
+		return ln.Addr().(*net.TCPAddr).AddrPort()
+	}
+	var b testBackends
+	b.echo = listen(func(c net.Conn) {
+		data, _ := io.ReadAll(c)
+		c.Write(append([]byte("echo:"), data...))
+	})
+	b.other = listen(func(c net.Conn) { c.Write([]byte("other")) })
+	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
+	b.dead = ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	b.udpEcho = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	return b
+}
+
+// testGateway is a gateway on an in-memory switch with its audit log.
+type testGateway struct {
+	gw    *Gateway
+	key   testKey
+	sw    *memnet.Switch
+	audit *syncBuffer
+	port  uint16
+}
+
+// startTestGateway writes the policy and a gateway.toml into a temp dir
+// and starts a gateway on sw.
+func startTestGateway(t testing.TB, sw *memnet.Switch, key testKey, site, policyText, extra string) *testGateway {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("gw.key", key.privB64()+"\n", 0o600)
+	write("policy.toml", policyText, 0o644)
+	write("gateway.toml", fmt.Sprintf("site = %q\npolicy = \"policy.toml\"\nprivate_key_file = \"gw.key\"\nlisten = \"127.0.0.1:51820\"\n%s", site, extra), 0o644)
+	cfg, err := LoadConfig(filepath.Join(dir, "gateway.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &testGateway{key: key, sw: sw, audit: &syncBuffer{}}
+	tg.gw, err = Start(cfg, Options{
+		Bind:   sw.Bind(netip.MustParseAddr("127.0.0.1")),
+		Audit:  NewAuditLogger(tg.audit),
+		Logger: slogToTest(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.port = tg.gw.Port()
+	t.Cleanup(func() { tg.gw.Close() })
+	return tg
+}
+
+// client connects a userspace WireGuard client with key and address.
+func (tg *testGateway) client(t testing.TB, key testKey, addr string) *wgclient.Client {
+	t.Helper()
+	c, err := wgclient.New(wgclient.Config{
+		PrivateKey:    key.priv,
+		Addresses:     []netip.Addr{netip.MustParseAddr(addr)},
+		PeerPublicKey: tg.key.pub,
+		PeerEndpoint:  netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), tg.port),
+		Bind:          tg.sw.Bind(netip.MustParseAddr("127.0.0.2")),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+const e2ePolicy = `
+[overlay]
+prefix = "100.80.0.0/16"
+service_prefix = "100.81.0.0/16"
+domain = "test.internal"
+
+[[site]]
+name = "leeds"
+key = "%[1]s"
+address = "100.80.0.1"
+
+[[identity]]
+name = "alice"
+key = "%[2]s"
+address = "100.80.1.10"
+site = "leeds"
+groups = ["clinical"]
+
+[[identity]]
+name = "bob"
+key = "%[3]s"
+address = "100.80.1.11"
+site = "leeds"
+groups = ["admin"]
+
+[[service]]
+name = "ehr"
+site = "leeds"
+vip = "100.81.0.10"
+endpoints = ["%[4]s"]
+
+[[service]]
+name = "payroll"
+site = "leeds"
+vip = "100.81.0.11"
+endpoints = ["%[5]s"]
+
+[[service]]
+name = "dead"
+site = "leeds"
+vip = "100.81.0.12"
+endpoints = ["%[6]s"]
+
+[[service]]
+name = "echo"
+site = "leeds"
+vip = "100.81.0.13"
+endpoints = ["%[7]s/udp"]
+
+[[rule]]
+name = "clinical-ehr"
+from = ["group:clinical"]
+to = ["ehr", "dead", "echo"]
+
+[[rule]]
+name = "admin-payroll"
+from = ["group:admin"]
+to = ["payroll"]
+`
+
+func dialVIP(c *wgclient.Client, vip string, port uint16) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.DialContext(ctx, "tcp4", fmt.Sprintf("%s:%d", vip, port))
+}
+
+// TestEndToEnd runs userspace WireGuard clients against a real gateway:
+// real wireguard-go devices, the real gVisor stack, real backend sockets.
+func TestEndToEnd(t *testing.T) {
+	be := startTestBackends(t)
+	baseline := runtime.NumGoroutine()
+	gwKey, aliceKey, bobKey := newTestKey(t), newTestKey(t), newTestKey(t)
+	pol := fmt.Sprintf(e2ePolicy, gwKey.pubB64(), aliceKey.pubB64(), bobKey.pubB64(), be.echo, be.other, be.dead, be.udpEcho)
+	sw := memnet.NewSwitch()
+	tg := startTestGateway(t, sw, gwKey, "leeds", pol, "[limits]\nflows_per_identity = 3\ndial_timeout = \"2s\"\nudp_idle = \"1s\"\n")
+	alice := tg.client(t, aliceKey, "100.80.1.10")
+	bob := tg.client(t, bobKey, "100.80.1.11")
+
+	t.Run("allowed TCP carries data both ways with half-close", func(t *testing.T) {
+		c, err := dialVIP(alice, "100.81.0.10", be.echo.Port())
+		if err != nil {
+			t.Fatalf("dial ehr: %v", err)
+		}
+		defer c.Close()
+		payload := make([]byte, 1<<20)
+		rand.Read(payload)
+		go func() {
+			c.Write(payload)
+			c.(interface{ CloseWrite() error }).CloseWrite()
+		}()
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if !bytes.Equal(got, append([]byte("echo:"), payload...)) {
+			t.Fatalf("echo through the gateway differs: got %d bytes", len(got))
+		}
+		ev := tg.audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr"})
+		want := map[string]any{"site": "leeds", "proto": "tcp", "port": be.echo.Port(), "rule": "clinical-ehr",
+			"dst": fmt.Sprintf("100.81.0.10:%d", be.echo.Port())}
+		for k, v := range want {
+			if fmt.Sprint(ev[k]) != fmt.Sprint(v) {
+				t.Errorf("flow.allow %s = %v, want %v", k, ev[k], v)
+			}
+		}
+		if src := fmt.Sprint(ev["src"]); !strings.HasPrefix(src, "100.80.1.10:") {
+			t.Errorf("flow.allow src = %s", src)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["time"])); err != nil {
+			t.Errorf("flow.allow time: %v", err)
+		}
+		end := tg.audit.waitEvent(t, map[string]any{"event": "flow.end", "identity": "alice", "service": "ehr"})
+		if end["bytes_in"].(float64) != float64(len(payload)) || end["bytes_out"].(float64) != float64(len(payload)+5) {
+			t.Errorf("flow.end bytes_in %v bytes_out %v, want %d and %d", end["bytes_in"], end["bytes_out"], len(payload), len(payload)+5)
+		}
+		if _, ok := end["duration_ms"].(float64); !ok {
+			t.Errorf("flow.end has no duration_ms: %v", end)
+		}
+	})
+
+	t.Run("denied TCP is refused at once", func(t *testing.T) {
+		start := time.Now()
+		_, err := dialVIP(alice, "100.81.0.11", be.other.Port())
+		if !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(fmt.Sprint(err), "refused") {
+			t.Fatalf("dial payroll as alice: want connection refused, got %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("refusal took %v", d)
+		}
+		ev := tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "service": "payroll"})
+		if ev["reason"] != "no-rule" || ev["proto"] != "tcp" {
+			t.Errorf("flow.deny = %v", ev)
+		}
+		// The same destination is open to bob.
+		c, err := dialVIP(bob, "100.81.0.11", be.other.Port())
+		if err != nil {
+			t.Fatalf("dial payroll as bob: %v", err)
+		}
+		got, _ := io.ReadAll(c)
+		c.Close()
+		if string(got) != "other" {
+			t.Fatalf("bob read %q", got)
+		}
+	})
+
+	t.Run("unknown destination is no-service", func(t *testing.T) {
+		if _, err := dialVIP(alice, "100.81.0.99", 8080); err == nil {
+			t.Fatal("dial to an unknown destination succeeded")
+		}
+		tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "dst": "100.81.0.99:8080", "reason": "no-service"})
+	})
+
+	t.Run("dead backend looks dead", func(t *testing.T) {
+		if _, err := dialVIP(alice, "100.81.0.12", be.dead.Port()); err == nil {
+			t.Fatal("dial through to a dead backend succeeded")
+		}
+		tg.audit.waitEvent(t, map[string]any{"event": "flow.end", "identity": "alice", "service": "dead"})
+	})
+
+	t.Run("UDP echo for the allowed identity only", func(t *testing.T) {
+		dst := netip.AddrPortFrom(netip.MustParseAddr("100.81.0.13"), be.udpEcho.Port())
+		if err := udpEcho(alice, dst); err != nil {
+			t.Fatalf("alice: %v", err)
+		}
+		before := bob.PortUnreachables()
+		if err := udpEcho(bob, dst); err == nil {
+			t.Fatal("bob's UDP went through")
+		}
+		if bob.PortUnreachables() == before {
+			t.Error("bob got no ICMP port unreachable")
+		}
+		tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "bob", "service": "echo", "proto": "udp", "reason": "no-rule"})
+	})
+
+	t.Run("ping gateway and reachable VIPs only", func(t *testing.T) {
+		ping := func(c *wgclient.Client, addr string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return c.Ping(ctx, netip.MustParseAddr(addr))
+		}
+		if err := ping(alice, "100.80.0.1"); err != nil {
+			t.Errorf("ping gateway: %v", err)
+		}
+		if err := ping(alice, "100.81.0.10"); err != nil {
+			t.Errorf("ping ehr VIP as alice: %v", err)
+		}
+		if err := ping(alice, "100.81.0.11"); err == nil {
+			t.Error("ping payroll VIP as alice answered")
+		}
+	})
+
+	t.Run("caps hold per identity", func(t *testing.T) {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		waitUntil(t, 5*time.Second, "alice's earlier flows to end", func() bool { return countFlows(tg.gw, "alice") == 0 })
+		for i := 0; i < 3; i++ {
+			c, err := dialVIP(alice, "100.81.0.10", be.echo.Port())
+			if err != nil {
+				t.Fatalf("flow %d under the cap: %v", i, err)
+			}
+			held = append(held, c)
+		}
+		waitUntil(t, 5*time.Second, "3 live flows", func() bool { return countFlows(tg.gw, "alice") == 3 })
+		if _, err := dialVIP(alice, "100.81.0.10", be.echo.Port()); err == nil {
+			t.Fatal("4th flow over flows_per_identity = 3 was accepted")
+		}
+		tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "reason": "flow-limit"})
+		c, err := dialVIP(bob, "100.81.0.11", be.other.Port())
+		if err != nil {
+			t.Fatalf("bob is affected by alice's cap: %v", err)
+		}
+		c.Close()
+	})
+
+	t.Run("spoofed source gets nothing", func(t *testing.T) {
+		// bob's key, alice's address: cryptokey routing drops it.
+		mallory := tg.client(t, bobKey, "100.80.1.10")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if c, err := mallory.DialContext(ctx, "tcp4", fmt.Sprintf("100.81.0.10:%d", be.echo.Port())); err == nil {
+			c.Close()
+			t.Fatal("a spoofed source reached ehr")
+		}
+	})
+
+	alice.Close()
+	bob.Close()
+	tg.gw.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > baseline+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d, baseline %d:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func countFlows(g *Gateway, identity string) int {
+	n := 0
+	for _, f := range g.Flows() {
+		if f.Identity == identity {
+			n++
+		}
+	}
+	return n
+}
+
+// udpEcho sends a datagram and waits for the same bytes back, retrying a
+// few times as a UDP application would.
+func udpEcho(c *wgclient.Client, dst netip.AddrPort) error {
+	conn, err := c.DialUDP(dst)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	msg := make([]byte, 32)
+	rand.Read(msg)
+	buf := make([]byte, 64)
+	for range 5 {
+		conn.Write(msg)
+		conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := conn.Read(buf)
+		if err == nil && bytes.Equal(buf[:n], msg) {
+			return nil
+		}
+	}
+	return errors.New("no echo")
+}

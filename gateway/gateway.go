@@ -1,0 +1,272 @@
+// Package gateway wires wardgate together: gateway.toml, the flow handler
+// (identify, decide, dial, splice), the audit log, limits, and the
+// lifecycle of a running gateway. Protocol details live in overlay (WireGuard
+// and the network stack), policy (decisions) and dnsfilter (DNS).
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/wardgate/wardgate/overlay"
+	"github.com/wardgate/wardgate/policy"
+)
+
+// Options are what a caller (the CLI, a test, the demo) supplies beyond the
+// config files.
+type Options struct {
+	// Bind is the WireGuard UDP transport; nil means real UDP sockets on
+	// the config's listen port.
+	Bind conn.Bind
+	// Audit receives the audit log; nil means the config's [log] audit.
+	Audit *slog.Logger
+	// Logger is the operational log; nil means text on stderr at the
+	// config's level.
+	Logger *slog.Logger
+	// Now is the clock used for time-window decisions; nil is time.Now.
+	Now func() time.Time
+}
+
+// Gateway is a running wardgate gateway.
+type Gateway struct {
+	cfg      *Config
+	auditing atomic.Bool // enforce = "audit": would-be denials pass
+	audit    *slog.Logger
+	log      *slog.Logger
+	now      func() time.Time
+	closers  []io.Closer // opened by Start, closed by Close (audit file)
+
+	state   atomic.Pointer[state]
+	overlay *overlay.Overlay
+	limits  *identityLimits
+	flows   *flowTable
+	rr      roundRobin
+	// egress, when set, finds the egress service an identity may reach at
+	// an address it learnt from DNS (dnsfilter's FQDN egress).
+	egress func(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service
+
+	closing  atomic.Bool
+	flowsWG  sync.WaitGroup
+	reloadMu sync.Mutex
+	closeMu  sync.Mutex
+	closed   bool
+}
+
+// Start loads the policy the config names, brings up the WireGuard device
+// and the stack, and starts serving flows. With no valid policy it returns
+// an error: the gateway never runs open.
+func Start(cfg *Config, opts Options) (*Gateway, error) {
+	g := &Gateway{cfg: cfg, now: opts.Now, log: opts.Logger, audit: opts.Audit}
+	g.auditing.Store(cfg.Auditing())
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(cfg.Log.Level)}))
+	}
+	if g.audit == nil {
+		w, err := g.openAudit()
+		if err != nil {
+			return nil, err
+		}
+		g.audit = NewAuditLogger(w)
+	}
+	pol, err := cfg.LoadPolicy()
+	if err != nil {
+		g.closeAll()
+		return nil, err
+	}
+	key, err := cfg.ReadPrivateKey()
+	if err != nil {
+		g.closeAll()
+		return nil, err
+	}
+	st := &state{pol: pol, site: pol.Site(cfg.Site)}
+	g.state.Store(st)
+	g.limits = newIdentityLimits(cfg.Limits.FlowsPerIdentity, cfg.Limits.PendingPerIdentity)
+	g.flows = newFlowTable()
+
+	listen, _ := netip.ParseAddrPort(cfg.Listen) // validated by ParseConfig
+	g.overlay, err = overlay.New(overlay.Config{
+		PrivateKey: overlay.Key(key),
+		Bind:       opts.Bind,
+		ListenPort: listen.Port(),
+		Address:    st.site.Address,
+		TCP:        overlay.TCPConfig{MaxInFlight: cfg.Limits.PendingTotal},
+		Handler: overlay.Handler{
+			TCP:  g.handleTCP,
+			UDP:  g.admitUDP,
+			Ping: g.allowPing,
+		},
+		Logger: g.log,
+	})
+	if err != nil {
+		g.closeAll()
+		return nil, fmt.Errorf("overlay: %w", err)
+	}
+	peers, err := peersFor(st)
+	if err == nil {
+		err = g.overlay.SetPeers(peers)
+	}
+	if err != nil {
+		g.overlay.Close()
+		g.closeAll()
+		return nil, fmt.Errorf("peers: %w", err)
+	}
+	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
+		"port", g.overlay.Port(), "policy", pol.File(), "hash", pol.Hash(), "peers", len(peers))
+	if g.auditing.Load() {
+		g.log.Warn("AUDIT MODE: this gateway is NOT ENFORCING policy; would-be denials are let through and logged as flow.audit")
+	}
+	return g, nil
+}
+
+// Port is the WireGuard UDP port the gateway listens on.
+func (g *Gateway) Port() uint16 { return g.overlay.Port() }
+
+// Policy returns the policy in force.
+func (g *Gateway) Policy() *policy.Policy { return g.state.Load().pol }
+
+// Flows lists the live flows.
+func (g *Gateway) Flows() []FlowInfo {
+	fs := g.flows.snapshot()
+	out := make([]FlowInfo, len(fs))
+	for i, f := range fs {
+		out[i] = f.info()
+	}
+	return out
+}
+
+// Close stops the gateway: new flows are refused at once, live flows get up
+// to [limits] drain to finish, then the rest are ended and the device goes
+// down.
+func (g *Gateway) Close() error {
+	g.closeMu.Lock()
+	defer g.closeMu.Unlock()
+	if g.closed {
+		return nil
+	}
+	g.closed = true
+	g.closing.Store(true)
+	done := make(chan struct{})
+	go func() { g.flowsWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(g.cfg.Limits.Drain):
+		n := g.flows.len()
+		g.log.Info("drain time over; ending live flows", "flows", n)
+		for _, f := range g.flows.snapshot() {
+			f.stop()
+		}
+		<-done
+	}
+	err := g.overlay.Close()
+	g.closeAll()
+	return err
+}
+
+// allowPing answers ICMP echo to a service VIP only for identities that may
+// reach that service.
+func (g *Gateway) allowPing(src, dst netip.Addr) bool {
+	st := g.state.Load()
+	id := st.pol.IdentityByAddr(src)
+	if id == nil {
+		return false
+	}
+	svc := st.pol.ServiceByDst(netip.AddrPortFrom(dst, 0), policy.ProtoICMP)
+	return svc != nil && svc.VIP == dst && st.pol.CanReach(id, svc)
+}
+
+// peersFor is the WireGuard peer set of this site: every identity homed
+// here and every other site's gateway, each with its overlay address as
+// AllowedIPs, so that cryptokey routing binds source address to key.
+func peersFor(st *state) ([]overlay.Peer, error) {
+	var peers []overlay.Peer
+	for _, id := range st.pol.Identities() {
+		if id.IsLAN() || id.Site != st.site.Name {
+			continue
+		}
+		peers = append(peers, overlay.Peer{
+			PublicKey:  overlay.Key(id.Key),
+			AllowedIPs: []netip.Prefix{netip.PrefixFrom(id.Address, id.Address.BitLen())},
+		})
+	}
+	for _, s := range st.pol.Sites() {
+		if s.Name == st.site.Name {
+			continue
+		}
+		p := overlay.Peer{
+			PublicKey:           overlay.Key(s.Key),
+			AllowedIPs:          []netip.Prefix{netip.PrefixFrom(s.Address, s.Address.BitLen())},
+			PersistentKeepalive: 25 * time.Second,
+		}
+		if s.Endpoint != "" {
+			ep, err := resolveEndpoint(s.Endpoint)
+			if err != nil {
+				return nil, fmt.Errorf("site %q endpoint: %w", s.Name, err)
+			}
+			p.Endpoint = ep
+		}
+		peers = append(peers, p)
+	}
+	return peers, nil
+}
+
+// resolveEndpoint turns host:port into an address, resolving names once.
+func resolveEndpoint(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", s)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return ua.AddrPort(), nil
+}
+
+func (g *Gateway) openAudit() (io.Writer, error) {
+	if g.cfg.Log.Audit == "-" {
+		return os.Stdout, nil
+	}
+	f, err := os.OpenFile(g.cfg.Path(g.cfg.Log.Audit), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	g.closers = append(g.closers, f)
+	return f, nil
+}
+
+func (g *Gateway) closeAll() {
+	for _, c := range g.closers {
+		c.Close()
+	}
+	g.closers = nil
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// Serve runs until ctx is done, then closes the gateway.
+func (g *Gateway) Serve(ctx context.Context) error {
+	<-ctx.Done()
+	return g.Close()
+}
+
+func isConnRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

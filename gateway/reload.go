@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/wardgate/wardgate/policy"
+)
+
+// Reload reads gateway.toml and the policy again. Load, validate, run the
+// [[test]]s and compile first; only then swap atomically. A bad file changes
+// nothing (config.error is logged and the error returned). A good one takes
+// effect for new flows at once, updates WireGuard peers without disturbing
+// unchanged ones, and ends live flows the new policy denies (flow.revoked).
+//
+// Settings that shape sockets (listen, private key, limits) take effect on
+// restart; a reload that changes them says so in the operational log.
+func (g *Gateway) Reload() error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	st, err := g.loadState()
+	if err != nil {
+		g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigError, slog.String("error", err.Error()))
+		g.log.Error("reload refused; the running policy stays", "err", err)
+		return err
+	}
+	peers, err := peersFor(st)
+	if err == nil {
+		err = g.overlay.SetPeers(peers)
+	}
+	if err != nil {
+		err = fmt.Errorf("peers: %w", err)
+		g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigError, slog.String("error", err.Error()))
+		return err
+	}
+	old := g.state.Swap(st)
+	revoked := g.revoke(st)
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigReload,
+		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()),
+		slog.String("previous_hash", old.pol.Hash()), slog.Int("revoked", revoked))
+	g.log.Info("reloaded", "hash", st.pol.Hash(), "peers", len(peers), "revoked", revoked)
+	return nil
+}
+
+// loadState builds the state a reload would install, or says why not.
+func (g *Gateway) loadState() (*state, error) {
+	cfg, err := LoadConfig(g.cfg.File())
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Site != g.cfg.Site {
+		return nil, fmt.Errorf("%s: site changed from %q to %q: restart the gateway to change its site", cfg.File(), g.cfg.Site, cfg.Site)
+	}
+	if cfg.Listen != g.cfg.Listen || cfg.PrivateKeyFile != g.cfg.PrivateKeyFile || cfg.Limits != g.cfg.Limits {
+		g.log.Warn("listen, private_key_file and [limits] changes take effect on restart")
+	}
+	pol, err := cfg.LoadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	if failed := failedTests(pol); failed != "" {
+		return nil, fmt.Errorf("%s: policy tests fail: %s", pol.File(), failed)
+	}
+	g.auditing.Store(cfg.Auditing())
+	return &state{pol: pol, site: pol.Site(cfg.Site)}, nil
+}
+
+// failedTests lists the policy's failing [[test]]s, "" when all pass.
+func failedTests(p *policy.Policy) string {
+	var out []string
+	for _, r := range p.RunTests() {
+		if !r.Passed {
+			out = append(out, fmt.Sprintf("%s (%s -> %s: expected %s, got %s)", r.Problem.Error(), r.From, r.To, r.Expect, r.Got.Verdict))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// revoke decides every live flow again with st and ends those it denies.
+func (g *Gateway) revoke(st *state) int {
+	n := 0
+	for _, f := range g.flows.snapshot() {
+		id := st.pol.Identity(f.identity)
+		svc := st.pol.Service(f.service)
+		v := verdict{id: id, svc: svc, src: f.src, dst: f.dst, proto: f.proto}
+		v.d = st.pol.Decide(id, svc, f.port, f.proto, g.now())
+		if g.passes(v) {
+			continue
+		}
+		f.revoked.Store(true)
+		f.stop()
+		n++
+		attrs := []slog.Attr{
+			slog.Uint64("flow", f.id), slog.String("identity", f.identity), slog.String("site", f.site),
+			slog.String("src", f.src.String()), slog.String("dst", f.dst.String()),
+			slog.String("service", f.service), slog.String("proto", f.proto.String()),
+			slog.Int("port", int(f.port)), slog.String("reason", v.d.Reason.String()),
+		}
+		if v.d.Rule != "" {
+			attrs = append(attrs, slog.String("rule", v.d.Rule))
+		}
+		g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventFlowRevoked, attrs...)
+	}
+	return n
+}

@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Keepalive settings for backend sockets (the overlay side has its own).
+const (
+	keepaliveIdle     = 60 * time.Second
+	keepaliveInterval = 15 * time.Second
+	keepaliveCount    = 4
+)
+
+// copyBufSize is the splice buffer: large enough to move a TCP window's
+// worth per syscall, pooled so idle flows hold no buffer at all.
+const copyBufSize = 64 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// idleTimer ends a flow when neither direction moved data for d. Activity
+// is a timestamp written on every read; the timer re-arms itself for the
+// remaining time instead of being reset per read, which keeps the hot path
+// to one atomic store.
+type idleTimer struct {
+	d    time.Duration
+	last atomic.Int64 // unix nanos of the last activity
+	t    *time.Timer
+}
+
+func newIdleTimer(d time.Duration, expire func()) *idleTimer {
+	it := &idleTimer{d: d}
+	it.touch()
+	it.t = time.AfterFunc(d, func() {
+		if rest := it.d - time.Duration(time.Now().UnixNano()-it.last.Load()); rest > 0 {
+			it.t.Reset(rest)
+			return
+		}
+		expire()
+	})
+	return it
+}
+
+func (it *idleTimer) touch() { it.last.Store(time.Now().UnixNano()) }
+func (it *idleTimer) stop()  { it.t.Stop() }
+
+// closeWriter is a conn whose write half can be closed alone (TCP FIN).
+type closeWriter interface{ CloseWrite() error }
+
+// spliceTCP copies both ways until both directions ended, propagating
+// half-close: when one side stops sending, the other side's write half is
+// closed, and the other direction carries on. It returns the first error
+// that was not a clean end of stream.
+func spliceTCP(client, backend net.Conn, in, out *atomic.Int64, idle *idleTimer) error {
+	errc := make(chan error, 2)
+	go func() { errc <- copyHalf(backend, client, in, idle) }()
+	go func() { errc <- copyHalf(client, backend, out, idle) }()
+	var first error
+	for range 2 {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			// A broken direction ends the flow: unblock the other one.
+			client.Close()
+			backend.Close()
+		}
+	}
+	return first
+}
+
+// copyHalf copies src to dst, counting bytes, then closes dst's write half.
+func copyHalf(dst, src net.Conn, n *atomic.Int64, idle *idleTimer) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			idle.touch()
+			nw, werr := dst.Write(buf[:nr])
+			n.Add(int64(nw))
+			if werr != nil {
+				return werr
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				if cw, ok := dst.(closeWriter); ok {
+					cw.CloseWrite()
+				}
+				return nil
+			}
+			return rerr
+		}
+	}
+}

@@ -1,0 +1,257 @@
+package interop
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// backends are real sockets on loopback that services point at.
+type backends struct {
+	web, payroll int // HTTP ports
+	echo         int // UDP echo port
+	bigSum       string
+}
+
+// bigSize is the download that must arrive intact through the tunnel.
+const bigSize = 20 << 20
+
+func startBackends(t *testing.T) *backends {
+	t.Helper()
+	big := make([]byte, bigSize)
+	rand.Read(big)
+	sum := sha256.Sum256(big)
+	b := &backends{bigSum: hex.EncodeToString(sum[:])}
+
+	serve := func(name string, h http.Handler) int {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: h}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	web := http.NewServeMux()
+	web.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from ehr\n") })
+	web.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { w.Write(big) })
+	b.web = serve("ehr", web)
+	b.payroll = serve("payroll", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "payroll\n") }))
+
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	b.echo = pc.LocalAddr().(*net.UDPAddr).Port
+	return b
+}
+
+// site is one gateway's files and keys, written to a temp dir.
+type site struct {
+	dir  string
+	keys keypair
+	port int
+}
+
+// writeSite writes gateway.toml, policy.toml and the key file.
+func writeSite(t *testing.T, name string, keys keypair, port int, policy, extra string) *site {
+	t.Helper()
+	s := &site{dir: t.TempDir(), keys: keys, port: port}
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(s.dir, name+".key"), []byte(keys.priv+"\n"), 0o600))
+	must(os.WriteFile(filepath.Join(s.dir, "policy.toml"), []byte(policy), 0o644))
+	gw := fmt.Sprintf(`site = %q
+policy = "policy.toml"
+private_key_file = %q
+listen = "127.0.0.1:%d"
+
+[log]
+audit = "audit.log"
+level = "debug"
+%s`, name, name+".key", port, extra)
+	must(os.WriteFile(filepath.Join(s.dir, "gateway.toml"), []byte(gw), 0o644))
+	return s
+}
+
+// TestDataPlaneInterop: standard WireGuard clients in namespaces find
+// exactly the access the policy grants through a running `wardgate run`.
+func TestDataPlaneInterop(t *testing.T) {
+	requireInterop(t, "curl", "ping", "sha256sum")
+	be := startBackends(t)
+	gwKeys, alice, bob := newKeypair(t), newKeypair(t), newKeypair(t)
+	port := freeUDPPort(t)
+	policy := fmt.Sprintf(`
+[overlay]
+prefix = "100.80.0.0/16"
+service_prefix = "100.81.0.0/16"
+domain = "test.internal"
+
+[[site]]
+name = "leeds"
+key = %q
+address = "100.80.0.1"
+
+[[identity]]
+name = "alice"
+key = %q
+address = "100.80.1.10"
+site = "leeds"
+groups = ["clinical"]
+
+[[identity]]
+name = "bob"
+key = %q
+address = "100.80.1.11"
+site = "leeds"
+groups = ["admin"]
+
+[[service]]
+name = "ehr"
+site = "leeds"
+vip = "100.81.0.10"
+endpoints = ["127.0.0.1:%d"]
+
+[[service]]
+name = "payroll"
+site = "leeds"
+vip = "100.81.0.11"
+endpoints = ["127.0.0.1:%d"]
+
+[[service]]
+name = "echo"
+site = "leeds"
+vip = "100.81.0.12"
+endpoints = ["127.0.0.1:%d/udp"]
+
+[[rule]]
+name = "clinical-ehr"
+from = ["group:clinical"]
+to = ["ehr", "echo"]
+
+[[rule]]
+name = "admin-payroll"
+from = ["group:admin"]
+to = ["payroll"]
+`, gwKeys.pub, alice.pub, bob.pub, be.web, be.payroll, be.echo)
+	s := writeSite(t, "leeds", gwKeys, port, policy, "")
+	gw := startGateway(t, s.dir, port)
+
+	a := newClient(t, "alice", "100.80.1.10", alice, gwKeys.pub, port)
+	b := newClient(t, "bob", "100.80.1.11", bob, gwKeys.pub, port)
+
+	t.Run("ping gateway", func(t *testing.T) {
+		waitFor(t, 10*time.Second, "ping of the gateway's overlay address", func() bool {
+			_, err := a.exec(3*time.Second, "ping", "-c", "1", "-W", "1", "100.80.0.1")
+			return err == nil
+		})
+	})
+
+	ehr := fmt.Sprintf("http://100.81.0.10:%d", be.web)
+	payroll := fmt.Sprintf("http://100.81.0.11:%d/", be.payroll)
+
+	t.Run("allowed curl", func(t *testing.T) {
+		out, err := a.exec(10*time.Second, "curl", "-sS", "--max-time", "5", ehr+"/")
+		if err != nil || out != "hello from ehr\n" {
+			t.Fatalf("curl ehr: %v: %q", err, out)
+		}
+		ev := gw.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr"})
+		for k, want := range map[string]any{"site": "leeds", "proto": "tcp", "port": be.web, "rule": "clinical-ehr", "dst": fmt.Sprintf("100.81.0.10:%d", be.web)} {
+			if fmt.Sprint(ev[k]) != fmt.Sprint(want) {
+				t.Errorf("flow.allow %s = %v, want %v", k, ev[k], want)
+			}
+		}
+		if src, _ := ev["src"].(string); !strings.HasPrefix(src, "100.80.1.10:") {
+			t.Errorf("flow.allow src = %q", src)
+		}
+		if _, ok := ev["time"].(string); !ok {
+			t.Errorf("flow.allow has no time: %v", ev)
+		}
+	})
+
+	t.Run("denied curl is refused at once", func(t *testing.T) {
+		start := time.Now()
+		out, err := a.exec(10*time.Second, "curl", "-sS", "--max-time", "5", payroll)
+		took := time.Since(start)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+			t.Fatalf("curl payroll: want exit 7 (connection refused), got %v: %q", err, out)
+		}
+		if took > time.Second {
+			t.Errorf("refusal took %v, want well under a second", took)
+		}
+		ev := gw.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "service": "payroll"})
+		if ev["reason"] != "no-rule" {
+			t.Errorf("flow.deny reason = %v, want no-rule", ev["reason"])
+		}
+		// bob may reach payroll: the same destination, another identity.
+		out, err = b.exec(10*time.Second, "curl", "-sS", "--max-time", "5", payroll)
+		if err != nil || out != "payroll\n" {
+			t.Fatalf("bob curl payroll: %v: %q", err, out)
+		}
+	})
+
+	t.Run("unknown destination", func(t *testing.T) {
+		_, err := a.exec(10*time.Second, "curl", "-sS", "--max-time", "5", "http://100.81.0.99:8080/")
+		if err == nil {
+			t.Fatal("curl to an unknown destination succeeded")
+		}
+		gw.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "dst": "100.81.0.99:8080", "reason": "no-service"})
+	})
+
+	t.Run("20MB download intact", func(t *testing.T) {
+		out, err := a.exec(60*time.Second, "sh", "-c", "curl -sS --max-time 50 "+ehr+"/big | sha256sum")
+		if err != nil {
+			t.Fatalf("download: %v: %s", err, out)
+		}
+		if got := strings.Fields(out)[0]; got != be.bigSum {
+			t.Fatalf("sha256 through the tunnel %s, want %s", got, be.bigSum)
+		}
+		waitFor(t, 5*time.Second, "flow.end of the download", func() bool {
+			for _, ev := range gw.events(t) {
+				if ev["event"] == "flow.end" && ev["identity"] == "alice" {
+					if n, _ := ev["bytes_out"].(float64); n >= bigSize {
+						return true
+					}
+				}
+			}
+			return false
+		})
+	})
+
+	t.Run("udp echo for the allowed identity only", func(t *testing.T) {
+		echo := fmt.Sprintf("100.81.0.12:%d", be.echo)
+		if out, err := a.helper(10*time.Second, "udpecho", echo); err != nil {
+			t.Fatalf("alice udp echo: %v: %s", err, out)
+		}
+		if out, err := b.helper(10*time.Second, "udpecho", echo); err == nil {
+			t.Fatalf("bob udp echo went through: %s", out)
+		}
+		gw.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "bob", "service": "echo", "proto": "udp"})
+	})
+}
