@@ -33,7 +33,7 @@ func startBackends(t *testing.T) *backends {
 	sum := sha256.Sum256(big)
 	b := &backends{bigSum: hex.EncodeToString(sum[:])}
 
-	serve := func(name string, h http.Handler) int {
+	serve := func(h http.Handler) int {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -46,8 +46,8 @@ func startBackends(t *testing.T) *backends {
 	web := http.NewServeMux()
 	web.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from ehr\n") })
 	web.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { w.Write(big) })
-	b.web = serve("ehr", web)
-	b.payroll = serve("payroll", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "payroll\n") }))
+	b.web = serve(web)
+	b.payroll = serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "payroll\n") }))
 
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -94,6 +94,9 @@ listen = "127.0.0.1:%d"
 [log]
 audit = "audit.log"
 level = "debug"
+
+[limits]
+drain = "1s"
 %s`, name, name+".key", port, extra)
 	must(os.WriteFile(filepath.Join(s.dir, "gateway.toml"), []byte(gw), 0o644))
 	return s

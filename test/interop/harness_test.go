@@ -156,10 +156,10 @@ func (n *netns) exec(timeout time.Duration, name string, args ...string) (string
 // kernel TUN device, moved into its own namespace and set up with wg and ip.
 type client struct {
 	*netns
-	name string
-	keys keypair
-	addr string // overlay address
-	dev  string
+	label string // who the client stands for, for messages
+	keys  keypair
+	addr  string // overlay address
+	dev   string
 }
 
 // newClient starts wireguard-go in the root namespace (its UDP socket stays
@@ -167,7 +167,7 @@ type client struct {
 // there with wg and ip to reach the gateway at 127.0.0.1:port.
 func newClient(t *testing.T, name, addr string, keys keypair, gatewayPub string, gatewayPort int, routes ...string) *client {
 	t.Helper()
-	c := &client{netns: newNetns(t), name: name, keys: keys, addr: addr, dev: "wgi" + randHex(3)}
+	c := &client{netns: newNetns(t), label: name, keys: keys, addr: addr, dev: "wgi" + randHex(3)}
 	wg := exec.Command("wireguard-go", "-f", c.dev)
 	wg.Env = append(os.Environ(), "LOG_LEVEL=error")
 	var logs bytes.Buffer
@@ -191,7 +191,7 @@ func newClient(t *testing.T, name, addr string, keys keypair, gatewayPub string,
 		_, err := os.Stat(sock)
 		return err == nil
 	})
-	run(t, "ip", "link", "set", c.dev, "netns", c.name)
+	run(t, "ip", "link", "set", c.dev, "netns", c.netns.name)
 	keyFile := filepath.Join(t.TempDir(), name+".key")
 	if err := os.WriteFile(keyFile, []byte(keys.priv+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -199,13 +199,13 @@ func newClient(t *testing.T, name, addr string, keys keypair, gatewayPub string,
 	if len(routes) == 0 {
 		routes = []string{"100.80.0.0/16", "100.81.0.0/16"}
 	}
-	run(t, "ip", "netns", "exec", c.name, "wg", "set", c.dev, "private-key", keyFile,
+	run(t, "ip", "netns", "exec", c.netns.name, "wg", "set", c.dev, "private-key", keyFile,
 		"peer", gatewayPub, "endpoint", fmt.Sprintf("127.0.0.1:%d", gatewayPort),
 		"allowed-ips", strings.Join(routes, ","), "persistent-keepalive", "25")
-	run(t, "ip", "-n", c.name, "addr", "add", addr+"/32", "dev", c.dev)
-	run(t, "ip", "-n", c.name, "link", "set", c.dev, "up")
+	run(t, "ip", "-n", c.netns.name, "addr", "add", addr+"/32", "dev", c.dev)
+	run(t, "ip", "-n", c.netns.name, "link", "set", c.dev, "up")
 	for _, r := range routes {
-		run(t, "ip", "-n", c.name, "route", "add", r, "dev", c.dev)
+		run(t, "ip", "-n", c.netns.name, "route", "add", r, "dev", c.dev)
 	}
 	return c
 }
