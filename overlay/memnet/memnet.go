@@ -83,7 +83,33 @@ func (s *Switch) lookup(ap netip.AddrPort) *Bind {
 
 type datagram struct {
 	from netip.AddrPort
-	data []byte
+	data *[]byte // from bufPool when cap is pooledSize
+}
+
+// pooledSize is the capacity of pooled datagram buffers: larger than any
+// WireGuard message for a 1500-byte link MTU. Larger datagrams are
+// allocated.
+const pooledSize = 2048
+
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, pooledSize)
+	return &b
+}}
+
+func newData(b []byte) *[]byte {
+	if len(b) > pooledSize {
+		c := append([]byte(nil), b...)
+		return &c
+	}
+	p := bufPool.Get().(*[]byte)
+	*p = append((*p)[:0], b...)
+	return p
+}
+
+func freeData(p *[]byte) {
+	if cap(*p) == pooledSize {
+		bufPool.Put(p)
+	}
 }
 
 // Bind is a conn.Bind on a Switch.
@@ -153,7 +179,8 @@ func (b *Bind) receiveFunc(rx chan datagram, done chan struct{}) conn.ReceiveFun
 		}
 		n := 0
 		for {
-			sizes[n] = copy(bufs[n], d.data)
+			sizes[n] = copy(bufs[n], *d.data)
+			freeData(d.data)
 			eps[n] = Endpoint(d.from)
 			n++
 			if n == len(bufs) {
@@ -207,15 +234,16 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		return nil
 	}
 	for _, buf := range bufs {
-		d := datagram{from: from, data: append([]byte(nil), buf...)}
 		select {
 		case <-done:
 			return nil
 		default:
 		}
+		d := datagram{from: from, data: newData(buf)}
 		select {
 		case rx <- d:
 		default: // queue full: dropped
+			freeData(d.data)
 		}
 	}
 	return nil
