@@ -132,9 +132,11 @@ type Overlay struct {
 	inflight *sourceLimiter
 	port     uint16
 
-	// peersMu guards peers, the set last given to the device.
-	peersMu sync.Mutex
-	peers   map[Key]Peer
+	// peersMu guards peers, the set last given to the device, and
+	// peersUnknown, set when an update failed part-way.
+	peersMu      sync.Mutex
+	peers        map[Key]Peer
+	peersUnknown bool
 
 	closeOnce sync.Once
 }

@@ -14,39 +14,72 @@ import (
 // String returns the key in hex, as the WireGuard UAPI spells it.
 func (k Key) String() string { return hex.EncodeToString(k[:]) }
 
-// setPeersLocked diffs peers against o.peers and sends the device only the
-// changes. o.peersMu must be held.
+// setPeersLocked makes the device's peers exactly peers, sending it only
+// the changes (see peerDiff). o.peersMu must be held.
 func (o *Overlay) setPeersLocked(peers []Peer) error {
 	want := make(map[Key]Peer, len(peers))
 	for _, p := range peers {
 		if _, dup := want[p.PublicKey]; dup {
-			return fmt.Errorf("overlay: peer %s listed twice", p.PublicKey)
+			return fmt.Errorf("overlay: peer %s listed twice", p.PublicKey.Base64())
 		}
 		want[p.PublicKey] = p
 	}
+	old := o.peers
+	if o.peersUnknown {
+		// A previous update failed part-way: start from nothing.
+		old = nil
+	}
+	uapi := peerDiff(old, want, o.peersUnknown)
+	if uapi == "" {
+		return nil
+	}
+	if err := o.dev.IpcSet(uapi); err != nil {
+		// The device may have applied part of it: the next call replaces
+		// all peers (at the cost of their sessions) rather than diffing
+		// against a set that is no longer true.
+		o.peersUnknown = true
+		return fmt.Errorf("overlay: set peers: %w", err)
+	}
+	o.peers, o.peersUnknown = want, false
+	return nil
+}
+
+// peerDiff returns the UAPI "set" text that turns the peer set old into
+// want; empty when they are equal. Peers are identified by key. A peer whose
+// settings are equal is not mentioned at all, so its session and counters
+// carry on; a changed one is updated in place (update_only,
+// replace_allowed_ips), which keeps its session too; a missing one is
+// removed. With replaceAll, all peers are replaced by want.
+func peerDiff(old, want map[Key]Peer, replaceAll bool) string {
 	var b strings.Builder
-	for k := range o.peers {
+	if replaceAll {
+		b.WriteString("replace_peers=true\n")
+	}
+	for _, k := range sortedKeys(old) {
 		if _, ok := want[k]; !ok {
 			fmt.Fprintf(&b, "public_key=%s\nremove=true\n", k)
 		}
 	}
-	for k, p := range want {
-		old, ok := o.peers[k]
+	for _, k := range sortedKeys(want) {
+		p := want[k]
+		o, ok := old[k]
 		switch {
 		case !ok:
 			writePeer(&b, p, false)
-		case !samePeer(old, p):
+		case !samePeer(o, p):
 			writePeer(&b, p, true)
 		}
 	}
-	if b.Len() == 0 {
-		return nil
+	return b.String()
+}
+
+func sortedKeys(m map[Key]Peer) []Key {
+	ks := make([]Key, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
 	}
-	if err := o.dev.IpcSet(b.String()); err != nil {
-		return fmt.Errorf("overlay: set peers: %w", err)
-	}
-	o.peers = want
-	return nil
+	slices.SortFunc(ks, func(a, b Key) int { return strings.Compare(string(a[:]), string(b[:])) })
+	return ks
 }
 
 // writePeer writes one peer's UAPI section. An update replaces the allowed
