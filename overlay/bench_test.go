@@ -85,6 +85,9 @@ func BenchmarkTCPThroughput(b *testing.B) {
 				if v.batch != 0 {
 					defer overlay.SetLinkBatchSize(overlay.SetLinkBatchSize(v.batch))
 				}
+				if v.nogso {
+					defer overlay.SetLinkGSO(overlay.SetLinkGSO(false))
+				}
 				if v.nogro {
 					defer overlay.SetLinkGRO(overlay.SetLinkGRO(false))
 				}
@@ -106,10 +109,12 @@ var benchVariants = []struct {
 	tcp   overlay.TCPConfig
 	batch int
 	nogro bool
+	nogso bool
 }{
 	{name: "default"},
 	{name: "batch1", batch: 1},
 	{name: "nogro", nogro: true},
+	{name: "nogso", nogso: true},
 	{name: "buf1M", tcp: overlay.TCPConfig{ReceiveBufferMax: 1 << 20, SendBufferMax: 1 << 20}},
 	{name: "buf4M", tcp: overlay.TCPConfig{ReceiveBufferMax: 4 << 20, SendBufferMax: 4 << 20}},
 	{name: "buf16M", tcp: overlay.TCPConfig{ReceiveBufferMax: 16 << 20, SendBufferMax: 16 << 20}},

@@ -18,3 +18,11 @@ func SetLinkGRO(on bool) bool {
 	groPool = sync.Pool{New: groPool.New}
 	return old
 }
+
+// SetLinkGSO turns gVisor GSO on or off for links created afterwards and
+// returns the previous setting (benchmarks only).
+func SetLinkGSO(on bool) bool {
+	old := linkGSO
+	linkGSO = on
+	return old
+}
