@@ -46,7 +46,8 @@ type Config struct {
 	RatePerIdentity float64
 	Burst           int
 
-	// CacheSize bounds the forward cache, in questions. Default 10000.
+	// CacheSize bounds the forward cache, in questions. Default 10000;
+	// negative disables the cache.
 	CacheSize int
 
 	// Timeout is the time one upstream gets for one try. Default 2s.
@@ -98,7 +99,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.MaxEgressPerIdentity < 0 || c.RatePerIdentity < 0 || c.Burst < 0 || c.CacheSize < 0 || c.Timeout < 0 {
+	if c.MaxEgressPerIdentity < 0 || c.RatePerIdentity < 0 || c.Burst < 0 || c.Timeout < 0 {
 		return c, errors.New("dnsfilter: negative limit in config")
 	}
 	if c.Audit == nil {

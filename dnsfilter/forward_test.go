@@ -1,0 +1,296 @@
+package dnsfilter
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/policy"
+)
+
+func TestForwardFailover(t *testing.T) {
+	dead := newUpstream(t, func(dns.ResponseWriter, *dns.Msg) {}) // never answers
+	bad := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+		w.WriteMsg(m)
+	})
+	good := newUpstream(t, answerA("93.184.216.34", 300))
+	f, _, _ := newTestFilter(t, Config{
+		Upstreams: []string{dead.addr, bad.addr, good.addr},
+		Timeout:   100 * time.Millisecond,
+		CacheSize: -1, // no cache: every question goes upstream
+	}, testView())
+	start := time.Now()
+	m := ask(t, f, aliceAddr, "example.com", dns.TypeA)
+	if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+		t.Fatalf("reply %v", m)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond || d > time.Second {
+		t.Errorf("took %v; want about one timeout", d)
+	}
+	if dead.queries.Load() != 1 || bad.queries.Load() != 1 || good.queries.Load() != 1 {
+		t.Errorf("queries dead %d bad %d good %d", dead.queries.Load(), bad.queries.Load(), good.queries.Load())
+	}
+	// The upstream that answered is tried first from now on.
+	ask(t, f, aliceAddr, "example.org", dns.TypeA)
+	if dead.queries.Load() != 1 || good.queries.Load() != 2 {
+		t.Errorf("after failover: dead %d good %d", dead.queries.Load(), good.queries.Load())
+	}
+}
+
+func TestForwardAllFail(t *testing.T) {
+	bad := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetRcode(r, dns.RcodeRefused)
+		w.WriteMsg(m)
+	})
+	// A port nobody listens on.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := pc.LocalAddr().String()
+	pc.Close()
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{closed, bad.addr}, Timeout: 100 * time.Millisecond}, testView())
+	if m := ask(t, f, aliceAddr, "example.com", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
+	}
+	// Failures are not cached.
+	ask(t, f, aliceAddr, "example.com", dns.TypeA)
+	if n := bad.queries.Load(); n != 2 {
+		t.Errorf("%d queries to the refusing upstream, want 2", n)
+	}
+	// No upstream at all: SERVFAIL too.
+	f, _, _ = newTestFilter(t, Config{}, testView())
+	if m := ask(t, f, aliceAddr, "example.com", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("no upstream: rcode %s", dns.RcodeToString[m.Rcode])
+	}
+}
+
+func TestForwardTruncatedRetriesTCP(t *testing.T) {
+	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+			m.Truncated = true
+		} else {
+			for i := range 40 {
+				m.Answer = append(m.Answer, mustRR("%s 300 IN A 93.184.216.%d", r.Question[0].Name, i+1))
+			}
+		}
+		w.WriteMsg(m)
+	})
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	m := ask(t, f, aliceAddr, "big.example.com", dns.TypeA)
+	if len(m.Answer) == 0 || m.Rcode != dns.RcodeSuccess {
+		t.Fatalf("reply %v", m)
+	}
+	// 40 A records do not fit 512 bytes: the client gets TC over UDP.
+	if !m.Truncated {
+		t.Errorf("UDP reply of %d records not truncated", len(m.Answer))
+	}
+	if up.tcp.Load() != 1 || up.queries.Load() != 2 {
+		t.Errorf("queries %d, over TCP %d", up.queries.Load(), up.tcp.Load())
+	}
+	// Over TCP the client gets them all, from the cache.
+	r := new(dns.Msg)
+	r.SetQuestion("big.example.com.", dns.TypeA)
+	w := &fakeWriter{remote: &net.TCPAddr{IP: aliceAddr.IP, Port: 1234}}
+	f.ServeDNS(w, r)
+	if len(w.msgs) != 1 || len(w.msgs[0].Answer) != 40 || w.msgs[0].Truncated {
+		t.Errorf("TCP reply %v", w.msgs)
+	}
+}
+
+func TestForwardCache(t *testing.T) {
+	up := newUpstream(t, answerA("93.184.216.34", 300))
+	f, clk, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	ask(t, f, aliceAddr, "example.com", dns.TypeA)
+	clk.advance(100 * time.Second)
+	m := ask(t, f, bobAddr, "EXAMPLE.com", dns.TypeA) // the cache is shared and case-blind
+	if n := up.queries.Load(); n != 1 {
+		t.Fatalf("%d upstream queries, want 1 (cache hit)", n)
+	}
+	if ttl := m.Answer[0].Header().Ttl; ttl != 200 {
+		t.Errorf("TTL %d after 100s, want 200", ttl)
+	}
+	if m.Question[0].Name != "EXAMPLE.com." {
+		t.Errorf("question %q not echoed as asked", m.Question[0].Name)
+	}
+	clk.advance(200 * time.Second)
+	ask(t, f, aliceAddr, "example.com", dns.TypeA)
+	if n := up.queries.Load(); n != 2 {
+		t.Errorf("%d upstream queries after expiry, want 2", n)
+	}
+	// Another type is another question.
+	ask(t, f, aliceAddr, "example.com", dns.TypeAAAA)
+	if n := up.queries.Load(); n != 3 {
+		t.Errorf("%d upstream queries, want 3", n)
+	}
+}
+
+func TestCacheEvictsLRU(t *testing.T) {
+	c := newCache(2)
+	now := time.Now()
+	put := func(name string) {
+		c.put(&cacheEntry{key: cacheKey{name, 1, 1}, msg: new(dns.Msg), stored: now, expires: now.Add(time.Minute)})
+	}
+	put("a")
+	put("b")
+	c.get(cacheKey{"a", 1, 1}, now) // a is now more recent than b
+	put("c")
+	if c.get(cacheKey{"b", 1, 1}, now) != nil || c.get(cacheKey{"a", 1, 1}, now) == nil || c.get(cacheKey{"c", 1, 1}, now) == nil {
+		t.Error("LRU evicted the wrong entry")
+	}
+	if c.len() != 2 {
+		t.Errorf("len %d", c.len())
+	}
+}
+
+func TestNegativeCache(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		soa  string // "" for no SOA
+		ttl  time.Duration
+	}{
+		{"soa-min", "example.com. 3600 IN SOA ns.example.com. h.example.com. 1 2 3 4 30", 30 * time.Second},
+		{"soa-ttl", "example.com. 20 IN SOA ns.example.com. h.example.com. 1 2 3 4 600", 20 * time.Second},
+		{"capped", "example.com. 3600 IN SOA ns.example.com. h.example.com. 1 2 3 4 900", negativeTTL},
+		{"no-soa", "", negativeTTL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+				m := new(dns.Msg)
+				m.SetRcode(r, dns.RcodeNameError)
+				if tc.soa != "" {
+					m.Ns = []dns.RR{mustRR("%s", tc.soa)}
+				}
+				w.WriteMsg(m)
+			})
+			f, clk, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+			if m := ask(t, f, aliceAddr, "nx.example.com", dns.TypeA); m.Rcode != dns.RcodeNameError {
+				t.Fatalf("rcode %s", dns.RcodeToString[m.Rcode])
+			}
+			clk.advance(tc.ttl - time.Second)
+			if m := ask(t, f, aliceAddr, "nx.example.com", dns.TypeA); m.Rcode != dns.RcodeNameError || up.queries.Load() != 1 {
+				t.Fatalf("within TTL: rcode %s, %d queries", dns.RcodeToString[m.Rcode], up.queries.Load())
+			}
+			clk.advance(time.Second)
+			ask(t, f, aliceAddr, "nx.example.com", dns.TypeA)
+			if up.queries.Load() != 2 {
+				t.Errorf("after TTL: %d queries, want 2", up.queries.Load())
+			}
+		})
+	}
+}
+
+func TestForwardCoalesces(t *testing.T) {
+	release := make(chan struct{})
+	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		<-release
+		answerA("93.184.216.34", 300)(w, r)
+	})
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, Timeout: 5 * time.Second}, testView())
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			r := new(dns.Msg)
+			r.SetQuestion("slow.example.com.", dns.TypeA)
+			w := &fakeWriter{remote: aliceAddr}
+			f.ServeDNS(w, r)
+			if len(w.msgs) != 1 || len(w.msgs[0].Answer) != 1 {
+				t.Errorf("reply %v", w.msgs)
+			}
+		})
+	}
+	// Wait until the leader's query reached the upstream, then release it.
+	for up.queries.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := up.queries.Load(); n != 1 {
+		t.Errorf("%d upstream queries for 10 identical questions, want 1", n)
+	}
+}
+
+func TestInternal(t *testing.T) {
+	ov := testView().ov
+	for a, want := range map[string]bool{
+		"10.1.2.3": true, "172.16.0.1": true, "192.168.1.1": true, "100.64.0.1": true, "100.127.255.255": true,
+		"127.0.0.1": true, "169.254.1.1": true, "0.0.0.0": true, "0.1.2.3": true, "::": true, "::1": true,
+		"fe80::1": true, "fd00::1": true, "fc00::1": true, "::ffff:10.0.0.1": true,
+		"100.80.1.1": true, "100.81.0.10": true, // overlay and service prefixes (inside 100.64/10 anyway)
+		"93.184.216.34": false, "100.128.0.1": false, "8.8.8.8": false, "2606:4700::1111": false,
+	} {
+		if got := internal(netip.MustParseAddr(a), ov); got != want {
+			t.Errorf("internal(%s) = %v", a, got)
+		}
+	}
+	ov6 := policy.Overlay{Prefix: netip.MustParsePrefix("2001:db8:80::/48"), ServicePrefix: netip.MustParsePrefix("2001:db8:81::/48")}
+	if !internal(netip.MustParseAddr("2001:db8:81::10"), ov6) || internal(netip.MustParseAddr("2001:db8:82::10"), ov6) {
+		t.Error("v6 overlay prefixes")
+	}
+}
+
+func TestRebindingStripped(t *testing.T) {
+	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0].Name
+		switch q {
+		case "mixed.example.com.":
+			m.Answer = []dns.RR{mustRR("%s 300 IN A 10.0.0.1", q), mustRR("%s 300 IN A 93.184.216.34", q)}
+		case "cname.example.com.":
+			m.Answer = []dns.RR{mustRR("%s 300 IN CNAME internal.example.com.", q), mustRR("internal.example.com. 300 IN A 192.168.1.1")}
+		default:
+			m.Answer = []dns.RR{mustRR("%s 300 IN A 100.81.0.10", q)}
+			m.Extra = []dns.RR{mustRR("ns.example.com. 300 IN A 127.0.0.1")}
+		}
+		w.WriteMsg(m)
+	})
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, AllowInternal: []string{"**.corp.example"}}, testView())
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"mixed.example.com", []string{"93.184.216.34"}},
+		{"cname.example.com", []string{"CNAME internal.example.com."}},
+		{"vip.example.com", nil},
+		{"app.corp.example", []string{"100.81.0.10"}},
+		{"corp.example", nil}, // the apex is not implied
+	} {
+		m := ask(t, f, aliceAddr, tc.name, dns.TypeA)
+		got := answers(m)
+		if m.Rcode != dns.RcodeSuccess || len(got) != len(tc.want) || len(got) > 0 && got[0] != tc.want[0] {
+			t.Errorf("%s: %s %v, want NOERROR %v", tc.name, dns.RcodeToString[m.Rcode], got, tc.want)
+		}
+		for _, rr := range m.Extra {
+			if _, ok := rr.(*dns.A); ok && tc.name != "app.corp.example" {
+				t.Errorf("%s: internal glue kept: %v", tc.name, rr)
+			}
+		}
+	}
+	if _, err := newFilter(Config{AllowInternal: []string{"bad name"}}, func() View { return nil }, time.Now); err == nil {
+		t.Error("bad AllowInternal pattern accepted")
+	}
+}
+
+func TestForwardWrongQuestion(t *testing.T) {
+	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Question[0].Name = "other.example.com."
+		m.Answer = []dns.RR{mustRR("other.example.com. 300 IN A 93.184.216.34")}
+		w.WriteMsg(m)
+	})
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	if m := ask(t, f, aliceAddr, "example.com", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("answer to another question accepted: %v", m)
+	}
+}
