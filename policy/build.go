@@ -521,7 +521,7 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 	if len(from) == 0 && !e.has("from") {
 		e.errorf("", "missing from (identities, group:NAME, site:NAME or \"*\")")
 	} else if len(from) == 0 && e.has("from") {
-		if _, ok := e.m["from"].([]any); ok {
+		if a, ok := e.m["from"].([]any); ok && len(a) == 0 {
 			e.errorf("from", "from is empty")
 		}
 	}
@@ -559,7 +559,7 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 	if len(to) == 0 && !e.has("to") {
 		e.errorf("", "missing to (service names or \"*\")")
 	} else if len(to) == 0 && e.has("to") {
-		if _, ok := e.m["to"].([]any); ok {
+		if a, ok := e.m["to"].([]any); ok && len(a) == 0 {
 			e.errorf("to", "to is empty")
 		}
 	}
@@ -580,7 +580,7 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 	if e.has("ports") {
 		ports := e.strs("ports")
 		if len(ports) == 0 {
-			if _, ok := e.m["ports"].([]any); ok {
+			if a, ok := e.m["ports"].([]any); ok && len(a) == 0 {
 				e.errorf("ports", "ports is empty; leave it out to grant all of each service's ports")
 			}
 		}
