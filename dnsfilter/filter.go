@@ -342,13 +342,14 @@ func (f *Filter) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 	}
 	errc := make(chan error, len(servers))
 	started := make([]chan struct{}, len(servers))
+	exited := make([]chan struct{}, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {
-		started[i] = make(chan struct{})
+		started[i], exited[i] = make(chan struct{}), make(chan struct{})
 		s.NotifyStartedFunc = func() { close(started[i]) }
 		wg.Go(func() {
-			err := s.ActivateAndServe()
-			errc <- err
+			defer close(exited[i])
+			errc <- s.ActivateAndServe()
 		})
 	}
 	var err error
@@ -363,7 +364,7 @@ func (f *Filter) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) e
 		select {
 		case <-started[i]:
 			s.Shutdown()
-		default: // failed before it started; nothing to stop
+		case <-exited[i]: // failed before it started; nothing to stop
 		}
 	}
 	wg.Wait()

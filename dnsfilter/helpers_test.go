@@ -133,7 +133,9 @@ type fakeWriter struct {
 	msgs   []*dns.Msg
 }
 
-func (w *fakeWriter) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.ParseIP("100.80.0.1"), Port: 53} }
+func (w *fakeWriter) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.ParseIP("100.80.0.1"), Port: 53}
+}
 func (w *fakeWriter) RemoteAddr() net.Addr { return w.remote }
 func (w *fakeWriter) WriteMsg(m *dns.Msg) error {
 	// Pack as the server would, so that unpackable replies fail tests.
