@@ -279,7 +279,7 @@ func (f *Filter) EgressService(id *policy.Identity, dst netip.Addr, port uint16,
 
 func matchesEgress(svc *policy.Service, qname string) bool {
 	for _, p := range svc.Egress {
-		if matchFQDN(p, qname) {
+		if policy.MatchFQDN(p, qname) {
 			return true
 		}
 	}

@@ -64,7 +64,7 @@ func (v *fakeView) EgressServices(fqdn string) []*policy.Service {
 	var out []*policy.Service
 	for _, s := range v.svcs {
 		for _, p := range s.Egress {
-			if matchFQDN(p, fqdn) {
+			if policy.MatchFQDN(p, fqdn) {
 				out = append(out, s)
 				break
 			}

@@ -109,18 +109,3 @@ func under(name, domain string) bool {
 	}
 	return name == domain || len(name) > len(domain) && strings.HasSuffix(name, domain) && name[len(name)-len(domain)-1] == '.'
 }
-
-// matchFQDN is policy.MatchFQDN for one pattern (the same semantics as a
-// nameSet of that pattern). It does not allocate.
-func matchFQDN(pattern, name string) bool {
-	switch {
-	case strings.HasPrefix(pattern, "**."):
-		suffix := pattern[2:]
-		return len(name) > len(suffix) && strings.HasSuffix(name, suffix) && name[0] != '.'
-	case strings.HasPrefix(pattern, "*."):
-		suffix := pattern[1:]
-		return len(name) > len(suffix) && strings.HasSuffix(name, suffix) &&
-			strings.IndexByte(name[:len(name)-len(suffix)], '.') < 0
-	}
-	return pattern == name
-}

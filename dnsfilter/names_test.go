@@ -1,6 +1,10 @@
 package dnsfilter
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/wardgate/wardgate/policy"
+)
 
 func TestNameSet(t *testing.T) {
 	var s nameSet
@@ -28,10 +32,10 @@ func TestNameSet(t *testing.T) {
 		if got := s.match(tc.name); got != tc.want {
 			t.Errorf("match(%q) = %q, want %q", tc.name, got, tc.want)
 		}
-		// matchFQDN has the same semantics for each pattern.
+		// policy.MatchFQDN has the same semantics for each pattern.
 		for _, p := range []string{"ads.example.com", "*.track.example", "**.evil.org"} {
-			if matchFQDN(p, tc.name) != (tc.want == p) {
-				t.Errorf("matchFQDN(%q, %q) = %v", p, tc.name, !(tc.want == p))
+			if policy.MatchFQDN(p, tc.name) != (tc.want == p) {
+				t.Errorf("policy.MatchFQDN(%q, %q) = %v", p, tc.name, !(tc.want == p))
 			}
 		}
 	}
