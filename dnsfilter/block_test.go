@@ -12,11 +12,13 @@ import (
 func writeFile(t *testing.T, name, text string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+	if err := writeFileErr(p, text); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
+
+func writeFileErr(path, text string) error { return os.WriteFile(path, []byte(text), 0o644) }
 
 const testList = `# a plain list
 ads.example.com

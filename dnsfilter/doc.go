@@ -12,7 +12,8 @@
 //     policy.IdentityByAddr; no policy or an unknown source: REFUSED;
 //   - a per-identity token bucket (RatePerIdentity, Burst): REFUSED when empty;
 //   - a response, or an opcode other than QUERY: dropped / NOTIMP; not
-//     exactly one question: FORMERR; a class other than IN: REFUSED;
+//     exactly one question: FORMERR; a class other than IN: REFUSED; an
+//     EDNS version other than 0: BADVERS;
 //   - qtype ANY, AXFR, IXFR, MAILA, MAILB: REFUSED (RFC 8482 lets a server
 //     decline ANY; REFUSED is the plainest way and leaks nothing).
 //
@@ -76,7 +77,13 @@
 //	Burst                 400    queries per identity in a burst
 //	CacheSize             10000  cached questions (LRU)
 //	Timeout               2s     per try of one upstream
-//	Audit, Logger         slog.Default() (Audit discards when nil is wanted: pass a discarding logger)
+//	Audit, Logger         nil discards (the gateway passes its audit and operational loggers)
+//
+// Measured in-process (ServeDNS with packing, 2 cores shared with other
+// work; BenchmarkServe*): about 350k queries/s from the cache or for a
+// service name, 14 allocations a query; over loopback UDP through
+// miekg/dns.Server about 25k/s, the socket being the cost.
+// EgressService: about 100ns, no allocation.
 //
 // # Reload
 //

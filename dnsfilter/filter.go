@@ -157,6 +157,11 @@ func (f *Filter) resolve(remote net.Addr, r *dns.Msg) (*dns.Msg, *query) {
 	case r.Question[0].Qclass != dns.ClassINET:
 		return rcode(r, dns.RcodeRefused), q
 	}
+	if opt := r.IsEdns0(); opt != nil && opt.Version() != 0 {
+		m := rcode(r, dns.RcodeBadVers)
+		m.SetEdns0(upstreamUDPSize, false)
+		return m, q
+	}
 	switch q.qtype {
 	case dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR, dns.TypeMAILA, dns.TypeMAILB, dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY:
 		return rcode(r, dns.RcodeRefused), q

@@ -36,6 +36,7 @@ func TestAdmission(t *testing.T) {
 		{"no question", aliceAddr, q(func(r *dns.Msg) { r.Question = nil }), dns.RcodeFormatError},
 		{"two questions", aliceAddr, q(func(r *dns.Msg) { r.Question = append(r.Question, r.Question[0]) }), dns.RcodeFormatError},
 		{"NOTIFY", aliceAddr, q(func(r *dns.Msg) { r.Opcode = dns.OpcodeNotify }), dns.RcodeNotImplemented},
+		{"EDNS version 1", aliceAddr, q(func(r *dns.Msg) { r.SetEdns0(1232, false); r.Extra[0].(*dns.OPT).SetVersion(1) }), dns.RcodeBadVers},
 		{"fine", aliceAddr, q(func(*dns.Msg) {}), dns.RcodeSuccess},
 		{"TCP", &net.TCPAddr{IP: aliceAddr.IP, Port: 5353}, q(func(*dns.Msg) {}), dns.RcodeSuccess},
 		{"v4-mapped", &net.UDPAddr{IP: net.ParseIP("::ffff:100.80.1.10"), Port: 1}, q(func(*dns.Msg) {}), dns.RcodeSuccess},

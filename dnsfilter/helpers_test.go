@@ -2,6 +2,7 @@ package dnsfilter
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -311,4 +312,10 @@ func answers(m *dns.Msg) []string {
 		}
 	}
 	return out
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
 }
