@@ -8,14 +8,15 @@
 // A query is first admitted by ServeDNS, then passed along a short chain of
 // stages. Admission, in order:
 //
+//   - a response is dropped: answers are never answered;
 //   - the identity is the source address of the query, mapped by
 //     policy.IdentityByAddr; no policy or an unknown source: REFUSED;
 //   - a per-identity token bucket (RatePerIdentity, Burst): REFUSED when empty;
-//   - a response, or an opcode other than QUERY: dropped / NOTIMP; not
-//     exactly one question: FORMERR; a class other than IN: REFUSED; an
-//     EDNS version other than 0: BADVERS;
-//   - qtype ANY, AXFR, IXFR, MAILA, MAILB: REFUSED (RFC 8482 lets a server
-//     decline ANY; REFUSED is the plainest way and leaks nothing).
+//   - an opcode other than QUERY: NOTIMP; not exactly one question: FORMERR;
+//     a class other than IN: REFUSED; an EDNS version other than 0: BADVERS;
+//   - qtype ANY, AXFR, IXFR, MAILA, MAILB (and the meta types OPT, TSIG,
+//     TKEY): REFUSED. RFC 8482 lets a server decline ANY; REFUSED is the
+//     plainest way and leaks nothing.
 //
 // Every admitted query is a *query: the identity, the current policy view,
 // the question name in lower case without the trailing dot, the type, and
@@ -53,7 +54,9 @@
 //     nothing): the name exists, it just has nothing the client may use.
 //     SERVFAIL when every upstream failed.
 //
-// After the forward stage, FQDN egress learning (egress.go): when the
+// After the forward stage, and before the reply is written (so that the
+// client's next connection already finds it), FQDN egress learning
+// (egress.go): when the
 // identity can reach an egress service with a pattern matching the question
 // name (the name the client asked, whatever CNAMEs the answer went through),
 // the A and AAAA addresses of the reply are recorded as reachable by that
@@ -63,7 +66,9 @@
 //
 // Every reply then gets an OPT record when the request had one, is
 // truncated to the client's UDP size over UDP, and is logged as dns.query
-// when QueryLog is set (identity, site, qname, qtype, rcode). A panic while
+// when QueryLog is set (identity, site, qname, qtype, rcode; refused queries
+// of known identities included). A blocked query is logged once, as
+// dns.block, with the same fields and rule, the blocklist entry that matched. A panic while
 // answering one query is recovered and logged, and the query gets SERVFAIL.
 //
 // # Defaults
@@ -75,7 +80,7 @@
 //	MaxEgressPerIdentity  4096   learned addresses per identity; the oldest go first
 //	RatePerIdentity       200    queries per second per identity, sustained
 //	Burst                 400    queries per identity in a burst
-//	CacheSize             10000  cached questions (LRU)
+//	CacheSize             10000  cached questions (LRU); negative: no cache
 //	Timeout               2s     per try of one upstream
 //	Audit, Logger         nil discards (the gateway passes its audit and operational loggers)
 //
@@ -84,6 +89,27 @@
 // service name, 14 allocations a query; over loopback UDP through
 // miekg/dns.Server about 25k/s, the socket being the cost.
 // EgressService: about 100ns, no allocation.
+//
+// # Wiring
+//
+// The gateway builds one Filter and serves it on its overlay address:
+//
+//	f, err := dnsfilter.New(dnsfilter.Config{
+//		Policy:     current.Load, // func() *policy.Policy, e.g. an atomic.Pointer's Load
+//		Upstreams:  cfg.DNS.Upstream,
+//		Blocklists: cfg.DNS.Blocklists,
+//		Audit:      auditLogger,
+//		Logger:     logger,
+//	})
+//	go f.Serve(ctx, udpConn, tcpListener) // gVisor listeners on SITE_ADDRESS:53
+//
+// and in the flow handler, for a destination that matched no service:
+//
+//	svc := f.EgressService(id, dst.Addr(), dst.Port(), proto) // nil: deny, no-service
+//
+// A Filter starts no goroutines of its own (those of Serve end before it
+// returns), and
+// nothing needs closing.
 //
 // # Reload
 //

@@ -101,13 +101,14 @@ func (f *Filter) ReloadBlocklists(paths []string) error {
 // the source address of the query; see the package documentation for the
 // whole contract.
 func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	written := false
 	defer func() {
 		if p := recover(); p != nil {
 			f.cfg.Logger.Error("dns handler panic", "panic", p, "stack", string(debug.Stack()))
-			if r != nil {
+			if r != nil && !written {
 				m := new(dns.Msg)
 				m.SetRcode(r, dns.RcodeServerFailure)
-				m.Question = nil
+				m.Question = nil // whatever it was, it may be what broke us
 				w.WriteMsg(m)
 			}
 		}
@@ -116,10 +117,8 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		return // never answer answers
 	}
 	reply, q := f.resolve(w.RemoteAddr(), r)
-	if reply == nil {
-		return
-	}
 	finish(reply, r, isUDP(w))
+	written = true
 	if err := w.WriteMsg(reply); err != nil {
 		f.cfg.Logger.Debug("dns write failed", "err", err)
 	}
