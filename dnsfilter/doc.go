@@ -37,9 +37,10 @@
 //     each service's extra dns names answer the service's VIP (A, or AAAA
 //     for a v6 VIP; the other type is NOERROR with no answer), authoritative,
 //     TTL 60, but only to identities that policy.CanReach the service; to
-//     anyone else the answer is NXDOMAIN, byte for byte the one a name that
-//     does not exist gets. Other names under DOMAIN are NXDOMAIN and never
-//     forwarded.
+//     anyone else the answer is NXDOMAIN, under DOMAIN byte for byte the one
+//     a name that does not exist gets (with DOMAIN's SOA; an extra name
+//     outside DOMAIN gets a bare NXDOMAIN). Other names under DOMAIN are
+//     NXDOMAIN and never forwarded; the apex has only its SOA.
 //  3. forward (forward.go): everything else is forwarded to the upstreams
 //     (UDP, retried over TCP when truncated, a per-try timeout, failover in
 //     order starting at the upstream that last answered), through a bounded
