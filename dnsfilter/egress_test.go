@@ -18,6 +18,12 @@ func nhsUpstream(t *testing.T, ttl uint32) *upstream {
 			switch q {
 			case "intranet.nhs.uk.":
 				m.Answer = []dns.RR{mustRR("%s %d IN A 10.9.9.9", q, ttl)}
+			case "stray.nhs.uk.": // records for names the chain does not reach
+				m.Answer = []dns.RR{
+					mustRR("%s %d IN CNAME a.example.net.", q, ttl),
+					mustRR("b.example.net. %d IN A 93.184.216.99", ttl),
+					mustRR("a.example.net. %d IN A 93.184.216.98", ttl),
+				}
 			default:
 				m.Answer = []dns.RR{
 					mustRR("%s %d IN CNAME cdn.example.net.", q, ttl),
@@ -70,6 +76,12 @@ func TestEgressLearned(t *testing.T) {
 	ask(t, f, aliceAddr, "a.b.nhs.uk", dns.TypeA)
 	if s := f.EgressService(alice, cdnAddr, 443, tcp); s == nil || s.Name != "nhs-web" {
 		t.Errorf("learning through nhs-any dropped nhs-web: %v", s)
+	}
+	// Only the chain from the question counts, in any order.
+	ask(t, f, aliceAddr, "stray.nhs.uk", dns.TypeA)
+	if f.EgressService(alice, netip.MustParseAddr("93.184.216.99"), 443, tcp) != nil ||
+		f.EgressService(alice, netip.MustParseAddr("93.184.216.98"), 443, tcp) == nil {
+		t.Error("learned a record off the CNAME chain, or missed one on it")
 	}
 	// Stripped answers teach nothing.
 	ask(t, f, aliceAddr, "intranet.nhs.uk", dns.TypeA)
@@ -176,5 +188,24 @@ func BenchmarkEgressService(b *testing.B) {
 		if f.EgressService(alice, cdnAddr, 443, policy.ProtoTCP) == nil {
 			b.Fatal("nil")
 		}
+	}
+}
+
+func TestChainAddrs(t *testing.T) {
+	ans := []dns.RR{
+		mustRR("a.example. 60 IN CNAME b.example."),
+		mustRR("b.example. 60 IN CNAME a.example."), // a loop
+		mustRR("B.example. 60 IN A 93.184.216.1"),
+		mustRR("c.example. 60 IN A 93.184.216.2"),
+	}
+	got := chainAddrs(ans, "A.example.")
+	if len(got) != maxChain/2 || got[0].(*dns.A).A.String() != "93.184.216.1" {
+		t.Errorf("chainAddrs = %v", got)
+	}
+	if got := chainAddrs(ans, "c.example."); len(got) != 1 {
+		t.Errorf("direct: %v", got)
+	}
+	if got := chainAddrs(nil, "a.example."); got != nil {
+		t.Errorf("empty: %v", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -240,11 +241,40 @@ func (f *Filter) learn(q *query, reply *dns.Msg) {
 		return
 	}
 	now := f.now()
-	for _, rr := range reply.Answer {
-		if a, ok := rrAddr(rr); ok && a.IsValid() {
-			f.egress.learn(q.id.Name, names, q.name, a, time.Duration(rr.Header().Ttl)*time.Second, now)
-		}
+	for _, rr := range chainAddrs(reply.Answer, reply.Question[0].Name) {
+		a, _ := rrAddr(rr)
+		f.egress.learn(q.id.Name, names, q.name, a, time.Duration(rr.Header().Ttl)*time.Second, now)
 	}
+}
+
+// maxChain bounds the CNAME chain followed from the question name.
+const maxChain = 8
+
+// chainAddrs returns the A and AAAA records of answer that belong to qname,
+// directly or through a chain of CNAMEs that starts at qname; records for
+// other names are ignored.
+func chainAddrs(answer []dns.RR, qname string) []dns.RR {
+	var out []dns.RR
+	name := qname
+	for range maxChain {
+		next := ""
+		for _, rr := range answer {
+			h := rr.Header()
+			if !strings.EqualFold(h.Name, name) {
+				continue
+			}
+			if c, ok := rr.(*dns.CNAME); ok {
+				next = c.Target
+			} else if a, ok := rrAddr(rr); ok && a.IsValid() {
+				out = append(out, rr)
+			}
+		}
+		if next == "" {
+			break
+		}
+		name = next
+	}
+	return out
 }
 
 // EgressService returns the FQDN egress service through which id may reach
