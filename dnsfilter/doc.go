@@ -108,6 +108,10 @@
 //
 //	svc := f.EgressService(id, dst.Addr(), dst.Port(), proto) // nil: deny, no-service
 //
+// Stats gives running totals for the metrics endpoint. Upstream exchanges
+// in flight are bounded (1024, over all identities); a question beyond that
+// is SERVFAIL at once.
+//
 // A Filter starts no goroutines of its own (those of Serve end before it
 // returns), and
 // nothing needs closing.

@@ -28,6 +28,38 @@ type Filter struct {
 	egress  *egressTable
 	limiter *limiter
 	blocks  atomic.Pointer[blocklist]
+	stats   counters
+}
+
+// counters are the Filter's running totals; see Stats.
+type counters struct {
+	queries, refused, blocked, servfail atomic.Uint64
+	cacheHits, cacheMisses               atomic.Uint64
+	upstreamErrors, egressLearned        atomic.Uint64
+}
+
+// Stats are running totals since New, for metrics.
+type Stats struct {
+	Queries        uint64 // answered, of known identities or not
+	Refused        uint64 // answered REFUSED: unknown source, rate limit, ANY...
+	Blocked        uint64 // answered NXDOMAIN by a blocklist
+	ServFail       uint64 // answered SERVFAIL
+	CacheHits      uint64 // forwarded questions answered from the cache
+	CacheMisses    uint64 // forwarded questions that needed an upstream
+	UpstreamErrors uint64 // failed tries of one upstream
+	EgressLearned  uint64 // addresses recorded for FQDN egress (refreshes included)
+	CacheEntries   int    // questions in the cache now, expired ones included
+}
+
+// Stats returns the running totals. Safe for concurrent use.
+func (f *Filter) Stats() Stats {
+	s := &f.stats
+	return Stats{
+		Queries: s.queries.Load(), Refused: s.refused.Load(), Blocked: s.blocked.Load(),
+		ServFail: s.servfail.Load(), CacheHits: s.cacheHits.Load(), CacheMisses: s.cacheMisses.Load(),
+		UpstreamErrors: s.upstreamErrors.Load(), EgressLearned: s.egressLearned.Load(),
+		CacheEntries: f.fwd.cache.len(),
+	}
 }
 
 // stage is one step of the chain; see the package documentation.
@@ -73,10 +105,10 @@ func newFilter(cfg Config, view func() View, now func() time.Time) (*Filter, err
 		cfg:     cfg,
 		view:    view,
 		now:     now,
-		fwd:     newForwarder(cfg, allow, now),
 		egress:  newEgressTable(cfg.EgressTTLMin, cfg.EgressTTLMax, cfg.MaxEgressPerIdentity),
 		limiter: newLimiter(cfg.RatePerIdentity, cfg.Burst),
 	}
+	f.fwd = newForwarder(cfg, allow, now, &f.stats)
 	f.blocks.Store(bl)
 	f.stages = []stage{
 		blockStage{list: f.blocks.Load},
@@ -119,12 +151,26 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	reply, q := f.resolve(w.RemoteAddr(), r)
 	finish(reply, r, isUDP(w))
+	f.count(reply, q)
 	written = true
 	if err := w.WriteMsg(reply); err != nil {
 		f.cfg.Logger.Debug("dns write failed", "err", err)
 	}
 	if q != nil {
 		f.logQuery(q, reply.Rcode)
+	}
+}
+
+func (f *Filter) count(reply *dns.Msg, q *query) {
+	s := &f.stats
+	s.queries.Add(1)
+	switch {
+	case q != nil && q.blocked != "":
+		s.blocked.Add(1)
+	case reply.Rcode == dns.RcodeRefused:
+		s.refused.Add(1)
+	case reply.Rcode == dns.RcodeServerFailure:
+		s.servfail.Add(1)
 	}
 }
 
@@ -244,6 +290,7 @@ func (f *Filter) learn(q *query, reply *dns.Msg) {
 	for _, rr := range chainAddrs(reply.Answer, reply.Question[0].Name) {
 		a, _ := rrAddr(rr)
 		f.egress.learn(q.id.Name, names, q.name, a, time.Duration(rr.Header().Ttl)*time.Second, now)
+		f.stats.egressLearned.Add(1)
 	}
 }
 

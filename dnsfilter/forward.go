@@ -18,7 +18,15 @@ import (
 // flag day 2020 value: no IP fragmentation).
 const upstreamUDPSize = 1232
 
-var errNoUpstream = errors.New("dnsfilter: no upstream configured")
+// maxInflight bounds the upstream exchanges in flight at once, over all
+// identities; a question beyond it gets SERVFAIL at once rather than one
+// more socket.
+const maxInflight = 1024
+
+var (
+	errNoUpstream = errors.New("dnsfilter: no upstream configured")
+	errOverloaded = errors.New("dnsfilter: too many upstream exchanges in flight")
+)
 
 // forwarder resolves questions through the upstreams and the cache; see
 // the package documentation for what it strips and caches.
@@ -31,6 +39,8 @@ type forwarder struct {
 	now       func() time.Time
 	log       *slog.Logger
 	preferred atomic.Uint32 // index of the upstream tried first
+	inflight  chan struct{} // semaphore of maxInflight
+	stats     *counters
 
 	mu    sync.Mutex
 	calls map[cacheKey]*call // exchanges in flight, for coalescing
@@ -43,7 +53,7 @@ type call struct {
 	err  error
 }
 
-func newForwarder(cfg Config, allow *nameSet, now func() time.Time) *forwarder {
+func newForwarder(cfg Config, allow *nameSet, now func() time.Time, stats *counters) *forwarder {
 	return &forwarder{
 		upstreams: cfg.Upstreams,
 		timeout:   cfg.Timeout,
@@ -54,6 +64,8 @@ func newForwarder(cfg Config, allow *nameSet, now func() time.Time) *forwarder {
 		now:       now,
 		log:       cfg.Logger,
 		calls:     make(map[cacheKey]*call),
+		inflight:  make(chan struct{}, maxInflight),
+		stats:     stats,
 	}
 }
 
@@ -84,8 +96,10 @@ func (s forwardStage) answer(ctx context.Context, q *query) *dns.Msg {
 // by every concurrent identical question.
 func (f *forwarder) lookup(ctx context.Context, key cacheKey, ov policy.Overlay) (*cacheEntry, error) {
 	if e := f.cache.get(key, f.now()); e != nil {
+		f.stats.cacheHits.Add(1)
 		return e, nil
 	}
+	f.stats.cacheMisses.Add(1)
 	f.mu.Lock()
 	if c, ok := f.calls[key]; ok {
 		f.mu.Unlock()
@@ -116,6 +130,12 @@ func (f *forwarder) fetch(ctx context.Context, key cacheKey, ov policy.Overlay) 
 	if n == 0 {
 		return nil, errNoUpstream
 	}
+	select {
+	case f.inflight <- struct{}{}:
+		defer func() { <-f.inflight }()
+	default:
+		return nil, errOverloaded
+	}
 	m := new(dns.Msg)
 	m.Id = dns.Id()
 	m.RecursionDesired = true
@@ -128,6 +148,7 @@ func (f *forwarder) fetch(ctx context.Context, key cacheKey, ov policy.Overlay) 
 		idx := (start + i) % n
 		r, err := f.exchange(ctx, m, f.upstreams[idx])
 		if err != nil {
+			f.stats.upstreamErrors.Add(1)
 			errs = append(errs, err)
 			if ctx.Err() != nil {
 				break

@@ -294,3 +294,27 @@ func TestForwardWrongQuestion(t *testing.T) {
 		t.Errorf("answer to another question accepted: %v", m)
 	}
 }
+
+func TestStatsAndOverload(t *testing.T) {
+	up := newUpstream(t, answerA("93.184.216.34", 300))
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, Blocklists: []string{writeFile(t, "l", "ads.example\n")}}, testView())
+	ask(t, f, aliceAddr, "example.com", dns.TypeA)
+	ask(t, f, aliceAddr, "example.com", dns.TypeA)
+	ask(t, f, aliceAddr, "ads.example", dns.TypeA)
+	ask(t, f, evilAddr, "example.com", dns.TypeA)
+	ask(t, f, aliceAddr, "www.nhs.uk", dns.TypeA)
+	// Every upstream slot taken: the next miss is SERVFAIL without an exchange.
+	for range maxInflight {
+		f.fwd.inflight <- struct{}{}
+	}
+	if m := ask(t, f, aliceAddr, "other.example.com", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
+		t.Errorf("overloaded: rcode %s", dns.RcodeToString[m.Rcode])
+	}
+	want := Stats{Queries: 6, Refused: 1, Blocked: 1, ServFail: 1, CacheHits: 1, CacheMisses: 3, EgressLearned: 1, CacheEntries: 2}
+	if got := f.Stats(); got != want {
+		t.Errorf("Stats = %+v\nwant    %+v", got, want)
+	}
+	if n := up.queries.Load(); n != 2 {
+		t.Errorf("%d upstream queries, want 2", n)
+	}
+}
