@@ -34,8 +34,8 @@ type Filter struct {
 // counters are the Filter's running totals; see Stats.
 type counters struct {
 	queries, refused, blocked, servfail atomic.Uint64
-	cacheHits, cacheMisses               atomic.Uint64
-	upstreamErrors, egressLearned        atomic.Uint64
+	cacheHits, cacheMisses              atomic.Uint64
+	upstreamErrors, egressLearned       atomic.Uint64
 }
 
 // Stats are running totals since New, for metrics.
