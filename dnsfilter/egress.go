@@ -2,8 +2,12 @@ package dnsfilter
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/policy"
 )
 
 // egressTable records, per identity, the addresses that DNS answers for
@@ -171,4 +175,110 @@ func (t *egressTable) len(identity string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.addrs)
+}
+
+// learn records the addresses of a forwarded answer for the egress
+// services the identity can reach whose patterns match the question.
+func (f *Filter) learn(q *query, reply *dns.Msg) {
+	svcs := q.view.EgressServices(q.name)
+	if len(svcs) == 0 {
+		return
+	}
+	names := make([]string, 0, len(svcs))
+	for _, s := range svcs {
+		if q.view.CanReach(q.id, s) {
+			names = append(names, s.Name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	now := f.now()
+	for _, rr := range chainAddrs(reply.Answer, reply.Question[0].Name) {
+		a, _ := rrAddr(rr)
+		f.egress.learn(q.id.Name, names, q.name, a, time.Duration(rr.Header().Ttl)*time.Second, now)
+		f.stats.egressLearned.Add(1)
+	}
+}
+
+// maxChain bounds the CNAME chain followed from the question name.
+const maxChain = 8
+
+// chainAddrs returns the A and AAAA records of answer that belong to qname,
+// directly or through a chain of CNAMEs that starts at qname; records for
+// other names are ignored.
+func chainAddrs(answer []dns.RR, qname string) []dns.RR {
+	var out []dns.RR
+	name := qname
+	for range maxChain {
+		next := ""
+		for _, rr := range answer {
+			h := rr.Header()
+			if !strings.EqualFold(h.Name, name) {
+				continue
+			}
+			if c, ok := rr.(*dns.CNAME); ok {
+				next = c.Target
+			} else if a, ok := rrAddr(rr); ok && a.IsValid() {
+				out = append(out, rr)
+			}
+		}
+		if next == "" {
+			break
+		}
+		name = next
+	}
+	return out
+}
+
+// EgressService returns the FQDN egress service through which id may reach
+// dst, because id looked up a name matching the service's patterns and the
+// answer held dst, not longer ago than the answer's TTL (clamped to
+// [EgressTTLMin, EgressTTLMax]). When several services qualify, one that
+// offers port/proto is preferred. nil when none does. Cheap (one map
+// lookup per level, no allocation for up to four grants) and safe for
+// concurrent use; the flow handler then asks policy.Decide as for any
+// service.
+func (f *Filter) EgressService(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service {
+	if id == nil {
+		return nil
+	}
+	view := f.view()
+	if view == nil {
+		return nil
+	}
+	var buf [4]grant
+	gs := f.egress.grants(id.Name, dst.Unmap(), f.now(), buf[:0])
+	var found *policy.Service
+	for _, g := range gs {
+		svc := view.Service(g.service)
+		if svc == nil || !matchesEgress(svc, g.qname) {
+			continue
+		}
+		if offers(svc, port, proto) {
+			return svc
+		}
+		if found == nil {
+			found = svc
+		}
+	}
+	return found
+}
+
+func matchesEgress(svc *policy.Service, qname string) bool {
+	for _, p := range svc.Egress {
+		if policy.MatchFQDN(p, qname) {
+			return true
+		}
+	}
+	return false
+}
+
+func offers(svc *policy.Service, port uint16, proto policy.Proto) bool {
+	for _, r := range svc.Ports {
+		if r.Contains(port, proto) {
+			return true
+		}
+	}
+	return false
 }

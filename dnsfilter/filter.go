@@ -2,14 +2,11 @@ package dnsfilter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"runtime/debug"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,37 +26,6 @@ type Filter struct {
 	limiter *limiter
 	blocks  atomic.Pointer[blocklist]
 	stats   counters
-}
-
-// counters are the Filter's running totals; see Stats.
-type counters struct {
-	queries, refused, blocked, servfail atomic.Uint64
-	cacheHits, cacheMisses              atomic.Uint64
-	upstreamErrors, egressLearned       atomic.Uint64
-}
-
-// Stats are running totals since New, for metrics.
-type Stats struct {
-	Queries        uint64 // answered, of known identities or not
-	Refused        uint64 // answered REFUSED: unknown source, rate limit, ANY...
-	Blocked        uint64 // answered NXDOMAIN by a blocklist
-	ServFail       uint64 // answered SERVFAIL
-	CacheHits      uint64 // forwarded questions answered from the cache
-	CacheMisses    uint64 // forwarded questions that needed an upstream
-	UpstreamErrors uint64 // failed tries of one upstream
-	EgressLearned  uint64 // addresses recorded for FQDN egress (refreshes included)
-	CacheEntries   int    // questions in the cache now, expired ones included
-}
-
-// Stats returns the running totals. Safe for concurrent use.
-func (f *Filter) Stats() Stats {
-	s := &f.stats
-	return Stats{
-		Queries: s.queries.Load(), Refused: s.refused.Load(), Blocked: s.blocked.Load(),
-		ServFail: s.servfail.Load(), CacheHits: s.cacheHits.Load(), CacheMisses: s.cacheMisses.Load(),
-		UpstreamErrors: s.upstreamErrors.Load(), EgressLearned: s.egressLearned.Load(),
-		CacheEntries: f.fwd.cache.len(),
-	}
 }
 
 // stage is one step of the chain; see the package documentation.
@@ -161,19 +127,6 @@ func (f *Filter) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-func (f *Filter) count(reply *dns.Msg, q *query) {
-	s := &f.stats
-	s.queries.Add(1)
-	switch {
-	case q != nil && q.blocked != "":
-		s.blocked.Add(1)
-	case reply.Rcode == dns.RcodeRefused:
-		s.refused.Add(1)
-	case reply.Rcode == dns.RcodeServerFailure:
-		s.servfail.Add(1)
-	}
-}
-
 // resolve admits r from remote and runs the stages. It returns the reply,
 // and the query when r was admitted (for the audit log).
 func (f *Filter) resolve(remote net.Addr, r *dns.Msg) (*dns.Msg, *query) {
@@ -258,122 +211,22 @@ func isUDP(w dns.ResponseWriter) bool {
 func addrOf(a net.Addr) (netip.Addr, bool) {
 	switch a := a.(type) {
 	case *net.UDPAddr:
-		ip, ok := netip.AddrFromSlice(a.IP)
-		return ip.Unmap(), ok
+		if a != nil {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			return ip.Unmap(), ok
+		}
+		return netip.Addr{}, false
 	case *net.TCPAddr:
-		ip, ok := netip.AddrFromSlice(a.IP)
-		return ip.Unmap(), ok
+		if a != nil {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			return ip.Unmap(), ok
+		}
+		return netip.Addr{}, false
 	case nil:
 		return netip.Addr{}, false
 	}
 	ap, err := netip.ParseAddrPort(a.String())
 	return ap.Addr().Unmap(), err == nil
-}
-
-// learn records the addresses of a forwarded answer for the egress
-// services the identity can reach whose patterns match the question.
-func (f *Filter) learn(q *query, reply *dns.Msg) {
-	svcs := q.view.EgressServices(q.name)
-	if len(svcs) == 0 {
-		return
-	}
-	names := make([]string, 0, len(svcs))
-	for _, s := range svcs {
-		if q.view.CanReach(q.id, s) {
-			names = append(names, s.Name)
-		}
-	}
-	if len(names) == 0 {
-		return
-	}
-	now := f.now()
-	for _, rr := range chainAddrs(reply.Answer, reply.Question[0].Name) {
-		a, _ := rrAddr(rr)
-		f.egress.learn(q.id.Name, names, q.name, a, time.Duration(rr.Header().Ttl)*time.Second, now)
-		f.stats.egressLearned.Add(1)
-	}
-}
-
-// maxChain bounds the CNAME chain followed from the question name.
-const maxChain = 8
-
-// chainAddrs returns the A and AAAA records of answer that belong to qname,
-// directly or through a chain of CNAMEs that starts at qname; records for
-// other names are ignored.
-func chainAddrs(answer []dns.RR, qname string) []dns.RR {
-	var out []dns.RR
-	name := qname
-	for range maxChain {
-		next := ""
-		for _, rr := range answer {
-			h := rr.Header()
-			if !strings.EqualFold(h.Name, name) {
-				continue
-			}
-			if c, ok := rr.(*dns.CNAME); ok {
-				next = c.Target
-			} else if a, ok := rrAddr(rr); ok && a.IsValid() {
-				out = append(out, rr)
-			}
-		}
-		if next == "" {
-			break
-		}
-		name = next
-	}
-	return out
-}
-
-// EgressService returns the FQDN egress service through which id may reach
-// dst, because id looked up a name matching the service's patterns and the
-// answer held dst, not longer ago than the answer's TTL (clamped to
-// [EgressTTLMin, EgressTTLMax]). When several services qualify, one that
-// offers port/proto is preferred. nil when none does. Cheap (one map
-// lookup per level, no allocation for up to four grants) and safe for
-// concurrent use; the flow handler then asks policy.Decide as for any
-// service.
-func (f *Filter) EgressService(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service {
-	if id == nil {
-		return nil
-	}
-	view := f.view()
-	if view == nil {
-		return nil
-	}
-	var buf [4]grant
-	gs := f.egress.grants(id.Name, dst.Unmap(), f.now(), buf[:0])
-	var found *policy.Service
-	for _, g := range gs {
-		svc := view.Service(g.service)
-		if svc == nil || !matchesEgress(svc, g.qname) {
-			continue
-		}
-		if offers(svc, port, proto) {
-			return svc
-		}
-		if found == nil {
-			found = svc
-		}
-	}
-	return found
-}
-
-func matchesEgress(svc *policy.Service, qname string) bool {
-	for _, p := range svc.Egress {
-		if policy.MatchFQDN(p, qname) {
-			return true
-		}
-	}
-	return false
-}
-
-func offers(svc *policy.Service, port uint16, proto policy.Proto) bool {
-	for _, r := range svc.Ports {
-		if r.Contains(port, proto) {
-			return true
-		}
-	}
-	return false
 }
 
 // logQuery writes dns.block (always) or dns.query (when QueryLog is set).
@@ -404,56 +257,4 @@ func typeString(t uint16) string {
 		return s
 	}
 	return fmt.Sprintf("TYPE%d", t)
-}
-
-// Serve answers DNS on pc (UDP) and l (TCP), either of which may be nil,
-// until ctx is done or a server fails. It closes pc and l before it
-// returns, and returns nil when ctx ended it.
-func (f *Filter) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) error {
-	var servers []*dns.Server
-	if pc != nil {
-		servers = append(servers, &dns.Server{PacketConn: pc, Handler: f, UDPSize: dns.DefaultMsgSize})
-	}
-	if l != nil {
-		servers = append(servers, &dns.Server{Listener: l, Handler: f,
-			ReadTimeout: f.cfg.Timeout, IdleTimeout: func() time.Duration { return 10 * time.Second }})
-	}
-	if len(servers) == 0 {
-		return errors.New("dnsfilter: Serve: no listener")
-	}
-	errc := make(chan error, len(servers))
-	started := make([]chan struct{}, len(servers))
-	exited := make([]chan struct{}, len(servers))
-	var wg sync.WaitGroup
-	for i, s := range servers {
-		started[i], exited[i] = make(chan struct{}), make(chan struct{})
-		s.NotifyStartedFunc = func() { close(started[i]) }
-		wg.Go(func() {
-			defer close(exited[i])
-			errc <- s.ActivateAndServe()
-		})
-	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		if err == nil {
-			err = errors.New("dnsfilter: DNS server stopped")
-		}
-	}
-	for i, s := range servers {
-		select {
-		case <-started[i]:
-			s.Shutdown()
-		case <-exited[i]: // failed before it started; nothing to stop
-		}
-	}
-	wg.Wait()
-	if pc != nil {
-		pc.Close()
-	}
-	if l != nil {
-		l.Close()
-	}
-	return err
 }

@@ -30,6 +30,8 @@ func TestAdmission(t *testing.T) {
 	}{
 		{"unknown identity", evilAddr, q(func(*dns.Msg) {}), dns.RcodeRefused},
 		{"no address", nil, q(func(*dns.Msg) {}), dns.RcodeRefused},
+		{"nil UDP address", (*net.UDPAddr)(nil), q(func(*dns.Msg) {}), dns.RcodeRefused},
+		{"other address", &net.IPAddr{IP: aliceAddr.IP}, q(func(*dns.Msg) {}), dns.RcodeRefused},
 		{"ANY", aliceAddr, q(func(r *dns.Msg) { r.Question[0].Qtype = dns.TypeANY }), dns.RcodeRefused},
 		{"AXFR", aliceAddr, q(func(r *dns.Msg) { r.Question[0].Qtype = dns.TypeAXFR }), dns.RcodeRefused},
 		{"CHAOS", aliceAddr, q(func(r *dns.Msg) { r.Question[0].Qclass = dns.ClassCHAOS }), dns.RcodeRefused},
