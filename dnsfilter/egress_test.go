@@ -209,3 +209,13 @@ func TestChainAddrs(t *testing.T) {
 		t.Errorf("empty: %v", got)
 	}
 }
+
+func TestEgressServiceDoesNotAllocate(t *testing.T) {
+	v := testView()
+	f, _, _ := newTestFilter(t, Config{}, v)
+	f.egress.learn("alice", []string{"nhs-web", "nhs-any"}, "www.nhs.uk", cdnAddr, time.Minute, f.now())
+	alice := v.ids[0]
+	if n := testing.AllocsPerRun(100, func() { f.EgressService(alice, cdnAddr, 80, policy.ProtoTCP) }); n != 0 {
+		t.Errorf("EgressService allocates %v times", n)
+	}
+}
