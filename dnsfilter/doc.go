@@ -40,7 +40,9 @@
 //     anyone else the answer is NXDOMAIN, under DOMAIN byte for byte the one
 //     a name that does not exist gets (with DOMAIN's SOA; an extra name
 //     outside DOMAIN gets a bare NXDOMAIN). Other names under DOMAIN are
-//     NXDOMAIN and never forwarded; the apex has only its SOA.
+//     NXDOMAIN and never forwarded; the apex has only its SOA. So are the
+//     reverse names (in-addr.arpa, ip6.arpa) of addresses in the overlay
+//     and service prefixes.
 //  3. forward (forward.go): everything else is forwarded to the upstreams
 //     (UDP, retried over TCP when truncated, a per-try timeout, failover in
 //     order starting at the upstream that last answered), through a bounded

@@ -14,7 +14,17 @@ const serviceTTL = 60
 type serviceStage struct{}
 
 func (serviceStage) answer(_ context.Context, q *query) *dns.Msg {
-	domain := canonical(q.view.Overlay().Domain)
+	ov := q.view.Overlay()
+	if a, ok := reverseAddr(q.name); ok && (ov.Prefix.Contains(a) || ov.ServicePrefix.Contains(a)) {
+		// Reverse names of overlay addresses are ours too: never forwarded,
+		// and nothing to tell.
+		m := new(dns.Msg)
+		m.SetRcode(q.req, dns.RcodeNameError)
+		m.Authoritative = true
+		m.RecursionAvailable = true
+		return m
+	}
+	domain := canonical(ov.Domain)
 	inDomain := under(q.name, domain)
 	svc := q.view.ServiceByName(q.name)
 	if svc == nil && !inDomain {

@@ -76,3 +76,41 @@ func TestServiceHiddenLikeNonexistent(t *testing.T) {
 		t.Errorf("hidden service reply differs from a nonexistent name:\n%x\n%x", h, n)
 	}
 }
+
+func TestReverseAddr(t *testing.T) {
+	for name, want := range map[string]string{
+		"10.0.81.100.in-addr.arpa": "100.81.0.10",
+		"0.0.0.0.in-addr.arpa":     "0.0.0.0",
+		"0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.8.0.0.0.0.d.f.ip6.arpa": "fd00:81::10",
+		"81.100.in-addr.arpa":            "",
+		"256.0.81.100.in-addr.arpa":      "",
+		"01.0.81.100.in-addr.arpa":       "",
+		"x.10.0.81.100.in-addr.arpa":     "",
+		"10.0.81.100.in-addr.arpa.extra": "",
+		"g.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.8.0.0.0.0.d.f.ip6.arpa": "",
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.8.0.0.0.0.d.f.ip6.arpa":     "",
+	} {
+		a, ok := reverseAddr(name)
+		got := ""
+		if ok {
+			got = a.String()
+		}
+		if got != want {
+			t.Errorf("reverseAddr(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestReverseOverlayNotForwarded(t *testing.T) {
+	up := newUpstream(t, answerA("93.184.216.34", 300))
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	for _, name := range []string{"10.0.81.100.in-addr.arpa", "10.1.80.100.in-addr.arpa"} {
+		if m := ask(t, f, aliceAddr, name, dns.TypePTR); m.Rcode != dns.RcodeNameError || !m.Authoritative {
+			t.Errorf("%s: %v", name, m)
+		}
+	}
+	ask(t, f, aliceAddr, "34.216.184.93.in-addr.arpa", dns.TypePTR)
+	if n := up.queries.Load(); n != 1 {
+		t.Errorf("%d upstream queries, want 1 (only the public address)", n)
+	}
+}
