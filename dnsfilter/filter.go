@@ -145,7 +145,11 @@ func (f *Filter) resolve(remote net.Addr, r *dns.Msg) (*dns.Msg, *query) {
 	if len(r.Question) == 1 {
 		q.name, q.qtype = canonical(r.Question[0].Name), r.Question[0].Qtype
 	}
-	if !f.limiter.allow(id.Name, f.now()) {
+	if ok, first := f.limiter.allow(id.Name, f.now()); !ok {
+		if first {
+			f.cfg.Logger.Warn("dns rate limit reached; refusing queries", "identity", id.Name,
+				"rate", f.cfg.RatePerIdentity, "burst", f.cfg.Burst)
+		}
 		return rcode(r, dns.RcodeRefused), q
 	}
 	switch {

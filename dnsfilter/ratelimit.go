@@ -17,16 +17,19 @@ type limiter struct {
 }
 
 type bucket struct {
-	tokens float64
-	last   time.Time
+	tokens  float64
+	last    time.Time
+	limited bool // the last query was refused
 }
 
 func newLimiter(rate float64, burst int) *limiter {
 	return &limiter{rate: rate, burst: float64(burst), buckets: make(map[string]*bucket)}
 }
 
-// allow takes a token from identity's bucket and reports whether there was one.
-func (l *limiter) allow(identity string, now time.Time) bool {
+// allow takes a token from identity's bucket and reports whether there was
+// one, and, when there was not, whether this is the first refusal since the
+// last query allowed (so that a flood is logged once, not per query).
+func (l *limiter) allow(identity string, now time.Time) (ok, first bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[identity]
@@ -39,8 +42,11 @@ func (l *limiter) allow(identity string, now time.Time) bool {
 		b.last = now
 	}
 	if b.tokens < 1 {
-		return false
+		first = !b.limited
+		b.limited = true
+		return false, first
 	}
 	b.tokens--
-	return true
+	b.limited = false
+	return true, false
 }
