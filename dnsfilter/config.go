@@ -19,7 +19,8 @@ type Config struct {
 	Policy func() *policy.Policy
 
 	// Upstreams are the resolvers names outside the overlay go to,
-	// "host:port" (port 53 when omitted), tried in order.
+	// "host:port" (port 53 when omitted), tried in order, starting with
+	// the one that answered last.
 	Upstreams []string
 
 	// Blocklists are files of names answered NXDOMAIN.

@@ -155,8 +155,8 @@ func (f *forwarder) fetch(ctx context.Context, key cacheKey, ov policy.Overlay) 
 			}
 			continue
 		}
-		if i > 0 {
-			f.preferred.Store(uint32(idx))
+		if i > 0 && f.preferred.CompareAndSwap(uint32(start), uint32(idx)) {
+			f.log.Warn("dns upstream failed over", "from", f.upstreams[start], "to", f.upstreams[idx], "err", errors.Join(errs...))
 		}
 		now := f.now()
 		ttl := cacheTTL(r)
