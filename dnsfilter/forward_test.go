@@ -29,7 +29,7 @@ func TestForwardFailover(t *testing.T) {
 	if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
 		t.Fatalf("reply %v", m)
 	}
-	if d := time.Since(start); d < 100*time.Millisecond || d > time.Second {
+	if d := time.Since(start); d < 100*time.Millisecond || d > 3*time.Second {
 		t.Errorf("took %v; want about one timeout", d)
 	}
 	if dead.queries.Load() != 1 || bad.queries.Load() != 1 || good.queries.Load() != 1 {
