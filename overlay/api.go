@@ -1,10 +1,3 @@
-// Package overlay terminates WireGuard peers into a userspace gVisor network
-// stack that it owns: a wireguard-go device whose tun.Device is a gVisor link
-// endpoint, promiscuous TCP and UDP forwarders that hand every new flow to a
-// callback with its source and destination, ICMP echo, peer-set updates, and
-// dialing/listening inside the overlay.
-//
-// overlay knows nothing of policy: the callbacks decide.
 package overlay
 
 import (

@@ -125,8 +125,12 @@ var benchVariants = []struct {
 // (100.80.0.1) and b (100.80.0.2, routing 100.81.1.0/24 to its discard
 // handler).
 func siteLinkPair(b testing.TB, tr transport, tc overlay.TCPConfig) (*overlay.Overlay, *overlay.Overlay) {
+	return siteLinkPairWith(b, tr, tc, discardTCP)
+}
+
+func siteLinkPairWith(b testing.TB, tr transport, tc overlay.TCPConfig, tcp func(*overlay.TCPRequest)) (*overlay.Overlay, *overlay.Overlay) {
 	ka, kb := mustKey(b), mustKey(b)
-	h := overlay.Handler{TCP: discardTCP, UDP: refuseUDP}
+	h := overlay.Handler{TCP: tcp, UDP: refuseUDP}
 	ca := overlay.Config{PrivateKey: ka, Address: netip.MustParseAddr("100.80.0.1"), Handler: h, TCP: tc}
 	cb := overlay.Config{PrivateKey: kb, Address: netip.MustParseAddr("100.80.0.2"), Handler: h, TCP: tc}
 	if tr == memTransport {

@@ -1,7 +1,5 @@
 package overlay
 
-import "sync"
-
 // SetLinkBatchSize sets the batch size of devices created afterwards and
 // returns the previous one (benchmarks only).
 func SetLinkBatchSize(n int) int {
@@ -10,12 +8,11 @@ func SetLinkBatchSize(n int) int {
 	return old
 }
 
-// SetLinkGRO turns GRO on inbound batches on or off for engines created
+// SetLinkGRO turns GRO on inbound batches on or off for links created
 // afterwards and returns the previous setting (benchmarks only).
 func SetLinkGRO(on bool) bool {
 	old := linkGRO
 	linkGRO = on
-	groPool = sync.Pool{New: groPool.New}
 	return old
 }
 

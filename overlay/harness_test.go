@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,11 +48,39 @@ func mustKey(t testing.TB) overlay.Key {
 	return k
 }
 
+// testLogger logs to t (shown for failing tests) when OVERLAY_TEST_LOG is
+// set.
 func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("OVERLAY_TEST_LOG") == "" {
 		return nil
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w := &tWriter{t: t}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// tWriter writes to t until the test ends (wireguard-go's workers log
+// their exit after Close returns).
+type tWriter struct {
+	t testing.TB
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *tWriter) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
 }
 
 // newTestNet starts a gateway with h on tr. cfg may tune TCP etc.; its
@@ -111,6 +141,11 @@ func (n *testNet) newPeer(addr netip.Addr) *peer {
 	if n.tr == memTransport {
 		n.nextIP++
 		cfg.Bind = n.sw.Bind(netip.AddrFrom4([4]byte{10, 0, 1, n.nextIP}))
+	}
+	if os.Getenv("OVERLAY_TEST_LOG") != "" {
+		w := &tWriter{t: n.t}
+		n.t.Cleanup(w.stop)
+		cfg.Logf = func(f string, a ...any) { fmt.Fprintf(w, "client %v: "+f, append([]any{addr}, a...)...) }
 	}
 	c, err := wgclient.New(cfg)
 	if err != nil {

@@ -180,8 +180,15 @@ func TestDialTCPToPeer(t *testing.T) {
 func TestHandlerPanicsAreContained(t *testing.T) {
 	n := newTestNet(t, memTransport, overlay.Handler{
 		TCP: func(r *overlay.TCPRequest) {
-			if r.Dst.Port() == 666 {
+			switch r.Dst.Port() {
+			case 666:
 				panic("boom")
+			case 668:
+				c, err := r.Accept()
+				if err == nil {
+					c.Write([]byte("x"))
+				}
+				panic("boom after accept")
 			}
 			echoTCP(r)
 		},
@@ -199,6 +206,16 @@ func TestHandlerPanicsAreContained(t *testing.T) {
 	if err := dialOK(t, p, "100.81.0.10:666", 5*time.Second); !isRefused(err) {
 		t.Errorf("panicking TCP handler: %v, want refused", err)
 	}
+	// A panic after Accept closes the accepted conn: the client sees EOF.
+	c, err := p.DialContext(ctxTimeout(t, 5*time.Second), "tcp", "100.81.0.10:668")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := io.ReadAll(c); err != nil || string(got) != "x" {
+		t.Errorf("after a panic past Accept: read %q, %v; want \"x\" then EOF", got, err)
+	}
+	c.Close()
 	before := p.PortUnreachables()
 	u, _ := p.DialUDP(netip.MustParseAddrPort("100.81.0.10:666"))
 	u.Write([]byte("x"))

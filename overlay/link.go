@@ -51,6 +51,11 @@ type link struct {
 	done      chan struct{}
 	intercept func(pkt []byte) bool // inbound hook (ICMP echo); true: consumed
 
+	// groPool holds GRO engines: one per concurrent Write (wireguard-go
+	// writes from one goroutine per peer). An engine is empty between
+	// Writes.
+	groPool sync.Pool
+
 	closeOnce sync.Once
 
 	// mu guards dispatcher, which the stack sets with Attach.
@@ -77,6 +82,12 @@ func newLink(mtu int) *link {
 		out:    make(chan *stack.PacketBuffer, outboundQueueLen),
 		events: make(chan tun.Event, 1),
 		done:   make(chan struct{}),
+	}
+	groOn := linkGRO
+	l.groPool.New = func() any {
+		g := new(gro.GRO)
+		g.Init(groOn)
+		return g
 	}
 	l.events <- tun.EventUp
 	return l
@@ -106,7 +117,7 @@ func (l *tunSide) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			n++
 		}
 		pkt.DecRef()
-		if n == len(bufs) {
+		if n == len(bufs) || n == l.batch {
 			return n, nil
 		}
 		select {
@@ -142,7 +153,7 @@ func (l *tunSide) Write(bufs [][]byte, offset int) (int, error) {
 	if d == nil {
 		return len(bufs), nil
 	}
-	g := groPool.Get().(*gro.GRO)
+	g := l.groPool.Get().(*gro.GRO)
 	g.Dispatcher = d
 	for _, b := range bufs {
 		pkt := b[offset:]
@@ -168,17 +179,9 @@ func (l *tunSide) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	g.Flush()
 	g.Dispatcher = nil
-	groPool.Put(g)
+	l.groPool.Put(g)
 	return len(bufs), nil
 }
-
-// groPool holds GRO engines: one per concurrent Write (wireguard-go writes
-// from one goroutine per peer). An engine is empty between Writes.
-var groPool = sync.Pool{New: func() any {
-	g := new(gro.GRO)
-	g.Init(linkGRO)
-	return g
-}}
 
 // Close is called by the WireGuard device when it closes.
 func (l *tunSide) Close() error {

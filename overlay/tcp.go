@@ -66,9 +66,11 @@ type tcpRequestState struct {
 	o  *Overlay
 	fr *tcp.ForwarderRequest
 
-	// mu guards done: Complete must be called exactly once.
+	// mu guards done (Complete must be called exactly once) and conn, the
+	// accepted connection, closed if the handler panics.
 	mu   sync.Mutex
 	done bool
+	conn net.Conn
 }
 
 // completeLocked completes the forwarder request (releasing its in-flight
@@ -97,7 +99,8 @@ func (r *TCPRequest) accept() (net.Conn, error) {
 	}
 	st.completeLocked(r.Src.Addr(), false)
 	st.o.setKeepAlive(ep)
-	return gonet.NewTCPConn(&wq, ep), nil
+	st.conn = gonet.NewTCPConn(&wq, ep)
+	return st.conn, nil
 }
 
 func (r *TCPRequest) reject() {
@@ -144,6 +147,12 @@ func (o *Overlay) handleTCP(fr *tcp.ForwarderRequest) {
 	defer func() {
 		if p := recover(); p != nil {
 			o.log.Error("overlay: panic in TCP handler", "src", src, "dst", dst, "panic", fmt.Sprint(p))
+			req.st.mu.Lock()
+			c := req.st.conn
+			req.st.mu.Unlock()
+			if c != nil {
+				c.Close() // the flow ends with its handler
+			}
 		}
 	}()
 	o.cfg.Handler.TCP(req)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,48 +124,54 @@ func (c *Client) ListenTCP(laddr netip.AddrPort) (net.Listener, error) {
 	return c.tnet.ListenTCPAddrPort(laddr)
 }
 
-// Ping sends one ICMP echo request to dst and waits for the reply until ctx
-// ends.
+// Ping sends ICMP echo requests to dst until a reply comes or ctx ends.
+//
+// It resends every pingRetry because netstack's PingConn.Read registers for
+// the readable event only when called, so a reply that lands between Write
+// and Read is never noticed; a later request's reply is.
 func (c *Client) Ping(ctx context.Context, dst netip.Addr) error {
 	pc, err := c.tnet.DialPingAddr(netip.Addr{}, dst)
 	if err != nil {
 		return fmt.Errorf("wgclient: ping %v: %w", dst, err)
 	}
 	defer pc.Close()
-	if d, ok := ctx.Deadline(); ok {
-		if err := pc.SetReadDeadline(d); err != nil {
-			return err
-		}
-	}
-	stop := context.AfterFunc(ctx, func() { _ = pc.SetReadDeadline(time.Now()) })
-	defer stop()
-
 	echo, reply := byte(8), byte(0)
 	if dst.Is6() {
 		echo, reply = 128, 129
 	}
-	seq := uint16(c.tun.seq.Add(1))
 	msg := make([]byte, 8+16)
 	msg[0] = echo
-	binary.BigEndian.PutUint16(msg[6:8], seq)
 	copy(msg[8:], "wardgate-ping...")
-	if _, err := pc.Write(msg); err != nil {
-		return fmt.Errorf("wgclient: ping %v: %w", dst, err)
-	}
 	buf := make([]byte, 1500)
 	for {
-		n, err := pc.Read(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("wgclient: ping %v: %w", dst, ctx.Err())
-			}
+		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("wgclient: ping %v: %w", dst, err)
 		}
-		if n >= 8 && buf[0] == reply && binary.BigEndian.Uint16(buf[6:8]) == seq {
+		wait := time.Now().Add(pingRetry)
+		if d, ok := ctx.Deadline(); ok && d.Before(wait) {
+			wait = d
+		}
+		if err := pc.SetReadDeadline(wait); err != nil {
+			return err
+		}
+		binary.BigEndian.PutUint16(msg[6:8], uint16(c.tun.seq.Add(1)))
+		if _, err := pc.Write(msg); err != nil {
+			return fmt.Errorf("wgclient: ping %v: %w", dst, err)
+		}
+		n, err := pc.Read(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wgclient: ping %v: %w", dst, err)
+		}
+		if n >= 8 && buf[0] == reply {
 			return nil
 		}
 	}
 }
+
+const pingRetry = 250 * time.Millisecond
 
 // PortUnreachables counts ICMP port-unreachable messages the client has
 // received (gVisor's UDP sockets do not surface them on Read).
