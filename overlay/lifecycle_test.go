@@ -49,15 +49,19 @@ func TestMaxInFlightPerSource(t *testing.T) {
 			t.Fatalf("only %d of %d over-share dials refused", refused, tries-2)
 		}
 	}
+	waitFor := func(want int32) {
+		deadline := time.Now().Add(5 * time.Second)
+		for inHandler.Load() != want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor(2)
 	if got := inHandler.Load(); got != 2 {
 		t.Errorf("%d requests reached the handler, want 2", got)
 	}
 	// Another source still gets its share while greedy's are pending.
 	go func() { errs <- dialOK(t, other, "100.81.0.10:80", 10*time.Second) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for inHandler.Load() != 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(3)
 	if got := inHandler.Load(); got != 3 {
 		t.Errorf("other source: %d requests in handler, want 3", got)
 	}
@@ -325,5 +329,49 @@ func (s *stopTB) Cleanup(f func()) { s.fns = append(s.fns, f) }
 func (s *stopTB) cleanup() {
 	for i := len(s.fns) - 1; i >= 0; i-- {
 		s.fns[i]()
+	}
+}
+
+// TCP keepalive finds a peer that vanished without closing: once the peer
+// is gone, the accepted conn's Read fails after idle + count x interval.
+func TestKeepAliveFindsVanishedPeer(t *testing.T) {
+	readErr := make(chan error, 1)
+	n := newTestNet(t, memTransport, overlay.Handler{
+		TCP: func(r *overlay.TCPRequest) {
+			c, err := r.Accept()
+			if err != nil {
+				readErr <- err
+				return
+			}
+			defer c.Close()
+			_, err = io.Copy(io.Discard, c)
+			if err == nil {
+				err = io.EOF
+			}
+			readErr <- err
+		},
+		UDP: refuseUDP,
+	}, overlay.Config{TCP: overlay.TCPConfig{KeepAliveIdle: time.Second, KeepAliveInterval: 500 * time.Millisecond, KeepAliveCount: 2}})
+	p := n.clients(1)[0]
+	c, err := p.DialContext(ctxTimeout(t, 5*time.Second), "tcp", "100.81.0.10:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("hello"))
+	time.Sleep(100 * time.Millisecond)
+	// The peer vanishes: the gateway can no longer reach it, and nothing
+	// tells its stack.
+	if err := n.gw.SetPeers(nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case err := <-readErr:
+		if d := time.Since(start); d < 900*time.Millisecond {
+			t.Errorf("conn ended after %v (%v), before keepalive could have", d, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("conn to a vanished peer still open after 10s")
 	}
 }

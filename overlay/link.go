@@ -37,11 +37,14 @@ var linkGSO = true
 //	device --Write(bufs)--> link --DeliverNetworkPacket--> stack   (inbound)
 //	device <--Read(bufs)--- link <--WritePackets---------- stack   (outbound)
 //
-// Packets move in batches: Read drains up to len(bufs) queued packets per
-// call (BatchSize is conn.IdealBatchSize), and Write delivers a whole batch
-// under one read lock of the dispatcher. The endpoint advertises no GSO and
-// no GRO yet; a later GSO path would queue one large TCP segment and split
-// it in Read, which the batch shape already allows.
+// Packets move in batches: Read drains up to BatchSize (conn.IdealBatchSize,
+// 128) queued packets per call without waiting for more, and Write runs a
+// whole batch through one GRO engine and flushes it before returning.
+// Outbound, the link advertises gVisor software GSO, so TCP works on 64 KiB
+// segments and splits them just before WritePackets; the link itself still
+// carries MTU-sized packets. Host GSO (queueing the 64 KiB segment and
+// splitting it in Read into several bufs) fits the same Read shape and is
+// the next step; see the package documentation for the measurements.
 type link struct {
 	mtu       uint32
 	batch     int
