@@ -115,6 +115,15 @@ func (c *Config) Path(p string) string {
 	return filepath.Join(filepath.Dir(c.file), p)
 }
 
+// paths resolves each of ps relative to the config file.
+func (c *Config) paths(ps []string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = c.Path(p)
+	}
+	return out
+}
+
 // Auditing reports whether the gateway lets would-be denials through.
 func (c *Config) Auditing() bool { return c.Enforce == "audit" }
 
@@ -207,8 +216,10 @@ func (c *Config) validate(bad func(key, format string, args ...any)) {
 		bad("listen", "listen %q: want ip:port (%v)", c.Listen, err)
 	}
 	for _, u := range c.DNS.Upstream {
-		if _, err := netip.ParseAddrPort(u); err != nil {
-			bad("dns.upstream", "dns upstream %q: want ip:port", u)
+		_, errAP := netip.ParseAddrPort(u)
+		_, errA := netip.ParseAddr(u)
+		if errAP != nil && errA != nil {
+			bad("dns.upstream", "dns upstream %q: want ip or ip:port", u)
 		}
 	}
 	if c.Admin.Metrics != "" {

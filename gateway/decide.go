@@ -14,6 +14,7 @@ import (
 type state struct {
 	pol  *policy.Policy
 	site *policy.Site // this gateway's site in pol
+	cfg  *Config      // the gateway.toml it was loaded with
 }
 
 // verdict is the outcome of classifying and deciding one new flow.

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/crypto/curve25519"
 
 	"github.com/wardgate/wardgate/internal/wgclient"
@@ -398,6 +399,39 @@ func TestEndToEnd(t *testing.T) {
 			t.Error("bob got no ICMP port unreachable")
 		}
 		tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "bob", "service": "echo", "proto": "udp", "reason": "no-rule"})
+	})
+
+	t.Run("DNS answers the names the identity may reach", func(t *testing.T) {
+		query := func(c *wgclient.Client, name string) (*dns.Msg, error) {
+			conn, err := c.DialUDP(netip.MustParseAddrPort("100.80.0.1:53"))
+			if err != nil {
+				return nil, err
+			}
+			defer conn.Close()
+			dc := &dns.Conn{Conn: conn}
+			m := new(dns.Msg)
+			m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+			conn.SetDeadline(time.Now().Add(3 * time.Second))
+			if err := dc.WriteMsg(m); err != nil {
+				return nil, err
+			}
+			return dc.ReadMsg()
+		}
+		r, err := query(alice, "ehr.test.internal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "100.81.0.10" {
+			t.Fatalf("alice ehr.test.internal: %v", r)
+		}
+		r, err = query(alice, "payroll.test.internal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeNameError {
+			t.Fatalf("alice payroll.test.internal: rcode %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
+		}
+		tg.audit.waitEvent(t, map[string]any{"event": "dns.query", "identity": "alice", "qname": "payroll.test.internal", "rcode": "NXDOMAIN"})
 	})
 
 	t.Run("ping gateway and reachable VIPs only", func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/wardgate/wardgate/dnsfilter"
 	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/policy"
 )
@@ -53,6 +54,11 @@ type Gateway struct {
 	limits  *identityLimits
 	flows   *flowTable
 	rr      roundRobin
+	// dns answers on the overlay address, port 53; its FQDN egress table
+	// is how the flow handler matches destinations learnt from DNS.
+	dns     *dnsfilter.Filter
+	dnsStop context.CancelFunc
+	dnsDone chan struct{}
 	// egress, when set, finds the egress service an identity may reach at
 	// an address it learnt from DNS (dnsfilter's FQDN egress).
 	egress func(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service
@@ -93,7 +99,7 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 		g.closeAll()
 		return nil, err
 	}
-	st := &state{pol: pol, site: pol.Site(cfg.Site)}
+	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg}
 	g.state.Store(st)
 	g.limits = newIdentityLimits(cfg.Limits.FlowsPerIdentity, cfg.Limits.PendingPerIdentity)
 	g.flows = newFlowTable()
@@ -116,11 +122,17 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 		g.closeAll()
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
+	if err := g.startDNS(); err != nil {
+		g.overlay.Close()
+		g.closeAll()
+		return nil, fmt.Errorf("dns: %w", err)
+	}
 	peers, err := peersFor(st)
 	if err == nil {
 		err = g.overlay.SetPeers(peers)
 	}
 	if err != nil {
+		g.stopDNS()
 		g.overlay.Close()
 		g.closeAll()
 		return nil, fmt.Errorf("peers: %w", err)
@@ -172,9 +184,59 @@ func (g *Gateway) Close() error {
 		}
 		<-done
 	}
+	g.stopDNS()
 	err := g.overlay.Close()
 	g.closeAll()
 	return err
+}
+
+// startDNS serves dnsfilter on the gateway's overlay address, port 53,
+// inside the stack: never on the host's own interfaces.
+func (g *Gateway) startDNS() error {
+	d := g.cfg.DNS
+	f, err := dnsfilter.New(dnsfilter.Config{
+		Policy:          func() *policy.Policy { return g.state.Load().pol },
+		Upstreams:       d.Upstream,
+		Blocklists:      g.cfg.paths(d.Blocklists),
+		AllowInternal:   d.AllowInternal,
+		EgressTTLMin:    d.EgressTTLMin,
+		EgressTTLMax:    d.EgressTTLMax,
+		QueryLog:        *d.QueryLog,
+		RatePerIdentity: d.RatePerIdentity,
+		Burst:           int(2 * d.RatePerIdentity),
+		Audit:           g.audit,
+		Logger:          g.log,
+	})
+	if err != nil {
+		return err
+	}
+	pc, err := g.overlay.ListenUDP(53)
+	if err != nil {
+		return err
+	}
+	ln, err := g.overlay.ListenTCP(53)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.dns, g.dnsStop, g.dnsDone = f, cancel, make(chan struct{})
+	g.egress = f.EgressService
+	go func() {
+		defer close(g.dnsDone)
+		if err := f.Serve(ctx, pc, ln); err != nil {
+			g.log.Error("dns server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+func (g *Gateway) stopDNS() {
+	if g.dnsStop != nil {
+		g.dnsStop()
+		<-g.dnsDone
+		g.dnsStop = nil
+	}
 }
 
 // allowPing answers ICMP echo to a service VIP only for identities that may

@@ -22,18 +22,17 @@ func (g *Gateway) Reload() error {
 	defer g.reloadMu.Unlock()
 	st, err := g.loadState()
 	if err != nil {
-		g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigError, slog.String("error", err.Error()))
-		g.log.Error("reload refused; the running policy stays", "err", err)
-		return err
+		return g.refuseReload(err)
+	}
+	if err := g.dns.ReloadBlocklists(g.cfg.paths(st.cfg.DNS.Blocklists)); err != nil {
+		return g.refuseReload(err)
 	}
 	peers, err := peersFor(st)
 	if err == nil {
 		err = g.overlay.SetPeers(peers)
 	}
 	if err != nil {
-		err = fmt.Errorf("peers: %w", err)
-		g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigError, slog.String("error", err.Error()))
-		return err
+		return g.refuseReload(fmt.Errorf("peers: %w", err))
 	}
 	old := g.state.Swap(st)
 	revoked := g.revoke(st)
@@ -42,6 +41,13 @@ func (g *Gateway) Reload() error {
 		slog.String("previous_hash", old.pol.Hash()), slog.Int("revoked", revoked))
 	g.log.Info("reloaded", "hash", st.pol.Hash(), "peers", len(peers), "revoked", revoked)
 	return nil
+}
+
+// refuseReload logs a reload that changed nothing and returns its error.
+func (g *Gateway) refuseReload(err error) error {
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigError, slog.String("error", err.Error()))
+	g.log.Error("reload refused; the running policy stays", "err", err)
+	return err
 }
 
 // loadState builds the state a reload would install, or says why not.
@@ -64,7 +70,7 @@ func (g *Gateway) loadState() (*state, error) {
 		return nil, fmt.Errorf("%s: policy tests fail: %s", pol.File(), failed)
 	}
 	g.auditing.Store(cfg.Auditing())
-	return &state{pol: pol, site: pol.Site(cfg.Site)}, nil
+	return &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg}, nil
 }
 
 // failedTests lists the policy's failing [[test]]s, "" when all pass.

@@ -26,7 +26,7 @@ type backends struct {
 // bigSize is the download that must arrive intact through the tunnel.
 const bigSize = 20 << 20
 
-func startBackends(t *testing.T) *backends {
+func startBackends(t testing.TB) *backends {
 	t.Helper()
 	big := make([]byte, bigSize)
 	rand.Read(big)
@@ -76,7 +76,7 @@ type site struct {
 }
 
 // writeSite writes gateway.toml, policy.toml and the key file.
-func writeSite(t *testing.T, name string, keys keypair, port int, policy, extra string) *site {
+func writeSite(t testing.TB, name string, keys keypair, port int, policy, extra string) *site {
 	t.Helper()
 	s := &site{dir: t.TempDir(), keys: keys, port: port}
 	must := func(err error) {

@@ -57,7 +57,7 @@ func TestMain(m *testing.M) {
 
 // requireInterop skips (or, under CI=true, fails) when the test cannot run
 // here: it needs root and the Debian tools.
-func requireInterop(t *testing.T, tools ...string) {
+func requireInterop(t testing.TB, tools ...string) {
 	t.Helper()
 	missing := func(why string) {
 		if os.Getenv("CI") == "true" {
@@ -84,7 +84,7 @@ func requireInterop(t *testing.T, tools ...string) {
 // keypair is a WireGuard key pair in base64.
 type keypair struct{ priv, pub string }
 
-func newKeypair(t *testing.T) keypair {
+func newKeypair(t testing.TB) keypair {
 	t.Helper()
 	var priv [32]byte
 	if _, err := rand.Read(priv[:]); err != nil {
@@ -106,7 +106,7 @@ func randHex(n int) string {
 }
 
 // run runs a command and fails the test when it fails.
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -116,7 +116,7 @@ func run(t *testing.T, name string, args ...string) string {
 }
 
 // freeUDPPort finds a UDP port on loopback that is free right now.
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	t.Helper()
 	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -129,7 +129,7 @@ func freeUDPPort(t *testing.T) int {
 // netns is a network namespace made by the test, removed when it ends.
 type netns struct{ name string }
 
-func newNetns(t *testing.T) *netns {
+func newNetns(t testing.TB) *netns {
 	t.Helper()
 	n := &netns{name: "wgt-" + randHex(4)}
 	run(t, "ip", "netns", "add", n.name)
@@ -160,21 +160,41 @@ type client struct {
 	keys  keypair
 	addr  string // overlay address
 	dev   string
+	proc  *os.Process // the wireguard-go process (CPU accounting)
+}
+
+// clientOpts vary a client from the default (Debian's wireguard-go, routes
+// to the overlay and service prefixes, a random listen port).
+type clientOpts struct {
+	bin        string   // wireguard-go binary; default "wireguard-go" from PATH
+	listenPort int      // UDP port in the root namespace; 0: random
+	routes     []string // default 100.80.0.0/16 and 100.81.0.0/16
 }
 
 // newClient starts wireguard-go in the root namespace (its UDP socket stays
 // on loopback), moves the interface into a new namespace and configures it
 // there with wg and ip to reach the gateway at 127.0.0.1:port.
-func newClient(t *testing.T, name, addr string, keys keypair, gatewayPub string, gatewayPort int, routes ...string) *client {
+func newClient(t testing.TB, name, addr string, keys keypair, gatewayPub string, gatewayPort int, routes ...string) *client {
+	return newClientWith(t, name, addr, keys, gatewayPub, gatewayPort, clientOpts{routes: routes})
+}
+
+func newClientWith(t testing.TB, name, addr string, keys keypair, peerPub string, peerPort int, o clientOpts) *client {
 	t.Helper()
+	if o.bin == "" {
+		o.bin = "wireguard-go"
+	}
+	if len(o.routes) == 0 {
+		o.routes = []string{"100.80.0.0/16", "100.81.0.0/16"}
+	}
 	c := &client{netns: newNetns(t), label: name, keys: keys, addr: addr, dev: "wgi" + randHex(3)}
-	wg := exec.Command("wireguard-go", "-f", c.dev)
+	wg := exec.Command(o.bin, "-f", c.dev)
 	wg.Env = append(os.Environ(), "LOG_LEVEL=error")
 	var logs bytes.Buffer
 	wg.Stdout, wg.Stderr = &logs, &logs
 	if err := wg.Start(); err != nil {
 		t.Fatal(err)
 	}
+	c.proc = wg.Process
 	t.Cleanup(func() {
 		wg.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
@@ -196,22 +216,23 @@ func newClient(t *testing.T, name, addr string, keys keypair, gatewayPub string,
 	if err := os.WriteFile(keyFile, []byte(keys.priv+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if len(routes) == 0 {
-		routes = []string{"100.80.0.0/16", "100.81.0.0/16"}
+	args := []string{"netns", "exec", c.netns.name, "wg", "set", c.dev, "private-key", keyFile}
+	if o.listenPort != 0 {
+		args = append(args, "listen-port", fmt.Sprint(o.listenPort))
 	}
-	run(t, "ip", "netns", "exec", c.netns.name, "wg", "set", c.dev, "private-key", keyFile,
-		"peer", gatewayPub, "endpoint", fmt.Sprintf("127.0.0.1:%d", gatewayPort),
-		"allowed-ips", strings.Join(routes, ","), "persistent-keepalive", "25")
+	args = append(args, "peer", peerPub, "endpoint", fmt.Sprintf("127.0.0.1:%d", peerPort),
+		"allowed-ips", strings.Join(o.routes, ","), "persistent-keepalive", "25")
+	run(t, "ip", args...)
 	run(t, "ip", "-n", c.netns.name, "addr", "add", addr+"/32", "dev", c.dev)
 	run(t, "ip", "-n", c.netns.name, "link", "set", c.dev, "up")
-	for _, r := range routes {
+	for _, r := range o.routes {
 		run(t, "ip", "-n", c.netns.name, "route", "add", r, "dev", c.dev)
 	}
 	return c
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -236,7 +257,7 @@ type gatewayProc struct {
 // startGateway writes the files into a temp dir and runs wardgate on them.
 // files maps names to contents; gateway.toml must be among them and its
 // listen must be 127.0.0.1:port (or 0.0.0.0:port).
-func startGateway(t *testing.T, dir string, port int) *gatewayProc {
+func startGateway(t testing.TB, dir string, port int) *gatewayProc {
 	t.Helper()
 	g := &gatewayProc{dir: dir, port: port, audit: filepath.Join(dir, "audit.log")}
 	g.cmd = exec.Command(wardgateBin, "run", "-c", filepath.Join(dir, "gateway.toml"))
@@ -278,7 +299,7 @@ func (g *gatewayProc) output() string {
 }
 
 // events reads the audit log.
-func (g *gatewayProc) events(t *testing.T) []map[string]any {
+func (g *gatewayProc) events(t testing.TB) []map[string]any {
 	t.Helper()
 	f, err := os.Open(g.audit)
 	if err != nil {
@@ -298,7 +319,7 @@ func (g *gatewayProc) events(t *testing.T) []map[string]any {
 }
 
 // waitEvent waits for an audit event whose fields include want.
-func (g *gatewayProc) waitEvent(t *testing.T, want map[string]any) map[string]any {
+func (g *gatewayProc) waitEvent(t testing.TB, want map[string]any) map[string]any {
 	t.Helper()
 	var found map[string]any
 	waitFor(t, 5*time.Second, fmt.Sprintf("audit event %v", want), func() bool {
@@ -377,7 +398,50 @@ func runHelper(name, arg string) int {
 		}
 		fmt.Println("no reply")
 		return 1
+	case "connrate":
+		return helperConnRate(arg)
+	case "hold":
+		return helperHold(arg)
 	}
 	fmt.Println("unknown helper", name)
 	return 2
+}
+
+// helperConnRate: "ADDR,SECS" opens and closes TCP connections to ADDR one
+// after another for SECS seconds and prints connections per second.
+func helperConnRate(arg string) int {
+	addr, secsText, _ := strings.Cut(arg, ",")
+	secs, _ := time.ParseDuration(secsText + "s")
+	n := 0
+	start := time.Now()
+	for time.Since(start) < secs {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			fmt.Println("dial:", err)
+			return 1
+		}
+		c.Close()
+		n++
+	}
+	fmt.Printf("%.1f\n", float64(n)/time.Since(start).Seconds())
+	return 0
+}
+
+// helperHold: "ADDR,N" opens N TCP connections to ADDR, prints "held N"
+// and keeps them open until killed.
+func helperHold(arg string) int {
+	addr, nText, _ := strings.Cut(arg, ",")
+	var n int
+	fmt.Sscan(nText, &n)
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			fmt.Println("dial:", err)
+			return 1
+		}
+		conns = append(conns, c)
+	}
+	fmt.Printf("held %d\n", len(conns))
+	select {}
 }
