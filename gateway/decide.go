@@ -15,6 +15,8 @@ type state struct {
 	pol  *policy.Policy
 	site *policy.Site // this gateway's site in pol
 	cfg  *Config      // the gateway.toml it was loaded with
+	// loadedAt is when the policy was loaded (status).
+	loadedAt time.Time
 }
 
 // verdict is the outcome of classifying and deciding one new flow.

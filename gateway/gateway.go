@@ -99,7 +99,7 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 		g.closeAll()
 		return nil, err
 	}
-	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg}
+	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, loadedAt: time.Now()}
 	g.state.Store(st)
 	g.limits = newIdentityLimits(cfg.Limits.FlowsPerIdentity, cfg.Limits.PendingPerIdentity)
 	g.flows = newFlowTable()
@@ -136,6 +136,12 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 		g.overlay.Close()
 		g.closeAll()
 		return nil, fmt.Errorf("peers: %w", err)
+	}
+	if err := g.startAdmin(); err != nil {
+		g.stopDNS()
+		g.overlay.Close()
+		g.closeAll()
+		return nil, fmt.Errorf("admin: %w", err)
 	}
 	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
 		"port", g.overlay.Port(), "policy", pol.File(), "hash", pol.Hash(), "peers", len(peers))
@@ -184,6 +190,7 @@ func (g *Gateway) Close() error {
 		}
 		<-done
 	}
+	g.stopAdmin()
 	g.stopDNS()
 	err := g.overlay.Close()
 	g.closeAll()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/wardgate/wardgate/policy"
 )
@@ -70,7 +71,7 @@ func (g *Gateway) loadState() (*state, error) {
 		return nil, fmt.Errorf("%s: policy tests fail: %s", pol.File(), failed)
 	}
 	g.auditing.Store(cfg.Auditing())
-	return &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg}, nil
+	return &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, loadedAt: time.Now()}, nil
 }
 
 // failedTests lists the policy's failing [[test]]s, "" when all pass.
