@@ -158,6 +158,12 @@ type Identity struct {
 	Source  netip.Prefix // LAN source; invalid for peer identities
 	Site    string       // home site
 	Groups  []string
+
+	// Set by the policy that owns the identity, for Decide: the policy,
+	// and the identity's principals (see decide.go), kept here so that a
+	// decision touches as few cache lines as possible.
+	pol   *Policy
+	prins []uint32
 }
 
 // IsLAN reports whether the identity is a LAN device named by source CIDR.
@@ -202,6 +208,10 @@ type Service struct {
 	DNS       []string    // extra names, lower case, no trailing dot
 	Egress    []string    // FQDN patterns (see MatchFQDN)
 	Ports     []PortRange // every port the service offers (from endpoints, or `ports` for egress)
+
+	// Set by the policy that owns the service, for Decide (see decide.go).
+	pol   *Policy
+	table principalTable
 }
 
 // Offers reports whether the service has port/proto.

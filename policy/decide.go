@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"math/bits"
 	"sort"
 	"time"
 )
@@ -9,11 +10,15 @@ import (
 //
 // Every identity has a short list of principals: itself, each of its groups,
 // its home site, and "*". A rule becomes one entry under each (principal,
-// target) pair it names, target being a service or "any service". Decide
-// looks up the identity's principals against the service and against "any":
-// 2 x (groups + 3) map lookups at most, whatever the number of rules, and no
-// allocation. Within a key the entries are few (the rules that name exactly
-// that principal and that service).
+// target) pair it names, target being a service or "any service". The
+// entries are stored service-major: each service has a small sorted list of
+// the principals that some rule names for it, with their entries, and one
+// more such list holds the rules to "*". Decide looks up each of the
+// identity's principals (groups + 3 of them) by binary search in the
+// service's list and in the "*" list: the work depends on the identity's
+// groups and on how many principals rules name for that one service, not
+// on the number of rules, and it touches a few cache lines. It does not
+// allocate.
 //
 // Rule order never matters: deny beats allow, and when several rules could
 // decide, the one reported is chosen by a fixed ranking (for deny, rules
@@ -21,15 +26,52 @@ import (
 // file changes no decision.
 type decideTables struct {
 	nIDs, nGroups, nSites int
-	principals            [][]uint32 // by Identity.ID
-	table                 map[uint64][]entry
-	hasAny                []bool     // by principal: entries with target "any service"
-	hasSvc                []bool     // by principal: entries with a service target
-	targets               [][]uint32 // by principal: the services it has entries for
+	principals            [][]uint32       // by Identity.ID, ascending (also in Identity.prins)
+	bySvc                 []principalTable // by Service.ID (also in Service.table); the last is "any service"
 	rank                  []uint32
 	reach                 []uint64 // CanReach bitset: identity ID * words + service ID / 64
 	words                 int
 	specs                 []*ruleSpec // for explain
+
+	// Used while compiling only.
+	table   map[uint64][]entry
+	hasAny  []bool     // by principal: entries with target "any service"
+	hasSvc  []bool     // by principal: entries with a service target
+	targets [][]uint32 // by principal: the services it has entries for
+}
+
+// principalTable maps principals to their entries for one target.
+type principalTable struct {
+	filter  [4]uint64 // bit filterBit(pr) set for each principal present
+	prins   []uint32  // ascending
+	entries [][]entry
+}
+
+// filterBit spreads principal IDs (groups and sites are consecutive) over
+// the 256 bits of a table's filter.
+func filterBit(pr uint32) uint32 { return (pr * 0x9e3779b1) >> 24 }
+
+// find returns the entries of principal pr, or nil. Most principals are not
+// in a given table: the filter rejects them with one test, the others take
+// a binary search. No allocation.
+func (t *principalTable) find(pr uint32) []entry {
+	b := filterBit(pr)
+	if t.filter[b>>6]&(1<<(b&63)) == 0 {
+		return nil
+	}
+	lo, hi := 0, len(t.prins)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if t.prins[m] < pr {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(t.prins) && t.prins[lo] == pr {
+		return t.entries[lo]
+	}
+	return nil
 }
 
 // anyService is the target of rules with to = "*".
@@ -152,7 +194,43 @@ func (p *Policy) compile(specs []*ruleSpec) {
 			d.targets[pr] = append(d.targets[pr], tg)
 		}
 	}
+	d.buildPrincipalTables(len(p.services))
+	p.own()
 	p.compileReach()
+	d.table, d.hasAny, d.hasSvc, d.targets = nil, nil, nil, nil
+}
+
+// buildPrincipalTables lays the table out service-major for Decide.
+func (d *decideTables) buildPrincipalTables(nSvc int) {
+	d.bySvc = make([]principalTable, nSvc+1)
+	keys := make([]uint64, 0, len(d.table))
+	for k := range d.table {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] }) // by principal
+	for _, k := range keys {
+		pr, tg := uint32(k>>32), uint32(k)
+		i := int(tg)
+		if tg == anyService {
+			i = nSvc
+		}
+		t := &d.bySvc[i]
+		t.prins = append(t.prins, pr)
+		b := filterBit(pr)
+		t.filter[b>>6] |= 1 << (b & 63)
+		t.entries = append(t.entries, d.table[k])
+	}
+}
+
+// own marks identities and services as this policy's and gives them their
+// decision data.
+func (p *Policy) own() {
+	for _, id := range p.identities {
+		id.pol, id.prins = p, p.dec.principals[id.ID]
+	}
+	for _, svc := range p.services {
+		svc.pol, svc.table = p, p.dec.bySvc[svc.ID]
+	}
 }
 
 func uniq32(s []uint32) []uint32 {
@@ -170,14 +248,14 @@ func uniq32(s []uint32) []uint32 {
 // come from an earlier policy (a flow that began before a reload). nil when
 // this policy has no such name.
 func (p *Policy) ownIdentity(id *Identity) *Identity {
-	if id.ID >= 0 && id.ID < len(p.identities) && p.identities[id.ID] == id {
+	if id.pol == p {
 		return id
 	}
 	return p.idByName[id.Name]
 }
 
 func (p *Policy) ownService(svc *Service) *Service {
-	if svc.ID >= 0 && svc.ID < len(p.services) && p.services[svc.ID] == svc {
+	if svc.pol == p {
 		return svc
 	}
 	return p.svcByName[svc.Name]
@@ -255,13 +333,13 @@ func (p *Policy) decide(id *Identity, svc *Service, port uint16, proto Proto, t 
 func (p *Policy) collect(id *Identity, svc *Service, port uint16, proto Proto, t time.Time) verdictState {
 	var v verdictState
 	d := &p.dec
-	sid := uint32(svc.ID)
-	for _, pr := range d.principals[id.ID] {
-		if d.hasSvc[pr] {
-			v.add(d.table[tableKey(pr, sid)], port, proto, t)
+	st, at := &svc.table, &d.bySvc[len(d.bySvc)-1]
+	for _, pr := range id.prins {
+		if list := st.find(pr); list != nil {
+			v.add(list, port, proto, t)
 		}
-		if d.hasAny[pr] {
-			v.add(d.table[tableKey(pr, anyService)], port, proto, t)
+		if list := at.find(pr); list != nil {
+			v.add(list, port, proto, t)
 		}
 	}
 	return v
@@ -285,87 +363,219 @@ func (p *Policy) canReach(id *Identity, svc *Service) bool {
 // compileReach fills the CanReach bitset: id can reach svc when some port
 // the service offers is granted by an allow rule (at some time) and not
 // taken away by a deny rule that applies at all times.
+//
+// Checking every (identity, service) pair would cost identities x services,
+// so it goes by principal: each principal gets a row of the services its
+// allow entries grant something of, and a row of those its always-active
+// deny entries take something from. An identity's reach is the union of its
+// principals' allow rows; only where one of their deny rows also applies is
+// the pair checked exactly. Rules to "*" are evaluated once per distinct set
+// of offered ports, not once per service.
 func (p *Policy) compileReach() {
 	d := &p.dec
-	d.words = (len(p.services) + 63) / 64
-	d.reach = make([]uint64, len(p.identities)*d.words)
-	perSvc := map[uint32][]*entry{}
-	var anyEntries []*entry
+	words := (len(p.services) + 63) / 64
+	d.words = words
+	d.reach = make([]uint64, len(p.identities)*words)
+
+	sigIdx := map[string]int{}
+	var sigPorts [][]PortRange
+	var sigMask [][]uint64
+	for _, svc := range p.services {
+		k := rangesString(svc.Ports)
+		i, ok := sigIdx[k]
+		if !ok {
+			i = len(sigPorts)
+			sigIdx[k] = i
+			sigPorts = append(sigPorts, svc.Ports)
+			sigMask = append(sigMask, make([]uint64, words))
+		}
+		sigMask[i][svc.ID/64] |= 1 << (uint(svc.ID) % 64)
+	}
+
+	nP := len(d.hasAny)
+	allowRow := make([][]uint64, nP)
+	denyRow := make([][]uint64, nP)
+	row := func(rows [][]uint64, pr int) []uint64 {
+		if rows[pr] == nil {
+			rows[pr] = make([]uint64, words)
+		}
+		return rows[pr]
+	}
+	for pr := 0; pr < nP; pr++ {
+		if d.hasAny[pr] {
+			list := d.table[tableKey(uint32(pr), anyService)]
+			for i, ports := range sigPorts {
+				if touches(ports, list, true) {
+					orInto(row(allowRow, pr), sigMask[i])
+				}
+				if touches(ports, list, false) {
+					orInto(row(denyRow, pr), sigMask[i])
+				}
+			}
+		}
+		for _, sid := range d.targets[pr] {
+			list := d.table[tableKey(uint32(pr), sid)]
+			ports := p.services[sid].Ports
+			if touches(ports, list, true) {
+				row(allowRow, pr)[sid/64] |= 1 << (sid % 64)
+			}
+			if touches(ports, list, false) {
+				row(denyRow, pr)[sid/64] |= 1 << (sid % 64)
+			}
+		}
+	}
+
+	affected := make([]uint64, words)
+	var specific, anyEntries []*entry
 	for _, id := range p.identities {
-		clear(perSvc)
+		reach := d.reach[id.ID*words : (id.ID+1)*words]
+		clear(affected)
 		anyEntries = anyEntries[:0]
-		anyAllow := false
 		for _, pr := range d.principals[id.ID] {
+			if r := allowRow[pr]; r != nil {
+				orInto(reach, r)
+			}
+			if r := denyRow[pr]; r != nil {
+				orInto(affected, r)
+			}
 			if d.hasAny[pr] {
 				list := d.table[tableKey(pr, anyService)]
 				for i := range list {
 					anyEntries = append(anyEntries, &list[i])
-					anyAllow = anyAllow || list[i].allow
 				}
 			}
 		}
-		// Service-specific entries of this identity's principals. The table
-		// is keyed by (principal, service), so walk the services that each
-		// principal names: kept per principal at compile time.
-		for _, pr := range d.principals[id.ID] {
-			if !d.hasSvc[pr] {
-				continue
-			}
-			for _, sid := range d.targets[pr] {
-				list := d.table[tableKey(pr, sid)]
-				for i := range list {
-					perSvc[sid] = append(perSvc[sid], &list[i])
+		for w := range reach {
+			for m := reach[w] & affected[w]; m != 0; m &= m - 1 {
+				sid := uint32(w*64 + bits.TrailingZeros64(m))
+				specific = specific[:0]
+				st := &d.bySvc[sid]
+				for _, pr := range d.principals[id.ID] {
+					list := st.find(pr)
+					for i := range list {
+						specific = append(specific, &list[i])
+					}
+				}
+				if !reachable(p.services[sid].Ports, specific, anyEntries) {
+					reach[w] &^= 1 << (sid % 64)
 				}
 			}
-		}
-		check := func(svc *Service) {
-			if reachable(svc, perSvc[uint32(svc.ID)], anyEntries) {
-				d.reach[id.ID*d.words+svc.ID/64] |= 1 << (uint(svc.ID) % 64)
-			}
-		}
-		if anyAllow {
-			for _, svc := range p.services {
-				check(svc)
-			}
-			continue
-		}
-		for sid := range perSvc {
-			check(p.services[sid])
 		}
 	}
+}
+
+func orInto(dst, src []uint64) {
+	for i, x := range src {
+		dst[i] |= x
+	}
+}
+
+// touches reports whether an allow entry (allow = true) or an always-active
+// deny entry (allow = false) of list covers some port the service offers
+// (ports plus ICMP).
+func touches(ports []PortRange, list []entry, allow bool) bool {
+	for i := range list {
+		e := &list[i]
+		if e.allow != allow || (!allow && e.window != nil) {
+			continue
+		}
+		if e.ports == nil {
+			return true
+		}
+		for _, r := range e.ports {
+			if r.Proto == ProtoICMP {
+				return true
+			}
+			for _, o := range ports {
+				if r.Proto == o.Proto && r.Lo <= o.Hi && o.Lo <= r.Hi {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // icmpRange is the ICMP echo every service offers.
 var icmpRange = PortRange{Proto: ProtoICMP}
 
-func reachable(svc *Service, specific, any []*entry) bool {
-	offered := append(append([]PortRange(nil), svc.Ports...), icmpRange)
-	var allowed, denied []PortRange
-	hasDeny := false
-	for _, list := range [2][]*entry{specific, any} {
+// reachable reports whether, among the offered ports (ports plus ICMP),
+// some port is allowed by an entry of specific or any and denied by no
+// always-active deny entry. It does not allocate.
+func reachable(ports []PortRange, specific, any []*entry) bool {
+	lists := [2][]*entry{specific, any}
+	for _, list := range lists {
 		for _, e := range list {
-			if !e.allow && e.window == nil {
-				hasDeny = true
+			if !e.allow && e.window == nil && e.ports == nil {
+				return false // everything the service offers is denied
 			}
 		}
 	}
-	for _, list := range [2][]*entry{specific, any} {
-		for _, e := range list {
-			var rs []PortRange
-			if e.ports == nil {
-				rs = offered
-			} else {
-				rs = intersectRanges(e.ports, offered)
+	// denied reports whether port/proto falls in an always-active deny.
+	denied := func(port uint16, proto Proto) bool {
+		for _, list := range lists {
+			for _, e := range list {
+				if e.allow || e.window != nil {
+					continue
+				}
+				for _, r := range e.ports {
+					if r.Contains(port, proto) {
+						return true
+					}
+				}
 			}
-			switch {
-			case e.allow && len(rs) > 0 && !hasDeny:
+		}
+		return false
+	}
+	// free reports whether the interval x has a port no deny covers: if so,
+	// x.Lo or the port just after some deny range is one.
+	free := func(x PortRange) bool {
+		if !denied(x.Lo, x.Proto) {
+			return true
+		}
+		for _, list := range lists {
+			for _, e := range list {
+				if e.allow || e.window != nil {
+					continue
+				}
+				for _, r := range e.ports {
+					if r.Proto == x.Proto && r.Hi < x.Hi && r.Hi >= x.Lo && !denied(r.Hi+1, x.Proto) {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	offered := func(o PortRange, e *entry) bool {
+		if e.ports == nil {
+			return free(o)
+		}
+		for _, r := range e.ports {
+			if r.Proto != o.Proto {
+				continue
+			}
+			lo, hi := max(r.Lo, o.Lo), min(r.Hi, o.Hi)
+			if lo <= hi && free(PortRange{Proto: o.Proto, Lo: lo, Hi: hi}) {
 				return true
-			case e.allow:
-				allowed = append(allowed, rs...)
-			case e.window == nil:
-				denied = append(denied, rs...)
+			}
+		}
+		return false
+	}
+	for _, list := range lists {
+		for _, e := range list {
+			if !e.allow {
+				continue
+			}
+			for _, o := range ports {
+				if offered(o, e) {
+					return true
+				}
+			}
+			if offered(icmpRange, e) {
+				return true
 			}
 		}
 	}
-	return len(subtractRanges(mergeRanges(allowed), mergeRanges(denied))) > 0
+	return false
 }

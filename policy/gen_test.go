@@ -26,7 +26,7 @@ type genSpec struct {
 // genItems is a generated policy as separate TOML blocks, so tests can
 // shuffle the order of each table.
 type genItems struct {
-	header                                  string
+	header                                    string
 	sites, identities, services, rules, tests []string
 }
 
@@ -130,8 +130,10 @@ func genPolicy(rng *rand.Rand, s genSpec) genItems {
 	for i := 0; i < s.rules; i++ {
 		var from []string
 		for j := 0; j < 1+rng.IntN(2); j++ {
+			// Rules from or to "*" are few in a real policy (no-smb, DNS
+			// for everyone): about five, whatever its size.
 			switch x := rng.IntN(20); {
-			case x == 0:
+			case rng.IntN(s.rules+1) < 4:
 				from = append(from, `"*"`)
 			case x < 3:
 				from = append(from, fmt.Sprintf(`"site:site%d"`, rng.IntN(s.sites)))
@@ -142,7 +144,7 @@ func genPolicy(rng *rand.Rand, s genSpec) genItems {
 			}
 		}
 		var to []string
-		if rng.IntN(50) == 0 {
+		if rng.IntN(s.rules+1) < 4 {
 			to = append(to, `"*"`)
 		} else {
 			for j := 0; j < 1+rng.IntN(2); j++ {
