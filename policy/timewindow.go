@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	_ "time/tzdata" // time zones must not depend on the host's files
@@ -67,7 +68,7 @@ func parseTimeWindow(s string) (*timeWindow, error) {
 		if name == "Local" || name == "" {
 			return nil, fmt.Errorf("time window %q: zone must be an IANA name such as Europe/London", s)
 		}
-		loc, err := time.LoadLocation(name)
+		loc, err := loadLocation(name)
 		if err != nil {
 			return nil, fmt.Errorf("time window %q: unknown time zone %q", s, name)
 		}
@@ -175,4 +176,27 @@ func (w *timeWindow) active(t time.Time) bool {
 	}
 	yesterday := (wd + 6) % 7
 	return w.days&(1<<yesterday) != 0 && mins < w.end
+}
+
+// Time zones already loaded: time.LoadLocation reads the embedded database
+// each time, and a large policy names the same few zones thousands of times.
+var (
+	zonesMu sync.Mutex
+	zones   = map[string]*time.Location{}
+)
+
+func loadLocation(name string) (*time.Location, error) {
+	zonesMu.Lock()
+	defer zonesMu.Unlock()
+	if loc, ok := zones[name]; ok {
+		return loc, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(zones) < 1000 {
+		zones[name] = loc
+	}
+	return loc, nil
 }

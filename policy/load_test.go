@@ -1,0 +1,294 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// baseTOML is a small valid policy of 22 lines; cases append from line 23.
+var baseTOML = fmt.Sprintf(`[overlay]
+prefix = "100.80.0.0/16"
+service_prefix = "100.81.0.0/16"
+domain = "nhs.internal"
+
+[[site]]
+name = "leeds"
+key = %q
+address = "100.80.0.1"
+
+[[identity]]
+name = "alice"
+key = %q
+address = "100.80.1.10"
+site = "leeds"
+groups = ["radiology"]
+
+[[service]]
+name = "pacs"
+site = "leeds"
+endpoints = ["127.0.0.10:443"]
+
+`, testKey(1), testKey(2))
+
+const okRule = "[[rule]]\nname = \"ok\"\nfrom = [\"alice\"]\nto = [\"pacs\"]\n\n"
+
+func problems(err error) []string {
+	var le *LoadError
+	if !errors.As(err, &le) {
+		return []string{"not a LoadError: " + fmt.Sprint(err)}
+	}
+	var out []string
+	for _, p := range le.Problems {
+		out = append(out, p.Error())
+	}
+	return out
+}
+
+func TestLoadErrors(t *testing.T) {
+	k3 := testKey(3)
+	tests := []struct {
+		name    string
+		replace [2]string // applied to baseTOML
+		add     string    // appended from line 23
+		want    []string
+	}{
+		{name: "unknown group", add: "[[rule]]\nname = \"radiology-reads-pacs\"\nfrom = [\"group:radiolgy\"]\nto = [\"pacs\"]\n",
+			want: []string{`policy.toml:25:1: rule "radiology-reads-pacs": unknown group "radiolgy"`}},
+		{name: "unknown identity site service kind", add: "[[rule]]\nname = \"r\"\nfrom = [\"bob\", \"site:york\", \"team:x\"]\nto = [\"ehr\", \"*\"]\n",
+			want: []string{
+				`policy.toml:25:1: rule "r": unknown identity "bob"`,
+				`policy.toml:25:1: rule "r": unknown site "york"`,
+				`policy.toml:25:1: rule "r": unknown kind "team" in "team:x" (group:NAME, site:NAME, an identity or "*")`,
+				`policy.toml:26:1: rule "r": unknown service "ehr"`,
+			}},
+		{name: "unknown key in rule", add: "[[rule]]\nname = \"r\"\nfrom = [\"*\"]\nto = [\"*\"]\n  prots = [\"443/tcp\"]\n",
+			want: []string{`policy.toml:27:3: rule "r": unknown key "prots" (known: name, action, from, to, ports, when, audit)`}},
+		{name: "unknown top-level key", replace: [2]string{"[overlay]", "version = 2\n[overlay]"},
+			want: []string{`policy.toml:1:1: unknown key "version" (known: overlay, site, identity, service, rule, test)`}},
+		{name: "key after a table belongs to it", add: "version = 2\n",
+			want: []string{`policy.toml:23:1: service "pacs": unknown key "version" (known: name, site, endpoints, vip, dns, egress, ports)`}},
+		{name: "unknown table", add: "[[rules]]\nname = \"x\"\n",
+			want: []string{`policy.toml:23:1: unknown key "rules" (known: overlay, site, identity, service, rule, test)`}},
+		{name: "syntax error", add: "[[rule]]\nname = \"r\nfrom = [\"*\"]\n",
+			want: []string{`policy.toml:24:10: syntax error: strings cannot contain newlines (after key "rule.name")`}},
+		{name: "wrong type", add: "[[rule]]\nname = \"r\"\nfrom = \"*\"\nto = [\"pacs\"]\nports = [443]\naudit = \"yes\"\n",
+			want: []string{
+				`policy.toml:25:1: rule "r": from must be an array of strings, not a string`,
+				`policy.toml:27:1: rule "r": ports must be an array of strings; it holds an integer`,
+				`policy.toml:28:1: rule "r": audit must be true or false, not a string`,
+			}},
+		{name: "duplicate rule", add: okRule + okRule,
+			want: []string{`policy.toml:29:1: rule "ok": duplicate rule name "ok"`}},
+		{name: "duplicate identity", add: "[[identity]]\nname = \"alice\"\nkey = \"" + k3 + "\"\naddress = \"100.80.1.11\"\nsite = \"leeds\"\n",
+			want: []string{`policy.toml:24:1: identity "alice": duplicate identity name "alice"`}},
+		{name: "duplicate service", add: "[[service]]\nname = \"pacs\"\nsite = \"leeds\"\nendpoints = [\"127.0.0.11:443\"]\n",
+			want: []string{`policy.toml:24:1: service "pacs": duplicate service name "pacs"`}},
+		{name: "duplicate site", add: "[[site]]\nname = \"leeds\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.2\"\n",
+			want: []string{`policy.toml:24:1: site "leeds": duplicate site name "leeds"`}},
+		{name: "duplicate address", add: "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.1.10\"\nsite = \"leeds\"\n",
+			want: []string{`policy.toml:26:1: identity "bob": address 100.80.1.10 is already used by identity "alice"`}},
+		{name: "identity on site address", add: "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.1\"\nsite = \"leeds\"\n",
+			want: []string{`policy.toml:26:1: identity "bob": address 100.80.0.1 is already used by site "leeds"`}},
+		{name: "address outside prefix", add: "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"10.0.0.1\"\nsite = \"leeds\"\n",
+			want: []string{`policy.toml:26:1: identity "bob": address 10.0.0.1 is outside the overlay prefix 100.80.0.0/16`}},
+		{name: "network address", replace: [2]string{`address = "100.80.0.1"`, `address = "100.80.0.0"`},
+			want: []string{`policy.toml:9:1: site "leeds": address 100.80.0.0 is the network address of 100.80.0.0/16`}},
+		{name: "duplicate key", add: "[[identity]]\nname = \"bob\"\nkey = \"" + testKey(2) + "\"\naddress = \"100.80.1.11\"\nsite = \"leeds\"\n",
+			want: []string{`policy.toml:25:1: identity "bob": key ` + testKey(2) + ` is already used by identity "alice"`}},
+		{name: "bad keys", add: "[[identity]]\nname = \"bob\"\nkey = \"not-a-key\"\naddress = \"100.80.1.11\"\nsite = \"leeds\"\n[[identity]]\nname = \"carol\"\nkey = \"AAAA\"\naddress = \"100.80.1.12\"\nsite = \"leeds\"\n",
+			want: []string{
+				`policy.toml:25:1: identity "bob": key is not a WireGuard key (32 bytes, base64): "not-a-key"`,
+				`policy.toml:30:1: identity "carol": key is not a WireGuard key (32 bytes, base64): "AAAA"`,
+			}},
+		{name: "key and source", add: "[[identity]]\nname = \"mri\"\nkey = \"" + k3 + "\"\nsource = \"192.168.20.13/32\"\nsite = \"leeds\"\n",
+			want: []string{`policy.toml:26:1: identity "mri": has both source (a LAN device) and key/address (a WireGuard peer); give one or the other`}},
+		{name: "neither key nor source", add: "[[identity]]\nname = \"mri\"\nsite = \"leeds\"\n",
+			want: []string{`policy.toml:23:1: identity "mri": needs key and address (a WireGuard peer) or source (a LAN device)`}},
+		{name: "key without address", add: "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\nsite = \"leeds\"\n",
+			want: []string{`policy.toml:25:1: identity "bob": a peer identity needs an address as well as a key`}},
+		{name: "bad source", add: "[[identity]]\nname = \"mri\"\nsource = \"192.168.20.13/24\"\nsite = \"leeds\"\n[[identity]]\nname = \"ct\"\nsource = \"100.80.9.0/24\"\nsite = \"leeds\"\n",
+			want: []string{
+				`policy.toml:25:1: identity "mri": source "192.168.20.13/24" has host bits set (did you mean 192.168.20.0/24?)`,
+				`policy.toml:29:1: identity "ct": source 100.80.9.0/24 overlaps the overlay prefix 100.80.0.0/16; LAN sources are site LAN addresses`,
+			}},
+		{name: "same source twice", add: "[[identity]]\nname = \"mri\"\nsource = \"192.168.20.13\"\nsite = \"leeds\"\n[[identity]]\nname = \"ct\"\nsource = \"192.168.20.13/32\"\nsite = \"leeds\"\n",
+			want: []string{`policy.toml:29:1: identity "ct": source 192.168.20.13/32 at site "leeds" is already identity "mri"`}},
+		{name: "unknown identity site", add: "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.1.11\"\nsite = \"york\"\n",
+			want: []string{`policy.toml:27:1: identity "bob": unknown site "york"`}},
+		{name: "vip outside", add: "[[service]]\nname = \"ehr\"\nsite = \"leeds\"\nvip = \"100.82.0.1\"\nendpoints = [\"127.0.0.11:443\"]\n",
+			want: []string{`policy.toml:26:1: service "ehr": vip 100.82.0.1 is outside service_prefix 100.81.0.0/16`}},
+		{name: "vip broadcast", add: "[[service]]\nname = \"ehr\"\nsite = \"leeds\"\nvip = \"100.81.255.255\"\nendpoints = [\"127.0.0.11:443\"]\n",
+			want: []string{`policy.toml:26:1: service "ehr": vip 100.81.255.255 is the network or broadcast address of 100.81.0.0/16`}},
+		{name: "vip clash", add: "[[service]]\nname = \"ehr\"\nsite = \"leeds\"\nvip = \"100.81.0.5\"\nendpoints = [\"127.0.0.11:443\"]\n[[service]]\nname = \"lab\"\nsite = \"leeds\"\nvip = \"100.81.0.5\"\nendpoints = [\"127.0.0.12:443\"]\n",
+			want: []string{`policy.toml:31:1: service "lab": vip 100.81.0.5 is already service "ehr"'s`}},
+		{name: "ports", add: "[[rule]]\nname = \"r\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nports = [\"0/tcp\", \"65536/udp\", \"20-10\", \"80/sctp\", \"x\"]\n",
+			want: []string{
+				`policy.toml:27:1: rule "r": port 0 out of range 1-65535 in "0/tcp"`,
+				`policy.toml:27:1: rule "r": port 65536 out of range 1-65535 in "65536/udp"`,
+				`policy.toml:27:1: rule "r": reversed port range "20-10" (20 > 10)`,
+				`policy.toml:27:1: rule "r": unknown protocol "sctp" in "80/sctp" (tcp, udp or icmp)`,
+				`policy.toml:27:1: rule "r": bad port "x" in "x"`,
+			}},
+		{name: "endpoints", add: "[[service]]\nname = \"ehr\"\nsite = \"leeds\"\nendpoints = [\"ehr.local:443\", \"127.0.0.11\", \"10.1.2.3/24:80\", \"127.0.0.11:0\"]\n",
+			want: []string{
+				`policy.toml:26:1: service "ehr": endpoint "ehr.local:443": host "ehr.local" must be an IP address or CIDR`,
+				`policy.toml:26:1: service "ehr": endpoint "127.0.0.11" has no port: want ADDR:PORT[/PROTO]`,
+				`policy.toml:26:1: service "ehr": endpoint "10.1.2.3/24:80": CIDR "10.1.2.3/24" has host bits set (did you mean 10.1.2.0/24?)`,
+				`policy.toml:26:1: service "ehr": endpoint "127.0.0.11:0": port 0 out of range 1-65535 in "0"`,
+			}},
+		{name: "endpoint clash", add: "[[service]]\nname = \"ehr\"\nsite = \"leeds\"\nendpoints = [\"127.0.0.10:400-500\"]\n",
+			want: []string{`policy.toml:26:1: service "ehr": endpoint 127.0.0.10/32:400-500/tcp overlaps service "pacs"'s endpoint 127.0.0.10/32:443/tcp`}},
+		{name: "service without site", add: "[[service]]\nname = \"ehr\"\nendpoints = [\"127.0.0.11:443\"]\n",
+			want: []string{`policy.toml:23:1: service "ehr": missing site (where its endpoints are)`}},
+		{name: "service name not a label", add: "[[service]]\nname = \"EHR.main\"\nsite = \"leeds\"\nendpoints = [\"127.0.0.11:443\"]\n",
+			want: []string{`policy.toml:24:1: service "EHR.main": service name "EHR.main" must be a DNS label: label "EHR.main" has 'E' (use lower-case letters, digits, '-' and '_')`}},
+		{name: "egress", add: "[[service]]\nname = \"web\"\negress = [\"*.*.nhs.uk\", \"nhs*.uk\", \"*.uk\"]\n[[service]]\nname = \"web2\"\nsite = \"leeds\"\nendpoints = [\"127.0.0.12:443\"]\nports = [\"443/tcp\"]\n",
+			want: []string{
+				`policy.toml:23:1: service "web": an egress service needs ports, e.g. ports = ["443/tcp"]`,
+				`policy.toml:25:1: service "web": FQDN pattern "*.*.nhs.uk": a wildcard may only be the whole first label ("*." or "**.")`,
+				`policy.toml:25:1: service "web": FQDN pattern "nhs*.uk": a wildcard may only be the whole first label ("*." or "**.")`,
+				`policy.toml:25:1: service "web": FQDN pattern "*.uk": a wildcard needs at least two labels after it`,
+				`policy.toml:30:1: service "web2": ports is only for egress services; a service's ports come from its endpoints`,
+			}},
+		{name: "time windows", add: "[[rule]]\nname = \"a\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nwhen = \"mon-fry 07:00-20:00\"\n" +
+			"[[rule]]\nname = \"b\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nwhen = \"mon-fri 07:00-20:00 Europe/Lundon\"\n" +
+			"[[rule]]\nname = \"c\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nwhen = \"mon 25:00-26:00\"\n" +
+			"[[rule]]\nname = \"d\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nwhen = \"09:00-09:00\"\n" +
+			"[[rule]]\nname = \"e\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nwhen = \"sometimes\"\n",
+			want: []string{
+				`policy.toml:27:1: rule "a": unknown day "fry" in "mon-fry" (mon tue wed thu fri sat sun)`,
+				`policy.toml:32:1: rule "b": time window "mon-fri 07:00-20:00 Europe/Lundon": unknown time zone "Europe/Lundon"`,
+				`policy.toml:37:1: rule "c": bad time "25:00": out of range`,
+				`policy.toml:42:1: rule "d": clock "09:00-09:00" is empty: start and end are the same`,
+				`policy.toml:47:1: rule "e": time window "sometimes": want [DAYS] [HH:MM-HH:MM] [ZONE], e.g. "mon-fri 07:00-20:00 Europe/London"`,
+			}},
+		{name: "action and audit", add: "[[rule]]\nname = \"r\"\naction = \"permit\"\nfrom = [\"*\"]\nto = [\"pacs\"]\n[[rule]]\nname = \"s\"\nfrom = [\"*\"]\nto = [\"pacs\"]\naudit = true\n",
+			want: []string{
+				`policy.toml:25:1: rule "r": action "permit" must be "allow" or "deny"`,
+				`policy.toml:32:1: rule "s": audit = true is for deny rules (roll-out of a new deny)`,
+			}},
+		{name: "tests", add: okRule + "[[test]]\nfrom = \"bob\"\nto = \"ehr:443\"\nexpect = \"maybe\"\n[[test]]\nfrom = \"alice\"\nto = \"pacs:99999\"\nexpect = \"deny\"\nreason = \"nope\"\nat = \"yesterday\"\n",
+			want: []string{
+				`policy.toml:29:1: test 1 (bob -> ehr:443): unknown identity "bob"`,
+				`policy.toml:30:1: test 1 (bob -> ehr:443): unknown service "ehr"`,
+				`policy.toml:31:1: test 1 (bob -> ehr:443): expect "maybe" must be "allow" or "deny"`,
+				`policy.toml:34:1: test 2 (alice -> pacs:99999): port 99999 out of range 1-65535 in "99999" (want SERVICE, SERVICE:PORT[/PROTO] or SERVICE:icmp)`,
+				`policy.toml:36:1: test 2 (alice -> pacs:99999): unknown reason "nope" (no-rule, deny-rule, no-service, unknown-identity, outside-time-window)`,
+				`policy.toml:37:1: test 2 (alice -> pacs:99999): at "yesterday" is not an RFC 3339 time such as 2026-03-02T09:30:00Z`,
+			}},
+		{name: "overlay", replace: [2]string{"service_prefix = \"100.81.0.0/16\"\ndomain = \"nhs.internal\"", "service_prefix = \"100.80.128.0/17\"\ndomain = \"NHS..internal\""},
+			want: []string{
+				`policy.toml:3:1: overlay: service_prefix 100.80.128.0/17 overlaps prefix 100.80.0.0/16`,
+				`policy.toml:4:1: overlay: DNS name "nhs..internal": empty label`,
+			}},
+		{name: "missing overlay", replace: [2]string{"[overlay]\nprefix = \"100.80.0.0/16\"\nservice_prefix = \"100.81.0.0/16\"\ndomain = \"nhs.internal\"\n", "\n\n\n\n"},
+			want: []string{`policy.toml: missing [overlay] table (prefix, service_prefix, domain)`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			text := baseTOML
+			if tt.replace[0] != "" {
+				if !strings.Contains(text, tt.replace[0]) {
+					t.Fatalf("replace: %q not in base", tt.replace[0])
+				}
+				text = strings.Replace(text, tt.replace[0], tt.replace[1], 1)
+			}
+			text += tt.add
+			p, err := Parse("policy.toml", []byte(text))
+			if err == nil {
+				t.Fatalf("loaded without error (%d rules); want %q", len(p.Rules()), tt.want)
+			}
+			got := problems(err)
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+			if err.Error() != strings.Join(got, "\n") {
+				t.Errorf("Error() = %q", err.Error())
+			}
+		})
+	}
+}
+
+func TestBaseLoads(t *testing.T) {
+	p, err := Parse("policy.toml", []byte(baseTOML+okRule))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings()) != 0 {
+		t.Errorf("warnings: %v", p.Warnings())
+	}
+}
+
+func TestLoadFileErrors(t *testing.T) {
+	_, err := Load("testdata/does-not-exist.toml")
+	if got := problems(err); len(got) != 1 || !strings.HasPrefix(got[0], "testdata/does-not-exist.toml: open testdata/does-not-exist.toml:") {
+		t.Errorf("missing file: %q", got)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.toml")
+	if err := os.WriteFile(path, []byte(baseTOML+"[[rule]]\nname = \"r\"\nfrom = [\"group:nope\"]\nto = [\"pacs\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(path)
+	if got := problems(err); len(got) != 1 || got[0] != path+`:25:1: rule "r": unknown group "nope"` {
+		t.Errorf("errors name the path as given: %q", got)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	add := fmt.Sprintf(`[[identity]]
+name = "bob"
+key = %q
+address = "100.80.1.11"
+site = "leeds"
+
+[[service]]
+name = "ehr"
+site = "leeds"
+endpoints = ["127.0.0.11:443"]
+
+[[site]]
+name = "york"
+key = %q
+address = "100.80.0.2"
+
+[[rule]]
+name = "never"
+from = ["alice", "site:york"]
+to = ["pacs"]
+ports = ["8443/tcp"]
+
+[[rule]]
+name = "half"
+from = ["alice"]
+to = ["pacs", "ehr"]
+ports = ["443/tcp"]
+
+[[rule]]
+name = "shadowed-smb"
+action = "deny"
+from = ["alice"]
+to = ["ehr"]
+`, testKey(3), testKey(4))
+	p, err := Parse("policy.toml", []byte(baseTOML+add))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range p.Warnings() {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`policy.toml:23:1: identity "bob": no rule lets it reach any service`,
+		`policy.toml:29:1: service "ehr": no rule lets any identity reach it`,
+		`policy.toml:41:1: rule "never": site:york has no identities, so this part of from matches nothing`,
+		`policy.toml:43:1: rule "never": can never match: no service it names offers 8443/tcp`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
