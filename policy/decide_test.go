@@ -1,0 +1,421 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// semanticsTOML exercises every kind of from, to, ports and when.
+var semanticsTOML = fmt.Sprintf(`[overlay]
+prefix = "100.80.0.0/16"
+service_prefix = "100.81.0.0/16"
+domain = "nhs.internal"
+
+[[site]]
+name = "leeds"
+key = %q
+address = "100.80.0.1"
+
+[[site]]
+name = "york"
+key = %q
+address = "100.80.0.2"
+
+[[identity]]
+name = "rad"
+key = %q
+address = "100.80.1.1"
+site = "leeds"
+groups = ["radiology", "clinical"]
+
+[[identity]]
+name = "nurse"
+key = %q
+address = "100.80.1.2"
+site = "york"
+groups = ["clinical"]
+
+[[identity]]
+name = "mri"
+source = "192.168.20.13/32"
+site = "york"
+groups = ["device"]
+
+[[identity]]
+name = "it"
+key = %q
+address = "100.80.1.3"
+site = "leeds"
+groups = ["it"]
+
+[[service]]
+name = "pacs"
+site = "leeds"
+endpoints = ["127.0.0.10:443", "127.0.0.10:104", "127.0.0.10:4000-4010/udp"]
+
+[[service]]
+name = "ehr"
+site = "leeds"
+endpoints = ["127.0.0.11:443", "127.0.0.11:445"]
+
+[[service]]
+name = "print"
+site = "york"
+endpoints = ["127.0.0.12:9100"]
+
+[[rule]]
+name = "z-rad-pacs"
+from = ["group:radiology"]
+to = ["pacs"]
+ports = ["443/tcp", "8443/tcp"]
+
+[[rule]]
+name = "a-rad-pacs-too"
+from = ["rad"]
+to = ["pacs"]
+
+[[rule]]
+name = "device-dicom"
+from = ["group:device"]
+to = ["pacs"]
+ports = ["104/tcp"]
+
+[[rule]]
+name = "clinical-ehr"
+from = ["group:clinical"]
+to = ["ehr"]
+
+[[rule]]
+name = "york-print"
+from = ["site:york"]
+to = ["print"]
+
+[[rule]]
+name = "it-all"
+from = ["it"]
+to = ["*"]
+
+[[rule]]
+name = "ping-all"
+from = ["*"]
+to = ["*"]
+ports = ["icmp"]
+
+[[rule]]
+name = "no-smb"
+action = "deny"
+from = ["*"]
+to = ["*"]
+ports = ["445/tcp"]
+
+[[rule]]
+name = "it-no-smb-audit"
+action = "deny"
+from = ["group:it"]
+to = ["ehr"]
+ports = ["445/tcp", "443/tcp"]
+audit = true
+
+[[rule]]
+name = "nurse-pacs-nights"
+from = ["nurse"]
+to = ["pacs"]
+ports = ["443/tcp"]
+when = "fri 22:00-06:00 Europe/London"
+
+[[rule]]
+name = "nurse-pacs-weekend"
+from = ["nurse"]
+to = ["pacs"]
+ports = ["443/tcp"]
+when = "sat,sun 10:00-12:00 Europe/London"
+`, testKey(1), testKey(2), testKey(3), testKey(4), testKey(5))
+
+func TestDecideSemantics(t *testing.T) {
+	p, err := Parse("sem.toml", []byte(semanticsTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	satEarly := time.Date(2026, 3, 7, 2, 0, 0, 0, time.UTC) // Fri 22:00 window, the morning after
+	tests := []struct {
+		from, to string
+		port     uint16
+		proto    Proto
+		at       time.Time
+		want     Decision
+	}{
+		// Smallest rule name decides among several allows, whatever the order.
+		{"rad", "pacs", 443, ProtoTCP, mon, Decision{Verdict: Allow, Rule: "a-rad-pacs-too"}},
+		// A rule without ports grants every port of the service...
+		{"rad", "pacs", 4005, ProtoUDP, mon, Decision{Verdict: Allow, Rule: "a-rad-pacs-too"}},
+		{"rad", "pacs", 104, ProtoTCP, mon, Decision{Verdict: Allow, Rule: "a-rad-pacs-too"}},
+		// ...and none it does not offer: that is no-service.
+		{"rad", "pacs", 8443, ProtoTCP, mon, Decision{Reason: ReasonNoService}},
+		{"rad", "pacs", 4005, ProtoTCP, mon, Decision{Reason: ReasonNoService}},
+		// A group rule narrowed by ports.
+		{"mri", "pacs", 104, ProtoTCP, mon, Decision{Verdict: Allow, Rule: "device-dicom"}},
+		{"mri", "pacs", 443, ProtoTCP, mon, Decision{Reason: ReasonNoRule}},
+		// site:NAME covers everything homed there, LAN identities included.
+		{"mri", "print", 9100, ProtoTCP, mon, Decision{Verdict: Allow, Rule: "york-print"}},
+		{"nurse", "print", 9100, ProtoTCP, mon, Decision{Verdict: Allow, Rule: "york-print"}},
+		{"rad", "print", 9100, ProtoTCP, mon, Decision{Reason: ReasonNoRule}},
+		// Deny wins over allow, whatever the order; an enforcing deny is
+		// reported before an audit one.
+		{"rad", "ehr", 445, ProtoTCP, mon, Decision{Reason: ReasonDenyRule, Rule: "no-smb"}},
+		{"rad", "ehr", 443, ProtoTCP, mon, Decision{Verdict: Allow, Rule: "clinical-ehr"}},
+		{"it", "ehr", 445, ProtoTCP, mon, Decision{Reason: ReasonDenyRule, Rule: "no-smb"}},
+		{"it", "ehr", 443, ProtoTCP, mon, Decision{Reason: ReasonDenyRule, Rule: "it-no-smb-audit", Audit: true}},
+		// to "*".
+		{"it", "print", 9100, ProtoTCP, mon, Decision{Verdict: Allow, Rule: "it-all"}},
+		{"it", "pacs", 4000, ProtoUDP, mon, Decision{Verdict: Allow, Rule: "it-all"}},
+		// ICMP: granted by "icmp" ports or by a rule without ports.
+		{"nurse", "print", 0, ProtoICMP, mon, Decision{Verdict: Allow, Rule: "ping-all"}},
+		{"mri", "ehr", 7, ProtoICMP, mon, Decision{Verdict: Allow, Rule: "ping-all"}},
+		{"it", "ehr", 0, ProtoICMP, mon, Decision{Verdict: Allow, Rule: "it-all"}},
+		// Time windows: inside, outside, across midnight.
+		{"nurse", "pacs", 443, ProtoTCP, mon, Decision{Reason: ReasonOutsideTimeWindow, Rule: "nurse-pacs-nights"}},
+		{"nurse", "pacs", 443, ProtoTCP, satEarly, Decision{Verdict: Allow, Rule: "nurse-pacs-nights"}},
+		{"nurse", "pacs", 443, ProtoTCP, time.Date(2026, 3, 7, 10, 30, 0, 0, time.UTC), Decision{Verdict: Allow, Rule: "nurse-pacs-weekend"}},
+		{"nurse", "pacs", 104, ProtoTCP, satEarly, Decision{Reason: ReasonNoRule}},
+	}
+	for _, tt := range tests {
+		got := p.Decide(p.Identity(tt.from), p.Service(tt.to), tt.port, tt.proto, tt.at)
+		if got != tt.want {
+			t.Errorf("%s -> %s %d/%s at %s: got %+v, want %+v", tt.from, tt.to, tt.port, tt.proto, tt.at, got, tt.want)
+		}
+		if got.Allowed() != (tt.want.Verdict == Allow) {
+			t.Errorf("Allowed() disagrees with Verdict")
+		}
+	}
+	if d := p.Decide(nil, p.Service("pacs"), 443, ProtoTCP, mon); d != (Decision{Reason: ReasonUnknownIdentity}) {
+		t.Errorf("nil identity: %+v", d)
+	}
+	if d := p.Decide(p.Identity("rad"), nil, 443, ProtoTCP, mon); d != (Decision{Reason: ReasonNoService}) {
+		t.Errorf("nil service: %+v", d)
+	}
+}
+
+// TestDecideAcrossReload: identities and services of an older policy are
+// matched by name in a newer one.
+func TestDecideAcrossReload(t *testing.T) {
+	old, err := Parse("sem.toml", []byte(semanticsTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := Parse("sem.toml", []byte(semanticsTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	if d := cur.Decide(old.Identity("rad"), old.Service("pacs"), 443, ProtoTCP, mon); !d.Allowed() {
+		t.Errorf("old identity in new policy: %+v", d)
+	}
+	ghost := &Identity{Name: "ghost"}
+	if d := cur.Decide(ghost, cur.Service("pacs"), 443, ProtoTCP, mon); d.Reason != ReasonUnknownIdentity {
+		t.Errorf("identity unknown to the policy: %+v", d)
+	}
+	if d := cur.Decide(cur.Identity("rad"), &Service{Name: "gone"}, 443, ProtoTCP, mon); d.Reason != ReasonNoService {
+		t.Errorf("service unknown to the policy: %+v", d)
+	}
+	if !cur.CanReach(old.Identity("rad"), old.Service("pacs")) {
+		t.Error("CanReach across reload")
+	}
+}
+
+func TestCanReach(t *testing.T) {
+	p, err := Parse("sem.toml", []byte(semanticsTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		from, to string
+		want     bool
+	}{
+		{"rad", "pacs", true},
+		{"rad", "print", true}, // ping-all
+		{"mri", "pacs", true},
+		{"nurse", "pacs", true}, // at some time
+		{"it", "ehr", true},     // ping; 443 and 445 are denied at all times
+	}
+	for _, tt := range tests {
+		if got := p.CanReach(p.Identity(tt.from), p.Service(tt.to)); got != tt.want {
+			t.Errorf("CanReach(%s, %s) = %v", tt.from, tt.to, got)
+		}
+	}
+	if p.CanReach(nil, p.Service("pacs")) || p.CanReach(p.Identity("rad"), nil) {
+		t.Error("CanReach with nil")
+	}
+	// Without ping-all, a service whose every port is denied is unreachable.
+	q, err := Parse("p.toml", []byte(baseTOML+"[[rule]]\nname = \"a\"\nfrom = [\"alice\"]\nto = [\"pacs\"]\n[[rule]]\nname = \"d\"\naction = \"deny\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nports = [\"443/tcp\", \"icmp\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.CanReach(q.Identity("alice"), q.Service("pacs")) {
+		t.Error("CanReach ignores a deny that covers every port")
+	}
+}
+
+func TestLookups(t *testing.T) {
+	p, err := Parse("sem.toml", []byte(semanticsTOML+`
+[[identity]]
+name = "ct-room"
+source = "192.168.20.0/24"
+site = "york"
+
+[[service]]
+name = "lan-web"
+site = "york"
+vip = "100.81.7.7"
+endpoints = ["10.9.0.0/16:80-90", "10.9.1.0/24:8080/udp"]
+dns = ["Web.York.Example."]
+
+[[service]]
+name = "nhs-web"
+egress = ["*.nhs.uk", "**.nhs.net"]
+ports = ["443/tcp"]
+
+[[service]]
+name = "mail"
+egress = ["mail.nhs.net"]
+ports = ["443/tcp"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := netip.MustParseAddr
+	if id := p.IdentityByAddr(a("100.80.1.2")); id == nil || id.Name != "nurse" {
+		t.Errorf("IdentityByAddr: %v", id)
+	}
+	if id := p.IdentityByAddr(a("::ffff:100.80.1.2")); id == nil || id.Name != "nurse" {
+		t.Errorf("IdentityByAddr 4in6: %v", id)
+	}
+	if id := p.IdentityByAddr(a("100.80.0.1")); id != nil {
+		t.Errorf("IdentityByAddr of a site: %v", id)
+	}
+	if s := p.SiteByAddr(a("100.80.0.2")); s == nil || s.Name != "york" {
+		t.Errorf("SiteByAddr: %v", s)
+	}
+	for _, c := range []struct{ site, addr, want string }{
+		{"york", "192.168.20.13", "mri"},
+		{"york", "192.168.20.14", "ct-room"},
+		{"leeds", "192.168.20.13", ""},
+		{"york", "192.168.21.1", ""},
+	} {
+		got := ""
+		if id := p.IdentityBySource(c.site, a(c.addr)); id != nil {
+			got = id.Name
+		}
+		if got != c.want {
+			t.Errorf("IdentityBySource(%s, %s) = %q, want %q", c.site, c.addr, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		dst   string
+		proto Proto
+		want  string
+	}{
+		{"100.81.7.7:1", ProtoTCP, "lan-web"}, // a VIP matches on any port
+		{p.Service("pacs").VIP.String() + ":443", ProtoTCP, "pacs"},
+		{"127.0.0.10:443", ProtoTCP, "pacs"},
+		{"127.0.0.10:4003", ProtoUDP, "pacs"},
+		{"127.0.0.10:4003", ProtoTCP, ""},
+		{"127.0.0.10:444", ProtoTCP, ""},
+		{"10.9.3.4:85", ProtoTCP, "lan-web"},
+		{"10.9.1.4:8080", ProtoUDP, "lan-web"},
+		{"10.9.1.4:8080", ProtoTCP, ""},
+		{"10.10.0.1:80", ProtoTCP, ""},
+	} {
+		got := ""
+		if s := p.ServiceByDst(netip.MustParseAddrPort(c.dst), c.proto); s != nil {
+			got = s.Name
+		}
+		if got != c.want {
+			t.Errorf("ServiceByDst(%s/%s) = %q, want %q", c.dst, c.proto, got, c.want)
+		}
+	}
+	for _, c := range []struct{ name, want string }{
+		{"pacs.nhs.internal", "pacs"},
+		{"PACS.NHS.Internal.", "pacs"},
+		{"web.york.example", "lan-web"},
+		{"web.york.example.", "lan-web"},
+		{"pacs", ""},
+		{"nhs-web.nhs.internal", "nhs-web"},
+		{"x.pacs.nhs.internal", ""},
+	} {
+		got := ""
+		if s := p.ServiceByName(c.name); s != nil {
+			got = s.Name
+		}
+		if got != c.want {
+			t.Errorf("ServiceByName(%q) = %q, want %q", c.name, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		want []string
+	}{
+		{"www.nhs.uk", []string{"nhs-web"}},
+		{"WWW.NHS.UK.", []string{"nhs-web"}},
+		{"a.b.nhs.uk", nil},
+		{"nhs.uk", nil},
+		{"mail.nhs.net", []string{"nhs-web", "mail"}},
+		{"x.mail.nhs.net", []string{"nhs-web"}},
+		{"nhs.net", nil},
+	} {
+		var got []string
+		for _, s := range p.EgressServices(c.name) {
+			got = append(got, s.Name)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("EgressServices(%q) = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if got := fmt.Sprint(p.Groups()); got != "[clinical device it radiology]" {
+		t.Errorf("Groups() = %s", got)
+	}
+	if p.Site("york") == nil || p.Identity("rad") == nil || p.Service("pacs") == nil || p.Site("x") != nil {
+		t.Error("by-name accessors")
+	}
+	for i, id := range p.Identities() {
+		if id.ID != i {
+			t.Errorf("identity %s has ID %d at index %d", id.Name, id.ID, i)
+		}
+	}
+	for i, s := range p.Services() {
+		if s.ID != i {
+			t.Errorf("service %s has ID %d at index %d", s.Name, s.ID, i)
+		}
+	}
+	if len(p.Hash()) != 16 || p.File() != "sem.toml" || p.Overlay().Domain != "nhs.internal" {
+		t.Errorf("Hash %q File %q Overlay %+v", p.Hash(), p.File(), p.Overlay())
+	}
+}
+
+func TestStrings(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{ProtoTCP.String(), "tcp"}, {ProtoUDP.String(), "udp"}, {ProtoICMP.String(), "icmp"},
+		{Allow.String(), "allow"}, {Deny.String(), "deny"},
+		{ReasonNone.String(), ""}, {ReasonNoRule.String(), "no-rule"}, {ReasonDenyRule.String(), "deny-rule"},
+		{ReasonNoService.String(), "no-service"}, {ReasonUnknownIdentity.String(), "unknown-identity"},
+		{ReasonOutsideTimeWindow.String(), "outside-time-window"},
+		{PortRange{ProtoTCP, 443, 443}.String(), "443/tcp"},
+		{PortRange{ProtoUDP, 5000, 5010}.String(), "5000-5010/udp"},
+		{PortRange{Proto: ProtoICMP}.String(), "icmp"},
+		{Problem{File: "p.toml", Line: 3, Col: 1, Msg: "x"}.Error(), "p.toml:3:1: x"},
+		{Problem{File: "p.toml", Msg: "x"}.Error(), "p.toml: x"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+	k, err := ParseKey(testKey(7))
+	if err != nil || k.String() != testKey(7) {
+		t.Errorf("ParseKey round trip: %v %v", k, err)
+	}
+	if _, err := ParseKey("AAAA"); err == nil {
+		t.Error("ParseKey accepts a short key")
+	}
+}
