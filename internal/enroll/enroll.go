@@ -1,0 +1,291 @@
+// Package enroll adds identities to a policy.toml and removes them again,
+// for `wardgate peer add`, `peer remove` and `peer list`, and renders the
+// wg-quick configuration a new client needs.
+//
+// The policy file is edited as text, never decoded and re-encoded: an
+// [[identity]] block is appended to the end of the file, or one block is cut
+// out, so every comment and the layout of the rest stay byte for byte. The
+// edited text is parsed with policy.Parse before anything is written, and
+// checked to hold exactly the intended change; a result that is invalid
+// writes nothing. The file is replaced atomically (see WriteFileAtomic).
+package enroll
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/curve25519"
+
+	"github.com/wardgate/wardgate/policy"
+)
+
+// Request is an identity to add.
+type Request struct {
+	Name   string
+	Site   string     // home site: the gateway the client connects to
+	Groups []string   // may be empty
+	Key    policy.Key // public key; zero: generate a key pair
+}
+
+// Added is the outcome of Add.
+type Added struct {
+	Identity *policy.Identity // as the edited policy has it
+	Policy   *policy.Policy   // the edited policy, as written
+	// PrivateKey is the generated private key; zero when the request
+	// brought its own public key.
+	PrivateKey policy.Key
+	// NewGroups lists requested groups that no identity had before (and so
+	// no rule can name yet).
+	NewGroups []string
+}
+
+// ErrChanged is returned when the policy file changed on disk between
+// reading and writing it (another `peer add` or an editor): nothing was
+// written, and running the command again is safe.
+var ErrChanged = errors.New("policy file changed while it was being edited; nothing written, run the command again")
+
+// Add appends an identity for req to the policy file at path, allocating its
+// address with NextAddress, and writes the file atomically. The edited text
+// is validated first: if policy.Parse refuses it (the error is its
+// *policy.LoadError) or it does not hold exactly the new identity, the file
+// is left as it was.
+func Add(path string, req Request) (*Added, error) {
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policy.Parse(path, orig)
+	if err != nil {
+		return nil, fmt.Errorf("the policy is invalid before the edit: %w", err)
+	}
+	if pol.Identity(req.Name) != nil {
+		return nil, fmt.Errorf("identity %q already exists in %s", req.Name, path)
+	}
+	site := pol.Site(req.Site)
+	if site == nil {
+		return nil, fmt.Errorf("unknown site %q (not a [[site]] in %s)", req.Site, path)
+	}
+	out := &Added{}
+	key := req.Key
+	if key.IsZero() {
+		priv, pub, err := GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		out.PrivateKey, key = priv, pub
+	}
+	addr, err := NextAddress(pol)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range req.Groups {
+		if !slices.Contains(pol.Groups(), g) && !slices.Contains(out.NewGroups, g) {
+			out.NewGroups = append(out.NewGroups, g)
+		}
+	}
+	edited := AppendIdentity(orig, IdentityBlock(req.Name, key, addr, req.Site, req.Groups))
+	np, err := policy.Parse(path, edited)
+	if err != nil {
+		return nil, fmt.Errorf("the edited policy would be invalid, nothing written: %w", err)
+	}
+	id := np.Identity(req.Name)
+	if id == nil || id.Key != key || id.Address != addr || id.Site != req.Site ||
+		len(np.Identities()) != len(pol.Identities())+1 || !sameOthers(pol, np) {
+		return nil, fmt.Errorf("the edited %s does not hold exactly the new identity %q (is the file's end inside a multi-line string?); nothing written", path, req.Name)
+	}
+	if err := writeIfUnchanged(path, orig, edited); err != nil {
+		return nil, err
+	}
+	out.Identity, out.Policy = id, np
+	return out, nil
+}
+
+// Remove deletes the [[identity]] block of the identity called name from
+// the policy file at path and writes the file atomically. A rule or test
+// that names the identity makes the result invalid: Remove then refuses
+// with the policy's error and writes nothing. It returns the removed
+// identity (as the old policy had it) and the edited policy.
+func Remove(path, name string) (*policy.Identity, *policy.Policy, error) {
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	pol, err := policy.Parse(path, orig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the policy is invalid before the edit: %w", err)
+	}
+	id := pol.Identity(name)
+	if id == nil {
+		return nil, nil, fmt.Errorf("no identity %q in %s", name, path)
+	}
+	edited, err := RemoveIdentity(orig, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	np, err := policy.Parse(path, edited)
+	if err != nil {
+		return nil, nil, fmt.Errorf("removing identity %q would make the policy invalid (remove or change what names it first), nothing written: %w", name, err)
+	}
+	if np.Identity(name) != nil || len(np.Identities()) != len(pol.Identities())-1 || !sameOthers(pol, np) {
+		return nil, nil, fmt.Errorf("%s: removing the block of %q would change more than that identity; nothing written", path, name)
+	}
+	if err := writeIfUnchanged(path, orig, edited); err != nil {
+		return nil, nil, err
+	}
+	return id, np, nil
+}
+
+// sameOthers reports whether two policies agree on everything an identity
+// edit must not touch: the overlay, sites, services, rules.
+func sameOthers(a, b *policy.Policy) bool {
+	if a.Overlay() != b.Overlay() || len(a.Sites()) != len(b.Sites()) ||
+		len(a.Services()) != len(b.Services()) || len(a.Rules()) != len(b.Rules()) {
+		return false
+	}
+	for i, s := range a.Sites() {
+		if *s != *b.Sites()[i] {
+			return false
+		}
+	}
+	for i, s := range a.Services() {
+		if s.Name != b.Services()[i].Name {
+			return false
+		}
+	}
+	for i, r := range a.Rules() {
+		if r.Name != b.Rules()[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// writeIfUnchanged writes data to path atomically unless the file no longer
+// holds orig. The check and the rename are not one atomic step, but the
+// window is the time of one write; it catches a concurrent `peer add`
+// almost always, where without it one of two additions would be lost.
+func writeIfUnchanged(path string, orig, data []byte) error {
+	now, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(now, orig) {
+		return ErrChanged
+	}
+	return WriteFileAtomic(path, data)
+}
+
+// GenerateKey makes a WireGuard key pair: 32 random bytes, clamped as
+// curve25519 requires (as `wg genkey` does), and the public key.
+func GenerateKey() (priv, pub policy.Key, err error) {
+	if _, err := rand.Read(priv[:]); err != nil {
+		return priv, pub, err
+	}
+	priv[0] &= 248
+	priv[31] = (priv[31] & 127) | 64
+	p, err := curve25519.X25519(priv[:], curve25519.Basepoint)
+	if err != nil {
+		return priv, pub, err
+	}
+	copy(pub[:], p)
+	return priv, pub, nil
+}
+
+// PublicKey derives the public key of a private key.
+func PublicKey(priv policy.Key) (policy.Key, error) {
+	var pub policy.Key
+	p, err := curve25519.X25519(priv[:], curve25519.Basepoint)
+	if err != nil {
+		return pub, err
+	}
+	copy(pub[:], p)
+	return pub, nil
+}
+
+// NextAddress allocates an overlay address for a new identity: the lowest
+// address of [overlay] prefix above every site's address that no identity
+// uses. Sites conventionally take the first addresses of the prefix
+// (100.80.0.1, .2, ...), so identities start after them; the choice is
+// deterministic (the same policy always gives the same address) and reuses
+// the address of a removed identity, which is safe because the address is
+// bound to the new key when the gateway reloads. The network address, the
+// sites' addresses and (for IPv4) the prefix's last address are never
+// handed out.
+func NextAddress(p *policy.Policy) (netip.Addr, error) {
+	pfx := p.Overlay().Prefix.Masked()
+	used := make(map[netip.Addr]bool)
+	start := pfx.Addr().Next() // skip the network address
+	for _, s := range p.Sites() {
+		used[s.Address] = true
+		if pfx.Contains(s.Address) && !s.Address.Less(start) {
+			start = s.Address.Next()
+		}
+	}
+	for _, id := range p.Identities() {
+		if id.Address.IsValid() {
+			used[id.Address] = true
+		}
+	}
+	last := lastAddr(pfx)
+	for a := start; a.IsValid() && pfx.Contains(a); a = a.Next() {
+		if a.Is4() && a == last {
+			break
+		}
+		if !used[a] {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no free address left in overlay prefix %s above the sites", pfx)
+}
+
+// lastAddr is the highest address of a masked prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// IdentityBlock renders one [[identity]] table in the layout of the example
+// policy. Names and groups are quoted as TOML basic strings; policy names
+// allow only letters, digits, '.', '_' and '-', which need no escapes.
+func IdentityBlock(name string, key policy.Key, addr netip.Addr, site string, groups []string) string {
+	var b strings.Builder
+	b.WriteString("[[identity]]\n")
+	fmt.Fprintf(&b, "name = %s\n", tomlString(name))
+	fmt.Fprintf(&b, "key = %s\n", tomlString(key.String()))
+	fmt.Fprintf(&b, "address = %s\n", tomlString(addr.String()))
+	fmt.Fprintf(&b, "site = %s\n", tomlString(site))
+	qs := make([]string, len(groups))
+	for i, g := range groups {
+		qs[i] = tomlString(g)
+	}
+	fmt.Fprintf(&b, "groups = [%s]\n", strings.Join(qs, ", "))
+	return b.String()
+}
+
+// tomlString quotes s as a TOML basic string. Go's quoting matches TOML's
+// for printable text; anything else is left to policy.Parse to refuse.
+func tomlString(s string) string { return strconv.Quote(s) }
+
+// AppendIdentity appends block to the end of the policy text, after one
+// blank line, keeping everything before it as it is.
+func AppendIdentity(orig []byte, block string) []byte {
+	out := bytes.Clone(orig)
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\n\n")) {
+		out = append(out, '\n')
+	}
+	return append(out, block...)
+}
