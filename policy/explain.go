@@ -124,18 +124,10 @@ func (p *Policy) matchingFrom(r *Rule, id *Identity) string {
 	return strings.Join(r.From, ", ")
 }
 
-func toCovers(r *Rule, svc *Service) bool {
-	for _, t := range r.To {
-		if t == "*" || t == svc.Name {
-			return true
-		}
-	}
-	return false
-}
-
-// nearest names the allow rule that came closest: one that names both the
-// identity and the service (so the port or the time was wrong), else one
-// that names the service, else one that names the identity.
+// nearest names the allow rule that came closest, in this order: one that
+// names both the identity and the service (so the port was wrong), one
+// that names the identity and "*", one that names the service, one that
+// names "*", one that names the identity; ties go to the smallest name.
 func (p *Policy) nearest(id *Identity, svc *Service) string {
 	var best *Rule
 	bestScore := 0
@@ -143,19 +135,27 @@ func (p *Policy) nearest(id *Identity, svc *Service) string {
 		if r.Action != Allow {
 			continue
 		}
-		score := 0
 		from := false
 		for _, f := range r.From {
 			from = from || fromCovers(f, id)
 		}
-		to := toCovers(r, svc)
+		explicit, star := false, false
+		for _, t := range r.To {
+			explicit = explicit || t == svc.Name
+			star = star || t == "*"
+		}
+		score := 0
 		switch {
-		case from && to:
+		case from && explicit:
+			score = 6
+		case from && star:
+			score = 5
+		case explicit:
+			score = 4
+		case star:
 			score = 3
-		case to:
-			score = 2
 		case from:
-			score = 1
+			score = 2
 		}
 		if score > bestScore || (score == bestScore && score > 0 && r.Name < best.Name) {
 			best, bestScore = r, score
@@ -169,9 +169,9 @@ func (p *Policy) nearest(id *Identity, svc *Service) string {
 		ports = rangesString(best.Ports)
 	}
 	switch bestScore {
-	case 3:
+	case 6, 5:
 		return fmt.Sprintf("; nearest rule %q allows %s on %s%s", best.Name, p.matchingFrom(best, id), ports, windowNote(best))
-	case 2:
+	case 4, 3:
 		return fmt.Sprintf("; nearest rule %q allows %s to %s on %s", best.Name, strings.Join(best.From, ", "), svc.Name, ports)
 	}
 	return fmt.Sprintf("; nearest rule %q allows %s to %s on %s", best.Name, p.matchingFrom(best, id), strings.Join(best.To, ", "), ports)
