@@ -16,10 +16,17 @@ func SetLinkGRO(on bool) bool {
 	return old
 }
 
-// SetLinkGSO turns gVisor GSO on or off for links created afterwards and
-// returns the previous setting (benchmarks only).
-func SetLinkGSO(on bool) bool {
+// GSO modes for SetLinkGSO.
+const (
+	GSONone   = int(gsoNone)
+	GSOGVisor = int(gsoGVisor)
+	GSOHost   = int(gsoHost)
+)
+
+// SetLinkGSO sets the GSO mode of links created afterwards and returns the
+// previous one (benchmarks only).
+func SetLinkGSO(mode int) int {
 	old := linkGSO
-	linkGSO = on
-	return old
+	linkGSO = gsoMode(mode)
+	return int(old)
 }

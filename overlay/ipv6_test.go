@@ -1,6 +1,7 @@
 package overlay_test
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"net/netip"
@@ -31,12 +32,16 @@ func TestIPv6Flows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Write([]byte("six"))
-	c.(interface{ CloseWrite() error }).CloseWrite()
+	// Large enough that the gateway's replies go out as GSO segments.
+	want := bytes.Repeat([]byte("six-"), 64<<10)
+	go func() {
+		c.Write(want)
+		c.(interface{ CloseWrite() error }).CloseWrite()
+	}()
 	got, err := io.ReadAll(c)
 	c.Close()
-	if err != nil || string(got) != "six" {
-		t.Errorf("echo %q, %v", got, err)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("echo: %d bytes, %v; want %d identical", len(got), err, len(want))
 	}
 	if tcpSrc.Addr() != p.addr {
 		t.Errorf("handler saw src %v, want %v", tcpSrc, p.addr)

@@ -242,6 +242,7 @@ func TestHandlerPanicsAreContained(t *testing.T) {
 // Closing a UDP flow's conn releases it: the next datagram is a new flow.
 func TestUDPFlowCloseReleases(t *testing.T) {
 	var calls atomic.Int32
+	closed := make(chan struct{}, 3)
 	n := newTestNet(t, memTransport, overlay.Handler{
 		TCP: echoTCP,
 		UDP: func(src, dst netip.AddrPort) func(net.Conn) {
@@ -253,6 +254,7 @@ func TestUDPFlowCloseReleases(t *testing.T) {
 					c.Write(buf[:k])
 				}
 				c.Close() // one datagram per flow
+				closed <- struct{}{}
 			}
 		},
 	}, overlay.Config{})
@@ -269,6 +271,9 @@ func TestUDPFlowCloseReleases(t *testing.T) {
 		if _, err := u.Read(buf); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
+		// A datagram sent before the flow's conn is closed would go to
+		// the old flow and be lost with it.
+		<-closed
 	}
 	if got := calls.Load(); got != 3 {
 		t.Errorf("handler called %d times, want 3 (one per flow)", got)

@@ -27,9 +27,18 @@ var linkBatchSize = conn.IdealBatchSize
 // compare.
 var linkGRO = true
 
-// linkGSO makes the link advertise gVisor's software GSO; a variable so that
-// benchmarks can compare.
-var linkGSO = true
+// gsoMode is the segmentation offload the link offers the stack.
+type gsoMode int
+
+const (
+	gsoNone   gsoMode = iota // TCP sends MSS-sized segments
+	gsoGVisor                // TCP works on 64 KiB segments, splits them itself before the link
+	gsoHost                  // TCP hands the link 64 KiB segments; Read splits them (splitGSO)
+)
+
+// linkGSO is the GSO mode of new links; a variable so that benchmarks can
+// compare.
+var linkGSO = gsoHost
 
 // link is both ends of the pipe between the WireGuard device and the gVisor
 // stack: it is the device's tun.Device and the stack's stack.LinkEndpoint.
@@ -48,11 +57,17 @@ var linkGSO = true
 type link struct {
 	mtu       uint32
 	batch     int
-	gso       bool
+	gso       gsoMode
 	out       chan *stack.PacketBuffer
 	events    chan tun.Event
 	done      chan struct{}
 	intercept func(pkt []byte) bool // inbound hook (ICMP echo); true: consumed
+
+	// pending is a host-GSO packet that Read has split only partly, and
+	// pendingSeg the next segment to write. Only Read uses them, and
+	// wireguard-go calls Read from one goroutine.
+	pending    *stack.PacketBuffer
+	pendingSeg int
 
 	// groPool holds GRO engines: one per concurrent Write (wireguard-go
 	// writes from one goroutine per peer). An engine is empty between
@@ -105,30 +120,51 @@ func (l *tunSide) Events() <-chan tun.Event { return l.events }
 func (l *tunSide) BatchSize() int           { return l.batch }
 
 // Read blocks for the first outbound packet, then takes whatever else is
-// queued, up to len(bufs), without blocking again.
+// queued, up to BatchSize packets, without blocking again. Host-GSO
+// packets are split into MTU-sized packets here; what does not fit in this
+// batch is kept for the next Read.
 func (l *tunSide) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	var pkt *stack.PacketBuffer
-	select {
-	case pkt = <-l.out:
-	case <-l.done:
-		return 0, os.ErrClosed
-	}
+	limit := min(len(bufs), l.batch)
 	n := 0
-	for {
-		if sz, ok := copyPacket(bufs[n][offset:], pkt); ok {
+	if l.pending != nil {
+		f, next := splitGSO(l.pending, l.pendingSeg, bufs[:limit], sizes, offset)
+		n += f
+		if next != 0 {
+			l.pendingSeg = next
+			return n, nil
+		}
+		l.pending.DecRef()
+		l.pending = nil
+	}
+	for n < limit {
+		var pkt *stack.PacketBuffer
+		if n == 0 {
+			select {
+			case pkt = <-l.out:
+			case <-l.done:
+				return 0, os.ErrClosed
+			}
+		} else {
+			select {
+			case pkt = <-l.out:
+			default:
+				return n, nil
+			}
+		}
+		if t := pkt.GSOOptions.Type; t == stack.GSOTCPv4 || t == stack.GSOTCPv6 {
+			f, next := splitGSO(pkt, 0, bufs[n:limit], sizes[n:], offset)
+			n += f
+			if next != 0 {
+				l.pending, l.pendingSeg = pkt, next
+				return n, nil
+			}
+		} else if sz, ok := copyPacket(bufs[n][offset:], pkt); ok {
 			sizes[n] = sz
 			n++
 		}
 		pkt.DecRef()
-		if n == len(bufs) || n == l.batch {
-			return n, nil
-		}
-		select {
-		case pkt = <-l.out:
-		default:
-			return n, nil
-		}
 	}
+	return n, nil
 }
 
 // copyPacket copies pkt into dst; false when it does not fit (dropped).
@@ -234,21 +270,30 @@ func (l *link) Capabilities() stack.LinkEndpointCapabilities {
 	return stack.CapabilityRXChecksumOffload
 }
 
-// SupportedGSO: with gVisor GSO, TCP builds segments of up to GSOMaxSize
-// and splits them into MSS-sized packets only as it hands them to the link,
+// SupportedGSO: with gVisor GSO, TCP builds segments of up to 64 KiB and
+// splits them into MSS-sized packets just before handing them to the link,
 // so its per-segment work (window, timers, retransmit queue) is done once
-// per 64 KiB rather than once per packet. The link still receives
-// MTU-sized packets. Host GSO (the link splitting large packets itself,
-// which would also cut the queue traffic) is the next step.
+// per 64 KiB rather than once per packet. With host GSO it hands the link
+// the 64 KiB segment with a partial checksum, and Read splits it
+// (splitGSO), so the stack's IP layer and the outbound queue also see one
+// packet per 64 KiB.
 func (l *link) SupportedGSO() stack.SupportedGSO {
-	if l.gso {
+	switch l.gso {
+	case gsoGVisor:
 		return stack.GVisorGSOSupported
+	case gsoHost:
+		return stack.HostGSOSupported
 	}
 	return stack.GSONotSupported
 }
 
 // GSOMaxSize is the largest segment TCP builds under GSO.
-func (l *link) GSOMaxSize() uint32 { return stack.GVisorGSOMaxSize }
+func (l *link) GSOMaxSize() uint32 {
+	if l.gso == gsoHost {
+		return hostGSOMaxSize
+	}
+	return stack.GVisorGSOMaxSize
+}
 
 func (l *link) Attach(d stack.NetworkDispatcher) {
 	l.mu.Lock()

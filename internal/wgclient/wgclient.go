@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,47 +125,58 @@ func (c *Client) ListenTCP(laddr netip.AddrPort) (net.Listener, error) {
 
 // Ping sends ICMP echo requests to dst until a reply comes or ctx ends.
 //
-// It resends every pingRetry because netstack's PingConn.Read registers for
-// the readable event only when called, so a reply that lands between Write
-// and Read is never noticed; a later request's reply is.
+// A reader goroutine stays in Read while requests are resent every
+// pingRetry: netstack's PingConn.Read registers for the readable event only
+// when called, so a reply that lands before Read is called is never
+// noticed; a later request's reply is.
 func (c *Client) Ping(ctx context.Context, dst netip.Addr) error {
 	pc, err := c.tnet.DialPingAddr(netip.Addr{}, dst)
 	if err != nil {
 		return fmt.Errorf("wgclient: ping %v: %w", dst, err)
 	}
-	defer pc.Close()
 	echo, reply := byte(8), byte(0)
 	if dst.Is6() {
 		echo, reply = 128, 129
 	}
+	got := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, err := pc.Read(buf)
+			if err != nil {
+				got <- err
+				return
+			}
+			if n >= 8 && buf[0] == reply {
+				got <- nil
+				return
+			}
+		}
+	}()
+	defer func() {
+		pc.Close() // ends the reader's Read
+		<-got
+	}()
 	msg := make([]byte, 8+16)
 	msg[0] = echo
 	copy(msg[8:], "wardgate-ping...")
-	buf := make([]byte, 1500)
+	tick := time.NewTicker(pingRetry)
+	defer tick.Stop()
 	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("wgclient: ping %v: %w", dst, err)
-		}
-		wait := time.Now().Add(pingRetry)
-		if d, ok := ctx.Deadline(); ok && d.Before(wait) {
-			wait = d
-		}
-		if err := pc.SetReadDeadline(wait); err != nil {
-			return err
-		}
 		binary.BigEndian.PutUint16(msg[6:8], uint16(c.tun.seq.Add(1)))
 		if _, err := pc.Write(msg); err != nil {
 			return fmt.Errorf("wgclient: ping %v: %w", dst, err)
 		}
-		n, err := pc.Read(buf)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("wgclient: ping %v: %w", dst, err)
-		}
-		if n >= 8 && buf[0] == reply {
+		select {
+		case err := <-got:
+			got <- err // for the deferred wait
+			if err != nil {
+				return fmt.Errorf("wgclient: ping %v: %w", dst, err)
+			}
 			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("wgclient: ping %v: %w", dst, ctx.Err())
+		case <-tick.C:
 		}
 	}
 }
