@@ -29,6 +29,8 @@ type verdict struct {
 	// pass is whether the flow goes through: allowed, or a would-be denial
 	// let through in audit mode (event flow.audit).
 	pass bool
+	// flowID and fromSite are set for flows another site relayed here.
+	flowID, fromSite string
 }
 
 // decide identifies the source, matches the destination to a service and
@@ -65,9 +67,10 @@ func (g *Gateway) passes(v verdict) bool {
 	return v.d.Allowed() || (v.id != nil && v.svc != nil && (v.d.Audit || g.auditing.Load()))
 }
 
-// logDecision writes flow.allow, flow.audit or flow.deny for v. reason
-// overrides the decision's reason (caps refuse allowed flows).
-func (g *Gateway) logDecision(v verdict, reason string) {
+// logDecision writes flow.allow, flow.audit or flow.deny for v; f is the
+// flow when one was set up. reason overrides the decision's reason (caps
+// refuse allowed flows).
+func (g *Gateway) logDecision(v verdict, f *flow, reason string) {
 	event := EventFlowAllow
 	switch {
 	case reason != "":
@@ -80,9 +83,17 @@ func (g *Gateway) logDecision(v verdict, reason string) {
 	if reason == "" {
 		reason = v.d.Reason.String()
 	}
-	attrs := make([]slog.Attr, 0, 10)
+	attrs := make([]slog.Attr, 0, 12)
+	if f != nil {
+		attrs = append(attrs, slog.String("flow", f.id))
+	} else if v.flowID != "" {
+		attrs = append(attrs, slog.String("flow", v.flowID))
+	}
 	if v.id != nil {
 		attrs = append(attrs, slog.String("identity", v.id.Name), slog.String("site", v.id.Site))
+	}
+	if v.fromSite != "" {
+		attrs = append(attrs, slog.String("from_site", v.fromSite))
 	}
 	attrs = append(attrs, slog.String("src", v.src.String()), slog.String("dst", v.dst.String()))
 	if v.svc != nil {
@@ -101,13 +112,16 @@ func (g *Gateway) logDecision(v verdict, reason string) {
 // logEnd writes flow.end for f.
 func (g *Gateway) logEnd(f *flow, errText string) {
 	attrs := []slog.Attr{
-		slog.Uint64("flow", f.id),
+		slog.String("flow", f.id),
 		slog.String("identity", f.identity), slog.String("site", f.site),
 		slog.String("src", f.src.String()), slog.String("dst", f.dst.String()),
 		slog.String("service", f.service), slog.String("proto", f.proto.String()),
 		slog.Int("port", int(f.port)), slog.String("rule", f.rule),
 		slog.Int64("bytes_in", f.bytesIn.Load()), slog.Int64("bytes_out", f.bytesOut.Load()),
 		slog.Int64("duration_ms", time.Since(f.start).Milliseconds()),
+	}
+	if f.fromSite != "" {
+		attrs = append(attrs, slog.String("from_site", f.fromSite))
 	}
 	if errText != "" {
 		attrs = append(attrs, slog.String("error", errText))
@@ -116,12 +130,12 @@ func (g *Gateway) logEnd(f *flow, errText string) {
 }
 
 // newFlow registers an allowed flow in the flow table.
-func (g *Gateway) newFlow(v verdict, stop func()) *flow {
+func (g *Gateway) newFlow(v verdict) *flow {
 	f := &flow{
-		identity: v.id.Name, site: v.id.Site, service: v.svc.Name,
+		id: v.flowID, identity: v.id.Name, site: v.id.Site, fromSite: v.fromSite, service: v.svc.Name,
 		src: v.src, dst: v.dst, proto: v.proto, port: v.dst.Port(),
-		rule: v.d.Rule, start: time.Now(), stop: stop,
+		rule: v.d.Rule, start: time.Now(),
 	}
-	g.flows.add(f)
+	g.flows.add(f, g.cfg.Site)
 	return f
 }

@@ -177,13 +177,19 @@ type testGateway struct {
 	sw    *memnet.Switch
 	audit *syncBuffer
 	port  uint16
+	dir   string
 }
 
 // startTestGateway writes the policy and a gateway.toml into a temp dir
 // and starts a gateway on sw.
 func startTestGateway(t testing.TB, sw *memnet.Switch, key testKey, site, policyText, extra string) *testGateway {
+	return startTestGatewayAt(t, sw, key, site, 51820, t.TempDir(), policyText, extra)
+}
+
+// startTestGatewayAt starts a gateway listening on 127.0.0.1:port of sw
+// with its files in dir (a restart reuses the dir).
+func startTestGatewayAt(t testing.TB, sw *memnet.Switch, key testKey, site string, port int, dir, policyText, extra string) *testGateway {
 	t.Helper()
-	dir := t.TempDir()
 	write := func(name, content string, mode os.FileMode) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
 			t.Fatal(err)
@@ -191,12 +197,12 @@ func startTestGateway(t testing.TB, sw *memnet.Switch, key testKey, site, policy
 	}
 	write("gw.key", key.privB64()+"\n", 0o600)
 	write("policy.toml", policyText, 0o644)
-	write("gateway.toml", fmt.Sprintf("site = %q\npolicy = \"policy.toml\"\nprivate_key_file = \"gw.key\"\nlisten = \"127.0.0.1:51820\"\n%s", site, extra), 0o644)
+	write("gateway.toml", fmt.Sprintf("site = %q\npolicy = \"policy.toml\"\nprivate_key_file = \"gw.key\"\nlisten = \"127.0.0.1:%d\"\n%s", site, port, extra), 0o644)
 	cfg, err := LoadConfig(filepath.Join(dir, "gateway.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := &testGateway{key: key, sw: sw, audit: &syncBuffer{}}
+	tg := &testGateway{key: key, sw: sw, audit: &syncBuffer{}, dir: dir}
 	tg.gw, err = Start(cfg, Options{
 		Bind:   sw.Bind(netip.MustParseAddr("127.0.0.1")),
 		Audit:  NewAuditLogger(tg.audit),

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"io"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,9 +14,11 @@ import (
 // flow is one live, allowed connection. Its identity, service and port are
 // kept by name so that a reload can decide it again with the new policy.
 type flow struct {
-	id       uint64
+	key      uint64 // in this gateway's flow table
+	id       string // in audit lines; the same at both ends of a site link
 	identity string
 	site     string // the identity's home site
+	fromSite string // the site that relayed it here; "" when local
 	service  string
 	src, dst netip.AddrPort
 	proto    policy.Proto
@@ -26,17 +30,54 @@ type flow struct {
 	// bytes from the service back to the client.
 	bytesIn, bytesOut atomic.Int64
 
-	// stop ends the flow at once (revocation, shutdown, idle timeout); it is
-	// safe to call more than once. revoked records why, for flow.end.
-	stop    func()
+	// conns are closed to end the flow at once (revocation, shutdown, idle
+	// timeout); revoked records why, for flow.end.
+	conns   flowConns
 	revoked atomic.Bool
+}
+
+// stop ends the flow: every conn it has, and any it gets later.
+func (f *flow) stop() { f.conns.closeAll() }
+
+// flowConns are the sockets and streams of one flow.
+type flowConns struct {
+	mu      sync.Mutex
+	conns   []io.Closer
+	stopped bool
+}
+
+// add registers c; a flow already stopped closes it at once.
+func (fc *flowConns) add(c io.Closer) {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.stopped {
+		c.Close()
+		return
+	}
+	fc.conns = append(fc.conns, c)
+}
+
+func (fc *flowConns) closeAll() {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	fc.stopped = true
+	for _, c := range fc.conns {
+		c.Close()
+	}
+}
+
+func (fc *flowConns) isStopped() bool {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.stopped
 }
 
 // FlowInfo is a live flow as shown by `wardgate flows` and the admin API.
 type FlowInfo struct {
-	ID       uint64    `json:"id"`
+	ID       string    `json:"id"`
 	Identity string    `json:"identity"`
 	Site     string    `json:"site"`
+	FromSite string    `json:"from_site,omitempty"`
 	Service  string    `json:"service"`
 	Src      string    `json:"src"`
 	Dst      string    `json:"dst"`
@@ -58,16 +99,20 @@ type flowTable struct {
 
 func newFlowTable() *flowTable { return &flowTable{flows: make(map[uint64]*flow)} }
 
-func (t *flowTable) add(f *flow) {
-	f.id = t.next.Add(1)
+// add registers f; a flow without an ID (not relayed) gets SITE-N.
+func (t *flowTable) add(f *flow, site string) {
+	f.key = t.next.Add(1)
+	if f.id == "" {
+		f.id = site + "-" + strconv.FormatUint(f.key, 10)
+	}
 	t.mu.Lock()
-	t.flows[f.id] = f
+	t.flows[f.key] = f
 	t.mu.Unlock()
 }
 
 func (t *flowTable) remove(f *flow) {
 	t.mu.Lock()
-	delete(t.flows, f.id)
+	delete(t.flows, f.key)
 	t.mu.Unlock()
 }
 
@@ -90,7 +135,7 @@ func (t *flowTable) len() int {
 
 func (f *flow) info() FlowInfo {
 	return FlowInfo{
-		ID: f.id, Identity: f.identity, Site: f.site, Service: f.service,
+		ID: f.id, Identity: f.identity, Site: f.site, FromSite: f.fromSite, Service: f.service,
 		Src: f.src.String(), Dst: f.dst.String(), Proto: f.proto.String(), Port: f.port,
 		Rule: f.rule, Start: f.start, BytesIn: f.bytesIn.Load(), BytesOut: f.bytesOut.Load(),
 	}

@@ -56,6 +56,7 @@ type Gateway struct {
 	rr      roundRobin
 	// dns answers on the overlay address, port 53; its FQDN egress table
 	// is how the flow handler matches destinations learnt from DNS.
+	links   *siteLinks
 	dns     *dnsfilter.Filter
 	dnsStop context.CancelFunc
 	dnsDone chan struct{}
@@ -89,15 +90,30 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 		}
 		g.audit = NewAuditLogger(w)
 	}
+	if err := g.start(opts); err != nil {
+		g.teardown()
+		return nil, err
+	}
+	st := g.state.Load()
+	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
+		"port", g.overlay.Port(), "policy", st.pol.File(), "hash", st.pol.Hash())
+	if g.auditing.Load() {
+		g.log.Warn("AUDIT MODE: this gateway is NOT ENFORCING policy; would-be denials are let through and logged as flow.audit")
+	}
+	return g, nil
+}
+
+// start brings the parts up in order; on error, teardown undoes whatever
+// started.
+func (g *Gateway) start(opts Options) error {
+	cfg := g.cfg
 	pol, err := cfg.LoadPolicy()
 	if err != nil {
-		g.closeAll()
-		return nil, err
+		return err
 	}
 	key, err := cfg.ReadPrivateKey()
 	if err != nil {
-		g.closeAll()
-		return nil, err
+		return err
 	}
 	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, loadedAt: time.Now()}
 	g.state.Store(st)
@@ -119,36 +135,38 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 		Logger: g.log,
 	})
 	if err != nil {
-		g.closeAll()
-		return nil, fmt.Errorf("overlay: %w", err)
+		return fmt.Errorf("overlay: %w", err)
 	}
 	if err := g.startDNS(); err != nil {
-		g.overlay.Close()
-		g.closeAll()
-		return nil, fmt.Errorf("dns: %w", err)
+		return fmt.Errorf("dns: %w", err)
 	}
 	peers, err := peersFor(st)
 	if err == nil {
 		err = g.overlay.SetPeers(peers)
 	}
 	if err != nil {
-		g.stopDNS()
-		g.overlay.Close()
-		g.closeAll()
-		return nil, fmt.Errorf("peers: %w", err)
+		return fmt.Errorf("peers: %w", err)
+	}
+	if err := g.startSiteLinks(); err != nil {
+		return fmt.Errorf("site links: %w", err)
 	}
 	if err := g.startAdmin(); err != nil {
-		g.stopDNS()
+		return fmt.Errorf("admin: %w", err)
+	}
+	return nil
+}
+
+// teardown stops whatever parts are running, in reverse order.
+func (g *Gateway) teardown() {
+	g.stopAdmin()
+	if g.links != nil {
+		g.links.close()
+	}
+	g.stopDNS()
+	if g.overlay != nil {
 		g.overlay.Close()
-		g.closeAll()
-		return nil, fmt.Errorf("admin: %w", err)
 	}
-	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
-		"port", g.overlay.Port(), "policy", pol.File(), "hash", pol.Hash(), "peers", len(peers))
-	if g.auditing.Load() {
-		g.log.Warn("AUDIT MODE: this gateway is NOT ENFORCING policy; would-be denials are let through and logged as flow.audit")
-	}
-	return g, nil
+	g.closeAll()
 }
 
 // Port is the WireGuard UDP port the gateway listens on.
@@ -190,11 +208,8 @@ func (g *Gateway) Close() error {
 		}
 		<-done
 	}
-	g.stopAdmin()
-	g.stopDNS()
-	err := g.overlay.Close()
-	g.closeAll()
-	return err
+	g.teardown()
+	return nil
 }
 
 // startDNS serves dnsfilter on the gateway's overlay address, port 53,

@@ -36,6 +36,7 @@ func (g *Gateway) Reload() error {
 		return g.refuseReload(fmt.Errorf("peers: %w", err))
 	}
 	old := g.state.Swap(st)
+	g.links.update(st)
 	revoked := g.revoke(st)
 	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigReload,
 		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()),
@@ -100,7 +101,7 @@ func (g *Gateway) revoke(st *state) int {
 		f.stop()
 		n++
 		attrs := []slog.Attr{
-			slog.Uint64("flow", f.id), slog.String("identity", f.identity), slog.String("site", f.site),
+			slog.String("flow", f.id), slog.String("identity", f.identity), slog.String("site", f.site),
 			slog.String("src", f.src.String()), slog.String("dst", f.dst.String()),
 			slog.String("service", f.service), slog.String("proto", f.proto.String()),
 			slog.Int("port", int(f.port)), slog.String("reason", v.d.Reason.String()),

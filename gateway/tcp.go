@@ -11,6 +11,15 @@ import (
 	"github.com/wardgate/wardgate/policy"
 )
 
+// clientSide is how a TCP flow talks to the side it came from: the overlay
+// (a SYN waiting for SYN-ACK or RST), a site link (a CONNECT stream waiting
+// for its status) or a LAN listener (an accepted socket).
+type clientSide struct {
+	deny   func(reason string)      // refused by policy or a cap, nothing dialed
+	fail   func()                   // allowed, but the backend refused
+	accept func() (net.Conn, error) // the backend accepted: complete the client
+}
+
 // handleTCP decides a new TCP connection from the overlay and, when it is
 // allowed, dials the backend before completing the client's handshake, so
 // that a dead backend looks dead to the client too.
@@ -20,25 +29,22 @@ func (g *Gateway) handleTCP(r *overlay.TCPRequest) {
 		return
 	}
 	v := g.decide(g.state.Load(), r.Src, r.Dst, policy.ProtoTCP)
-	g.serveTCP(v, r.Reject, r.Accept)
+	g.serveTCP(v, clientSide{deny: func(string) { r.Reject() }, fail: r.Reject, accept: r.Accept})
 }
 
-// serveTCP runs one TCP flow whose verdict is made: reject, or dial the
-// backend, accept the client and splice. It is shared by the overlay, site
-// links and LAN listeners; accept returns the client conn (completing the
-// handshake where there is one to complete).
-func (g *Gateway) serveTCP(v verdict, reject func(), accept func() (net.Conn, error)) {
+// serveTCP runs one TCP flow whose verdict is made: refuse, or dial the
+// backend (here or at the service's site), complete the client and splice.
+func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	if !v.pass {
-		reject()
-		g.logDecision(v, "")
+		cs.deny(v.d.Reason.String())
+		g.logDecision(v, nil, "")
 		return
 	}
 	if lim := g.limits.acquire(v.id.Name, true); lim != limitNone {
-		reject()
-		g.logDecision(v, string(lim))
+		cs.deny(string(lim))
+		g.logDecision(v, nil, string(lim))
 		return
 	}
-	g.logDecision(v, "")
 	setupDone := sync.OnceFunc(func() { g.limits.releasePending(v.id.Name) })
 	defer setupDone()
 	g.flowsWG.Add(1)
@@ -46,59 +52,70 @@ func (g *Gateway) serveTCP(v verdict, reject func(), accept func() (net.Conn, er
 	defer g.limits.releaseFlow(v.id.Name)
 	defer g.recoverFlow(v)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var conns struct {
-		sync.Mutex
-		c []net.Conn
-	}
-	stop := func() {
-		cancel()
-		conns.Lock()
-		for _, c := range conns.c {
-			c.Close()
-		}
-		conns.Unlock()
-	}
-	f := g.newFlow(v, stop)
+	f := g.newFlow(v)
 	defer g.flows.remove(f)
+	g.logDecision(v, f, "")
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	f.conns.add(ctxCloser{cancel})
 
-	backend, err := g.dialTCP(ctx, g.backends(v.svc, v.dst, v.proto))
+	backend, err := g.dialFlow(ctx, v, f)
 	setupDone()
 	if err != nil {
-		reject()
+		cs.fail()
 		g.logEnd(f, err.Error())
 		return
 	}
-	client, err := accept()
+	f.conns.add(backend)
+	client, err := cs.accept()
 	if err != nil {
 		backend.Close()
 		g.logEnd(f, "accept: "+err.Error())
 		return
 	}
-	conns.Lock()
-	conns.c = []net.Conn{client, backend}
-	conns.Unlock()
-	if ctx.Err() != nil { // stopped while dialing
-		stop()
-	}
+	f.conns.add(client)
 
-	idle := newIdleTimer(g.cfg.Limits.TCPIdle, stop)
+	idle := newIdleTimer(g.cfg.Limits.TCPIdle, f.stop)
 	err = spliceTCP(client, backend, &f.bytesIn, &f.bytesOut, idle)
 	idle.stop()
 	client.Close()
 	backend.Close()
-	errText := ""
+	g.logEnd(f, endReason(f, err))
+}
+
+// dialFlow connects an allowed flow to its service: a local backend, or the
+// service's own site over the site link (which decides again there).
+func (g *Gateway) dialFlow(ctx context.Context, v verdict, f *flow) (net.Conn, error) {
+	if g.isRemote(v) {
+		return g.dialSite(ctx, f, v.svc)
+	}
+	return g.dialTCP(ctx, g.backends(v.svc, v.dst, v.proto))
+}
+
+// isRemote reports whether v's service lives at another site. Flows relayed
+// here are always served here: a gateway never relays onward.
+func (g *Gateway) isRemote(v verdict) bool {
+	return v.fromSite == "" && v.svc.Site != "" && v.svc.Site != g.cfg.Site
+}
+
+// endReason is the error text of flow.end: why the flow ended, when it was
+// not a clean close.
+func endReason(f *flow, err error) string {
 	switch {
 	case f.revoked.Load():
-		errText = "revoked"
-	case ctx.Err() != nil:
-		errText = "stopped"
+		return "revoked"
+	case f.conns.isStopped():
+		return "stopped"
 	case err != nil:
-		errText = err.Error()
+		return err.Error()
 	}
-	g.logEnd(f, errText)
+	return ""
 }
+
+// ctxCloser lets a flow's stop cancel a dial in progress.
+type ctxCloser struct{ cancel context.CancelFunc }
+
+func (c ctxCloser) Close() error { c.cancel(); return nil }
 
 // recoverFlow turns a panic in one flow into a log line: the flow ends, the
 // gateway goes on.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -24,21 +25,40 @@ func (g *Gateway) admitUDP(src, dst netip.AddrPort) func(net.Conn) {
 		return nil
 	}
 	v := g.decide(g.state.Load(), src, dst, policy.ProtoUDP)
+	serve := g.admitUDPVerdict(v, nil)
+	if serve == nil {
+		return nil
+	}
+	return func(client net.Conn) { serve(func() (net.Conn, error) { return client, nil }) }
+}
+
+// admitUDPVerdict refuses v (logging why, and telling deny when set) or
+// returns the func that serves it once the client side is accepted.
+func (g *Gateway) admitUDPVerdict(v verdict, deny func(reason string)) func(accept func() (net.Conn, error)) {
+	refuse := func(reason string) {
+		if deny != nil {
+			deny(reason)
+		}
+	}
 	if !v.pass {
-		g.logDecision(v, "")
+		refuse(v.d.Reason.String())
+		g.logDecision(v, nil, "")
 		return nil
 	}
 	if lim := g.limits.acquire(v.id.Name, false); lim != limitNone {
-		g.logDecision(v, string(lim))
+		refuse(string(lim))
+		g.logDecision(v, nil, string(lim))
 		return nil
 	}
-	g.logDecision(v, "")
+	f := g.newFlow(v)
+	g.logDecision(v, f, "")
 	g.flowsWG.Add(1)
-	return func(client net.Conn) {
+	return func(accept func() (net.Conn, error)) {
 		defer g.flowsWG.Done()
 		defer g.limits.releaseFlow(v.id.Name)
+		defer g.flows.remove(f)
 		defer g.recoverFlow(v)
-		g.serveUDP(v, client)
+		g.serveUDP(v, f, accept)
 	}
 }
 
@@ -50,45 +70,55 @@ func (g *Gateway) udpIdle(port uint16) time.Duration {
 	return g.cfg.Limits.UDPIdle
 }
 
+// dialUDPFlow connects a UDP flow to its backend: a local socket, or a
+// datagram stream over the site link to the service's site.
+func (g *Gateway) dialUDPFlow(v verdict, f *flow) (net.Conn, error) {
+	if g.isRemote(v) {
+		// The stream lives as long as the flow: its context ends with it.
+		ctx, cancel := context.WithCancel(context.Background())
+		f.conns.add(ctxCloser{cancel})
+		c, err := g.dialSite(ctx, f, v.svc)
+		if err != nil {
+			return nil, err
+		}
+		return newDatagramConn(c.(*streamConn)), nil
+	}
+	addrs := g.backends(v.svc, v.dst, v.proto)
+	if len(addrs) == 0 {
+		return nil, errNoBackend
+	}
+	// A UDP "dial" only picks a route; failover needs a reply timeout that
+	// only the application knows, so the first endpoint in the round-robin
+	// order serves the flow.
+	return net.Dial("udp", addrs[0].String())
+}
+
 // serveUDP relays datagrams between the client's flow and one backend
 // until the flow idles out or is stopped.
-func (g *Gateway) serveUDP(v verdict, client net.Conn) {
-	defer client.Close()
-	addrs := g.backends(v.svc, v.dst, v.proto)
-	var backend net.Conn
-	var err error
-	if len(addrs) == 0 {
-		err = errNoBackend
-	} else {
-		// A UDP "dial" only picks a route; failover needs a reply timeout
-		// that only the application knows, so the first endpoint in the
-		// round-robin order serves the flow.
-		backend, err = net.Dial("udp", addrs[0].String())
-	}
-	stopOnce := sync.OnceFunc(func() {
-		client.Close()
-		if backend != nil {
-			backend.Close()
-		}
-	})
-	f := g.newFlow(v, stopOnce)
-	defer g.flows.remove(f)
+func (g *Gateway) serveUDP(v verdict, f *flow, accept func() (net.Conn, error)) {
+	backend, err := g.dialUDPFlow(v, f)
 	if err != nil {
 		g.logEnd(f, err.Error())
 		return
 	}
-	defer stopOnce()
-
-	idle := newIdleTimer(g.udpIdle(v.dst.Port()), stopOnce)
+	f.conns.add(backend)
+	client, err := accept()
+	if err != nil {
+		g.logEnd(f, "accept: "+err.Error())
+		f.stop()
+		return
+	}
+	f.conns.add(client)
+	idle := newIdleTimer(g.udpIdle(v.dst.Port()), f.stop)
 	defer idle.stop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		relayDatagrams(client, backend, &f.bytesOut, idle)
-		stopOnce()
+		f.stop()
 	}()
 	relayDatagrams(backend, client, &f.bytesIn, idle)
-	stopOnce()
+	f.stop()
 	<-done
 	errText := ""
 	if f.revoked.Load() {
@@ -123,4 +153,20 @@ func relayDatagrams(dst, src net.Conn, n interface{ Add(int64) int64 }, idle *id
 			n.Add(int64(nr))
 		}
 	}
+}
+
+// serveRelayedUDP serves a UDP flow another site relayed here: datagrams
+// framed on the stream, a local backend socket.
+func (g *Gateway) serveRelayedUDP(v verdict, deny func(reason string), accept func() (net.Conn, error)) {
+	serve := g.admitUDPVerdict(v, deny)
+	if serve == nil {
+		return
+	}
+	serve(func() (net.Conn, error) {
+		c, err := accept()
+		if err != nil {
+			return nil, err
+		}
+		return newDatagramConn(c.(*streamConn)), nil
+	})
 }

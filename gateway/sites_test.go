@@ -1,0 +1,277 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/overlay/memnet"
+)
+
+const sitesPolicy = `
+[overlay]
+prefix = "100.80.0.0/16"
+service_prefix = "100.81.0.0/16"
+domain = "test.internal"
+
+[[site]]
+name = "leeds"
+key = "%[1]s"
+address = "100.80.0.1"
+endpoint = "127.0.0.1:51820"
+
+[[site]]
+name = "york"
+key = "%[2]s"
+address = "100.80.0.2"
+endpoint = "127.0.0.1:51821"
+
+[[site]]
+name = "hull"
+key = "%[3]s"
+address = "100.80.0.3"
+endpoint = "127.0.0.1:51822"
+
+[[identity]]
+name = "alice"
+key = "%[4]s"
+address = "100.80.1.10"
+site = "leeds"
+groups = ["clinical"]
+
+[[identity]]
+name = "carol"
+key = "%[5]s"
+address = "100.80.2.10"
+site = "york"
+groups = ["clinical"]
+
+[[service]]
+name = "ehr"
+site = "%[8]s"
+endpoints = ["%[6]s"]
+
+[[service]]
+name = "echo"
+site = "york"
+endpoints = ["%[7]s/udp"]
+
+[[service]]
+name = "greeter"
+site = "york"
+endpoints = ["%[10]s"]
+
+[[rule]]
+name = "clinical-ehr"
+from = ["group:clinical"]
+to = ["ehr", "echo", "greeter"]
+%[9]s
+`
+
+// mesh is three gateways on one in-memory switch.
+type mesh struct {
+	t                 *testing.T
+	sw                *memnet.Switch
+	be                testBackends
+	keys              map[string]testKey
+	gws               map[string]*testGateway
+	aliceKey, carolKy testKey
+	ehrSite, extra    string
+}
+
+func (m *mesh) policy() string {
+	k := m.keys
+	return fmt.Sprintf(sitesPolicy, k["leeds"].pubB64(), k["york"].pubB64(), k["hull"].pubB64(),
+		m.aliceKey.pubB64(), m.carolKy.pubB64(), m.be.echo, m.be.udpEcho, m.ehrSite, m.extra, m.be.other)
+}
+
+var meshPorts = map[string]int{"leeds": 51820, "york": 51821, "hull": 51822}
+
+func (m *mesh) start(site string, dir string) *testGateway {
+	tg := startTestGatewayAt(m.t, m.sw, m.keys[site], site, meshPorts[site], dir, m.policy(), "[limits]\ndrain = \"1s\"\n")
+	m.gws[site] = tg
+	return tg
+}
+
+// rewrite writes the current policy to site's dir and reloads it.
+func (m *mesh) rewrite(site string) {
+	m.t.Helper()
+	tg := m.gws[site]
+	if err := os.WriteFile(filepath.Join(tg.dir, "policy.toml"), []byte(m.policy()), 0o644); err != nil {
+		m.t.Fatal(err)
+	}
+	if err := tg.gw.Reload(); err != nil {
+		m.t.Fatalf("reload %s: %v", site, err)
+	}
+}
+
+// TestSites relays flows between three gateways: identity checked at both
+// ends, the remote site deciding on its own, non-site peers refused, a
+// service moving sites, UDP across sites, a site stopped and restarted.
+func TestSites(t *testing.T) {
+	m := &mesh{t: t, sw: memnet.NewSwitch(), be: startTestBackends(t), gws: map[string]*testGateway{},
+		keys:     map[string]testKey{"leeds": newTestKey(t), "york": newTestKey(t), "hull": newTestKey(t)},
+		aliceKey: newTestKey(t), carolKy: newTestKey(t), ehrSite: "york"}
+	for _, s := range []string{"leeds", "york", "hull"} {
+		m.start(s, t.TempDir())
+	}
+	alice := m.gws["leeds"].client(t, m.aliceKey, "100.80.1.10")
+	ehrVIP := m.gws["leeds"].gw.Policy().Service("ehr").VIP.String()
+
+	echoOnce := func(t *testing.T) error {
+		c, err := dialVIP(alice, ehrVIP, m.be.echo.Port())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		payload := make([]byte, 256<<10)
+		rand.Read(payload)
+		go func() {
+			c.Write(payload)
+			c.(interface{ CloseWrite() error }).CloseWrite()
+		}()
+		got, err := io.ReadAll(c)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, append([]byte("echo:"), payload...)) {
+			return fmt.Errorf("echo across sites differs: %d bytes", len(got))
+		}
+		return nil
+	}
+
+	t.Run("relayed with the identity checked at both ends", func(t *testing.T) {
+		waitUntil(t, 10*time.Second, "site link leeds->york", func() bool { return linkHealthy(m.gws["leeds"].gw, "york") })
+		if err := echoOnce(t); err != nil {
+			t.Fatal(err)
+		}
+		here := m.gws["leeds"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr"})
+		there := m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr", "from_site": "leeds"})
+		if here["flow"] == nil || here["flow"] != there["flow"] {
+			t.Errorf("flow IDs differ: leeds %v, york %v", here["flow"], there["flow"])
+		}
+		if there["site"] != "leeds" || there["rule"] != "clinical-ehr" {
+			t.Errorf("york's flow.allow: %v", there)
+		}
+		end := m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.end", "flow": here["flow"]})
+		if end["bytes_in"].(float64) != 256<<10 {
+			t.Errorf("york flow.end bytes_in = %v", end["bytes_in"])
+		}
+	})
+
+	t.Run("the backend's close reaches the client across sites", func(t *testing.T) {
+		vip := m.gws["leeds"].gw.Policy().Service("greeter").VIP.String()
+		c, err := dialVIP(alice, vip, m.be.other.Port())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(c) // ends only when the backend's FIN crossed both gateways
+		if err != nil || string(got) != "other" {
+			t.Fatalf("read %q, %v", got, err)
+		}
+	})
+
+	t.Run("UDP across sites", func(t *testing.T) {
+		vip := m.gws["leeds"].gw.Policy().Service("echo").VIP
+		if err := udpEcho(alice, netip.AddrPortFrom(vip, m.be.udpEcho.Port())); err != nil {
+			for _, s := range []string{"leeds", "york"} {
+				for _, ev := range m.gws[s].audit.events(t) {
+					if ev["proto"] == "udp" {
+						t.Logf("%s: %v", s, ev)
+					}
+				}
+			}
+			t.Fatal(err)
+		}
+		m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "echo", "proto": "udp", "from_site": "leeds"})
+	})
+
+	t.Run("a peer that is not a site gateway gets nothing from the site link", func(t *testing.T) {
+		carol := m.gws["york"].client(t, m.carolKy, "100.80.2.10")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := carol.DialContext(ctx, "tcp4", fmt.Sprintf("100.80.0.2:%d", SiteLinkPort))
+		if err == nil {
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			fmt.Fprintf(c, "CONNECT ehr HTTP/1.1\r\nHost: ehr\r\n\r\n")
+			n, _ := c.Read(make([]byte, 64))
+			c.Close()
+			if n > 0 {
+				t.Fatal("a non-site peer got bytes from the site-link listener")
+			}
+		}
+	})
+
+	t.Run("the remote site decides on its own", func(t *testing.T) {
+		// York's copy of the policy no longer lets clinical reach ehr.
+		m.extra = "\n[[rule]]\nname = \"york-says-no\"\naction = \"deny\"\nfrom = [\"site:leeds\"]\nto = [\"ehr\"]\n"
+		m.rewrite("york")
+		defer func() { m.extra = ""; m.rewrite("york") }()
+		if err := echoOnce(t); err == nil {
+			t.Fatal("york's deny did not hold")
+		}
+		m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "service": "ehr", "reason": "deny-rule", "rule": "york-says-no", "from_site": "leeds"})
+		waitUntil(t, 10*time.Second, "leeds to see york's different policy hash", func() bool {
+			for _, l := range m.gws["leeds"].gw.Status().SiteLinks {
+				if l.Site == "york" && l.PolicyHash != "" && !l.SameHash {
+					return true
+				}
+			}
+			return false
+		})
+	})
+
+	t.Run("a service moves sites and keeps its name and address", func(t *testing.T) {
+		m.ehrSite = "hull"
+		for _, s := range []string{"leeds", "york", "hull"} {
+			m.rewrite(s)
+		}
+		if got := m.gws["leeds"].gw.Policy().Service("ehr").VIP.String(); got != ehrVIP {
+			t.Fatalf("ehr's VIP moved with the service: %s, was %s", got, ehrVIP)
+		}
+		waitUntil(t, 10*time.Second, "site link leeds->hull", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
+		if err := echoOnce(t); err != nil {
+			t.Fatal(err)
+		}
+		m.gws["hull"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr", "from_site": "leeds"})
+	})
+
+	t.Run("a site stopped fails fast and recovers by itself", func(t *testing.T) {
+		hullDir := m.gws["hull"].dir
+		m.gws["hull"].gw.Close()
+		waitUntil(t, 20*time.Second, "leeds to see hull down", func() bool { return !linkHealthy(m.gws["leeds"].gw, "hull") })
+		start := time.Now()
+		if err := echoOnce(t); err == nil {
+			t.Fatal("a flow to a stopped site went through")
+		} else if !strings.Contains(err.Error(), "refused") {
+			t.Errorf("want connection refused, got %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("refusal for a down site took %v", d)
+		}
+		m.start("hull", hullDir)
+		waitUntil(t, 20*time.Second, "leeds to see hull back", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
+		if err := echoOnce(t); err != nil {
+			t.Fatalf("after hull restarted: %v", err)
+		}
+	})
+}
+
+func linkHealthy(g *Gateway, site string) bool {
+	for _, l := range g.Status().SiteLinks {
+		if l.Site == site {
+			return l.Healthy && l.PolicyHash != ""
+		}
+	}
+	return false
+}
