@@ -93,6 +93,12 @@ func Add(path string, req Request) (*Added, error) {
 	edited := AppendIdentity(orig, IdentityBlock(req.Name, key, addr, req.Site, req.Groups))
 	np, err := policy.Parse(path, edited)
 	if err != nil {
+		origLines := bytes.Count(orig, []byte("\n"))
+		mapProblems(err, func(p *policy.Problem) {
+			if p.Line > origLines {
+				p.Msg += " (in the new [[identity]] block)"
+			}
+		})
 		return nil, fmt.Errorf("the edited policy would be invalid, nothing written: %w", err)
 	}
 	id := np.Identity(req.Name)
@@ -131,6 +137,13 @@ func Remove(path, name string) (*policy.Identity, *policy.Policy, error) {
 	}
 	np, err := policy.Parse(path, edited)
 	if err != nil {
+		// Point at the lines of the file as it is on disk, not as edited.
+		same, cut := commonPrefixLines(orig, edited), bytes.Count(orig, []byte("\n"))-bytes.Count(edited, []byte("\n"))
+		mapProblems(err, func(p *policy.Problem) {
+			if p.Line > same {
+				p.Line += cut
+			}
+		})
 		return nil, nil, fmt.Errorf("removing identity %q would make the policy invalid (remove or change what names it first), nothing written: %w", name, err)
 	}
 	if np.Identity(name) != nil || len(np.Identities()) != len(pol.Identities())-1 || !sameOthers(pol, np) {
@@ -140,6 +153,28 @@ func Remove(path, name string) (*policy.Identity, *policy.Policy, error) {
 		return nil, nil, err
 	}
 	return id, np, nil
+}
+
+// mapProblems applies f to every problem of a *policy.LoadError in err.
+func mapProblems(err error, f func(*policy.Problem)) {
+	var le *policy.LoadError
+	if errors.As(err, &le) {
+		for i := range le.Problems {
+			f(&le.Problems[i])
+		}
+	}
+}
+
+// commonPrefixLines counts the whole lines a and b start with in common.
+func commonPrefixLines(a, b []byte) int {
+	n := 0
+	for {
+		i, j := bytes.IndexByte(a, '\n'), bytes.IndexByte(b, '\n')
+		if i < 0 || j < 0 || i != j || !bytes.Equal(a[:i], b[:j]) {
+			return n
+		}
+		a, b, n = a[i+1:], b[j+1:], n+1
+	}
 }
 
 // sameOthers reports whether two policies agree on everything an identity

@@ -269,6 +269,13 @@ func TestRemoveRefusedWhenNamed(t *testing.T) {
 	if err == nil || !errors.As(err, &le) {
 		t.Fatalf("Remove of an identity named by tests: %v, want the policy error", err)
 	}
+	// Positions point at the file on disk, where the tests name the
+	// identity, not at the edited text (six lines shorter).
+	for _, p := range le.Problems {
+		if l := lineOf(orig, p.Line); l != "[[test]]" && l != `from = "ward-12-desktop"` {
+			t.Errorf("problem %v points at %q, not at a [[test]] of the file on disk", p, lineOf(orig, p.Line))
+		}
+	}
 	if !strings.Contains(err.Error(), "ward-12-desktop") {
 		t.Fatalf("error does not name the identity: %v", err)
 	}
@@ -398,4 +405,12 @@ func diffLines(want, got string) string {
 		}
 	}
 	return "(same)"
+}
+
+func lineOf(text []byte, n int) string {
+	lines := strings.Split(string(text), "\n")
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	return lines[n-1]
 }
