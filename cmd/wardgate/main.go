@@ -21,6 +21,12 @@ func commands() []command {
 		{"run", "run -c gateway.toml                 run the gateway (SIGHUP reloads)", cmdRun},
 		{"check", "check -c FILE                       validate a gateway.toml or policy.toml and run its [[test]]s", cmdCheck},
 		{"explain", "explain -c FILE --from ID --to SVC[:PORT[/PROTO]] [--at RFC3339] [--json]", cmdExplain},
+		{"status", "status -c gateway.toml [--json]     the running gateway: policy, enforce mode, peers, site links", cmdStatus},
+		{"flows", "flows -c gateway.toml [--json]      the running gateway's live flows", cmdFlows},
+		{"reload", "reload -c gateway.toml              reload gateway.toml and policy.toml (these three: -c or --socket PATH)", cmdReload},
+		{"peer", "peer add -c FILE NAME --groups a,b  enrol a client, print its wg-quick config [--site S] [--pubkey KEY] [--qr]", cmdPeer},
+		{"peer", "peer remove -c FILE NAME            remove an identity from the policy", cmdPeer},
+		{"peer", "peer list -c FILE                   list the policy's identities", cmdPeer},
 		{"version", "version                             print version and build info", cmdVersion},
 	}
 }

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	qrcode "github.com/skip2/go-qrcode"
+
+	"github.com/wardgate/wardgate/gateway"
+	"github.com/wardgate/wardgate/internal/enroll"
+	"github.com/wardgate/wardgate/policy"
+)
+
+// cmdPeer dispatches `wardgate peer add|remove|list`.
+func cmdPeer(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: wardgate peer add|remove|list -c gateway.toml ...")
+		return 2
+	}
+	switch args[0] {
+	case "add":
+		return cmdPeerAdd(args[1:], stdout, stderr)
+	case "remove", "rm":
+		return cmdPeerRemove(args[1:], stdout, stderr)
+	case "list", "ls":
+		return cmdPeerList(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "wardgate peer: unknown subcommand %q: want add, remove or list\n", args[0])
+	return 2
+}
+
+// parseInterspersed parses flags that may come before or after the
+// positional arguments (`peer add NAME --groups a,b`), which package flag
+// alone stops at. "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" { // fs.Parse consumed a "--" only when it came first
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// policyTarget is the policy file a peer command edits and the site a new
+// identity defaults to: -c names a gateway.toml (its policy and site) or a
+// policy.toml (then --site is needed for add).
+type policyTarget struct {
+	path string
+	site string // "" for a policy.toml
+}
+
+func findPolicy(file string) (policyTarget, error) {
+	gw, _ := isGatewayConfig(file)
+	if !gw {
+		return policyTarget{path: file}, nil
+	}
+	cfg, err := gateway.LoadConfig(file)
+	if err != nil {
+		return policyTarget{}, err
+	}
+	return policyTarget{path: cfg.Path(cfg.Policy), site: cfg.Site}, nil
+}
+
+// cmdPeerAdd enrols an identity: it appends it to the policy (see
+// internal/enroll) and prints the client's wg-quick config on stdout, so
+// that `wardgate peer add ... > desk.conf` gives a usable file; messages go
+// to stderr. --qr also prints the config as a QR code for the mobile apps,
+// on stderr (stdout stays a valid wg-quick file), drawn with half-block
+// characters, two modules per character cell, light modules as blocks: it
+// reads as a normal QR code on a dark-background terminal, like
+// `qrencode -t ansiutf8`.
+func cmdPeerAdd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("peer add", stderr)
+	file := fs.String("c", "", "gateway.toml (or policy.toml with --site)")
+	groups := fs.String("groups", "", "comma-separated groups, e.g. clinical-desktop,radiology")
+	site := fs.String("site", "", "home site (default: the gateway's site)")
+	pubkey := fs.String("pubkey", "", "the client's public key; without it a key pair is generated")
+	qr := fs.Bool("qr", false, "also print the config as a QR code (on stderr)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if *file == "" || len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: wardgate peer add -c gateway.toml NAME --groups a,b [--site S] [--pubkey KEY] [--qr]")
+		return 2
+	}
+	req := enroll.Request{Name: pos[0], Site: *site}
+	for _, g := range strings.Split(*groups, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			req.Groups = append(req.Groups, g)
+		}
+	}
+	if *pubkey != "" {
+		k, err := policy.ParseKey(strings.TrimSpace(*pubkey))
+		if err != nil {
+			fmt.Fprintf(stderr, "wardgate peer add: --pubkey: %v\n", err)
+			return 2
+		}
+		req.Key = k
+	}
+	tgt, err := findPolicy(*file)
+	if err != nil {
+		printErr(stderr, err)
+		return 1
+	}
+	if req.Site == "" {
+		req.Site = tgt.site
+	}
+	if req.Site == "" {
+		fmt.Fprintf(stderr, "wardgate peer add: %s is a policy file: say which site the identity connects to with --site\n", *file)
+		return 2
+	}
+	res, err := enroll.Add(tgt.path, req)
+	if err != nil {
+		fmt.Fprintln(stderr, "wardgate peer add: refused, nothing written:")
+		printErr(stderr, err)
+		return 1
+	}
+	cc, err := enroll.ClientFor(res.Policy, req.Name, res.PrivateKey)
+	if err != nil {
+		printErr(stderr, err)
+		return 1
+	}
+	conf := cc.Render()
+	fmt.Fprint(stdout, conf)
+	for _, g := range res.NewGroups {
+		fmt.Fprintf(stderr, "warning: group %q is new: no rule names it yet\n", g)
+	}
+	if cc.Endpoint == "" {
+		fmt.Fprintf(stderr, "warning: site %q has no endpoint in the policy: fill in Endpoint in the client config\n", cc.SiteName)
+	}
+	if res.PrivateKey.IsZero() {
+		fmt.Fprintln(stderr, "note: fill in the client's own PrivateKey in [Interface]")
+	} else {
+		fmt.Fprintln(stderr, "note: the config holds the client's private key; it is not kept anywhere else: hand it over safely")
+	}
+	fmt.Fprintf(stderr, "added identity %s (%s) to %s; run `wardgate reload` on the gateway to apply\n", req.Name, res.Identity.Address, tgt.path)
+	if *qr {
+		q, err := qrcode.New(conf, qrcode.Low)
+		if err != nil {
+			fmt.Fprintf(stderr, "wardgate peer add: QR code: %v\n", err)
+			return 1
+		}
+		fmt.Fprint(stderr, q.ToSmallString(false))
+	}
+	return 0
+}
+
+// cmdPeerRemove deletes an identity's [[identity]] block from the policy.
+// An identity that a rule or test names cannot go: the policy error says
+// where, and nothing is written.
+func cmdPeerRemove(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("peer remove", stderr)
+	file := fs.String("c", "", "gateway.toml or policy.toml")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if *file == "" || len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: wardgate peer remove -c gateway.toml NAME")
+		return 2
+	}
+	tgt, err := findPolicy(*file)
+	if err != nil {
+		printErr(stderr, err)
+		return 1
+	}
+	id, _, err := enroll.Remove(tgt.path, pos[0])
+	if err != nil {
+		var le *policy.LoadError
+		if errors.As(err, &le) {
+			fmt.Fprintf(stderr, "wardgate peer remove: refused, nothing written: without %q the policy would be invalid (change what names it first):\n", pos[0])
+		} else {
+			fmt.Fprintln(stderr, "wardgate peer remove: refused, nothing written:")
+		}
+		printErr(stderr, err)
+		return 1
+	}
+	where := id.Address.String()
+	if id.IsLAN() {
+		where = id.Source.String()
+	}
+	fmt.Fprintf(stderr, "removed identity %s (%s) from %s; run `wardgate reload` on the gateway to apply\n", id.Name, where, tgt.path)
+	return 0
+}
+
+// cmdPeerList prints the policy's identities.
+func cmdPeerList(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("peer list", stderr)
+	file := fs.String("c", "", "gateway.toml or policy.toml")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if *file == "" || len(pos) != 0 {
+		fmt.Fprintln(stderr, "usage: wardgate peer list -c gateway.toml")
+		return 2
+	}
+	tgt, err := findPolicy(*file)
+	if err != nil {
+		printErr(stderr, err)
+		return 1
+	}
+	pol, err := policy.Load(tgt.path)
+	if err != nil {
+		printErr(stderr, err)
+		return 1
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSITE\tADDRESS/SOURCE\tGROUPS")
+	for _, id := range pol.Identities() {
+		where := id.Address.String()
+		if id.IsLAN() {
+			where = "lan " + id.Source.String()
+		}
+		g := strings.Join(id.Groups, ",")
+		if g == "" {
+			g = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id.Name, id.Site, where, g)
+	}
+	tw.Flush()
+	return 0
+}
