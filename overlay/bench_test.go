@@ -117,7 +117,7 @@ var benchVariants = []struct {
 	{name: "nogso", gso: "none"},
 	{name: "gvisorgso", gso: "gvisor"},
 	{name: "buf1M", tcp: overlay.TCPConfig{ReceiveBufferMax: 1 << 20, SendBufferMax: 1 << 20}},
-	{name: "buf4M", tcp: overlay.TCPConfig{ReceiveBufferMax: 4 << 20, SendBufferMax: 4 << 20}},
+	{name: "buf8M", tcp: overlay.TCPConfig{ReceiveBufferMax: 8 << 20, SendBufferMax: 8 << 20}},
 	{name: "buf16M", tcp: overlay.TCPConfig{ReceiveBufferMax: 16 << 20, SendBufferMax: 16 << 20}},
 	{name: "cubic", tcp: overlay.TCPConfig{CongestionControl: "cubic"}},
 	// The default once more: how far apart two identical variants land is

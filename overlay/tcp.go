@@ -21,9 +21,9 @@ const (
 	defaultKeepAliveInterval = 15 * time.Second
 	defaultKeepAliveCount    = 4
 	defaultRcvBufDefault     = 1 << 20
-	defaultRcvBufMax         = 8 << 20
+	defaultRcvBufMax         = 4 << 20
 	defaultSndBufDefault     = 1 << 20
-	defaultSndBufMax         = 8 << 20
+	defaultSndBufMax         = 4 << 20
 )
 
 // ErrRequestDone is returned by Accept when the request was already
