@@ -143,37 +143,40 @@ func syncUpstream(t testing.TB, c *client, up *dnsmasq) {
 	waitFor(t, 5*time.Second, "dnsmasq to log "+name, func() bool { return up.queries(t, "A", name) == 1 })
 }
 
-// listenInNetns opens a listener inside the named network namespace. The
-// goroutine that opens it switches its own OS thread into the namespace and
-// never unlocks it, so the thread ends with it and no other goroutine ever
-// runs there; the socket stays in the namespace.
+// listenInNetns opens a listener inside the named network namespace.
 func listenInNetns(t testing.TB, ns, network, addr string) net.Listener {
 	t.Helper()
-	type result struct {
-		ln  net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
+	var ln net.Listener
+	inNetns(t, ns, func() (err error) {
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln
+}
+
+// inNetns runs fn on an OS thread switched into the named namespace. The
+// thread is never unlocked, so it ends with fn's goroutine and nothing else
+// ever runs there; sockets fn opens stay in the namespace.
+func inNetns(t testing.TB, ns string, fn func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		f, err := os.Open("/var/run/netns/" + ns)
 		if err != nil {
-			ch <- result{nil, err}
+			errc <- err
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("setns %s: %w", ns, err)}
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
 			return
 		}
-		ln, err := net.Listen(network, addr)
-		ch <- result{ln, err}
+		errc <- fn()
 	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
-	return r.ln
 }
 
 // startWebHost makes a namespace for an outside web host, joined to the
