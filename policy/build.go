@@ -421,7 +421,10 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 		if e.has("ports") {
 			e.errorf("ports", "ports is only for egress services; a service's ports come from its endpoints")
 		}
-		if len(endpoints) == 0 && !e.has("egress") {
+		if a, ok := e.m["endpoints"].([]any); ok && len(a) == 0 {
+			e.errorf("endpoints", "endpoints is empty")
+		}
+		if !e.has("endpoints") && !e.has("egress") {
 			e.errorf("", "needs endpoints (backend addresses) or egress (FQDN patterns)")
 		}
 		if svc.Site == "" && e.has("endpoints") && !e.has("site") {
@@ -627,7 +630,9 @@ func (b *builder) buildTest(p *Policy, e *elem) {
 	ts := testSpec{}
 	ts.from = e.required("from")
 	ts.to = e.required("to")
-	e.label = fmt.Sprintf("test %d (%s -> %s)", e.index+1, ts.from, ts.to)
+	if ts.from != "" && ts.to != "" {
+		e.label = fmt.Sprintf("test %d (%s -> %s)", e.index+1, ts.from, ts.to)
+	}
 	if ts.from != "" {
 		if ts.id = p.idByName[ts.from]; ts.id == nil {
 			e.errorf("from", "unknown identity %q", ts.from)
