@@ -148,32 +148,6 @@ func intersectRanges(a, b []PortRange) []PortRange {
 	return mergeRanges(out)
 }
 
-// subtractRanges returns a \ b; both merged.
-func subtractRanges(a, b []PortRange) []PortRange {
-	var out []PortRange
-	for _, x := range a {
-		cur := []PortRange{x}
-		for _, y := range b {
-			var next []PortRange
-			for _, c := range cur {
-				if c.Proto != y.Proto || y.Hi < c.Lo || y.Lo > c.Hi {
-					next = append(next, c)
-					continue
-				}
-				if y.Lo > c.Lo {
-					next = append(next, PortRange{Proto: c.Proto, Lo: c.Lo, Hi: y.Lo - 1})
-				}
-				if y.Hi < c.Hi {
-					next = append(next, PortRange{Proto: c.Proto, Lo: y.Hi + 1, Hi: c.Hi})
-				}
-			}
-			cur = next
-		}
-		out = append(out, cur...)
-	}
-	return out
-}
-
 func rangesString(rs []PortRange) string {
 	parts := make([]string, len(rs))
 	for i, r := range rs {
