@@ -5,6 +5,29 @@
 // A *Policy is an immutable value: load, validate and compile a new one, then
 // swap it in atomically. It does no I/O beyond reading its file and knows
 // nothing of sockets or WireGuard.
+//
+// # Semantics
+//
+// Default deny. An allow rule grants; a deny rule wins over every allow,
+// whatever the order of the file. A rule applies to a flow when its `from`
+// names the identity (by name, "group:NAME", "site:NAME" for everything
+// homed at that site, LAN identities included, or "*"), its `to` names the
+// service (or "*"), the port is one of its `ports` (a rule without ports
+// covers every port the service offers, ICMP echo included; a rule's ports
+// that the service does not offer grant nothing there), and its `when`
+// window, if any, is open. A flow to a port the service does not offer is
+// denied with no-service before any rule is looked at. A deny rule with a
+// `when` denies only inside its window. An allow rule that would match but
+// for its window gives outside-time-window when nothing else allows.
+//
+// When several rules could decide, the one named in the Decision does not
+// depend on their order: among deny rules, those without audit come first,
+// then the smallest name; among allow rules the smallest name.
+//
+// Decide answers from tables compiled at load (see decide.go): no scan over
+// the rules, no allocation. Time windows are described at timeWindow
+// (timewindow.go), FQDN patterns at MatchFQDN, VIP allocation in vip.go, the
+// [[test]] runner in testrun.go.
 package policy
 
 import (

@@ -419,3 +419,28 @@ func TestStrings(t *testing.T) {
 		t.Error("ParseKey accepts a short key")
 	}
 }
+
+// TestDecideConcurrent: a Policy is safe for concurrent use (run with -race).
+func TestDecideConcurrent(t *testing.T) {
+	p := loadExample(t)
+	at := time.Date(2026, 3, 2, 9, 30, 0, 0, time.UTC)
+	done := make(chan bool)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i := 0; i < 200; i++ {
+				for _, id := range p.Identities() {
+					for _, svc := range p.Services() {
+						p.Decide(id, svc, 8443, ProtoTCP, at)
+						p.CanReach(id, svc)
+					}
+				}
+				p.ServiceByName("pacs.nhs.internal")
+				p.EgressServices("www.nhs.uk")
+			}
+			done <- true
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+}
