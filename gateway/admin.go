@@ -28,7 +28,8 @@ import (
 // it. It is created with mode 0660, so only the gateway's user and group
 // can connect (and so reload the policy and see who is connected); give the
 // group to the operators who may do that, and nobody else. Its directory is
-// created 0750 when missing.
+// created 0750 when missing. A relative socket path is relative to
+// gateway.toml, like every path in it.
 
 // ReloadResult is the body of POST /v1/reload.
 type ReloadResult struct {

@@ -30,18 +30,13 @@ type adminFlags struct {
 	json           *bool
 }
 
-func newAdminFlags(name string, stderr io.Writer, withJSON bool) (*flag.FlagSet, *adminFlags) {
+func newAdminFlags(name string, stderr io.Writer) (*flag.FlagSet, *adminFlags) {
 	fs := newFlags(name, stderr)
-	f := &adminFlags{
+	return fs, &adminFlags{
 		config: fs.String("c", "", "gateway.toml (its [admin] socket is used)"),
 		socket: fs.String("socket", "", "admin socket path (default "+defaultSocket+")"),
+		json:   fs.Bool("json", false, "print the gateway's JSON answer"),
 	}
-	if withJSON {
-		f.json = fs.Bool("json", false, "print the gateway's JSON answer")
-	} else {
-		f.json = new(bool)
-	}
-	return fs, f
 }
 
 // socketPath finds the admin socket: --socket, else -c's [admin] socket,
@@ -134,8 +129,8 @@ func unwrapURL(err error) error {
 }
 
 // setupAdmin parses the flags of an admin command and returns a client.
-func setupAdmin(name string, args []string, stderr io.Writer, withJSON bool) (*adminClient, *adminFlags, int) {
-	fs, f := newAdminFlags(name, stderr, withJSON)
+func setupAdmin(name string, args []string, stderr io.Writer) (*adminClient, *adminFlags, int) {
+	fs, f := newAdminFlags(name, stderr)
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, 2
 	}
@@ -154,7 +149,7 @@ func setupAdmin(name string, args []string, stderr io.Writer, withJSON bool) (*a
 // cmdStatus shows the running gateway: site, policy, enforce mode (loud in
 // audit mode), active flows, peers and site links.
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	c, f, code := setupAdmin("status", args, stderr, true)
+	c, f, code := setupAdmin("status", args, stderr)
 	if c == nil {
 		return code
 	}
@@ -236,7 +231,7 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 
 // cmdFlows lists the live flows.
 func cmdFlows(args []string, stdout, stderr io.Writer) int {
-	c, f, code := setupAdmin("flows", args, stderr, true)
+	c, f, code := setupAdmin("flows", args, stderr)
 	if c == nil {
 		return code
 	}
@@ -272,7 +267,7 @@ func printFlows(w io.Writer, fl []gateway.FlowInfo, now time.Time) {
 // refused reload prints its problems (file:line) and exits 1; the running
 // policy then stays.
 func cmdReload(args []string, stdout, stderr io.Writer) int {
-	c, f, code := setupAdmin("reload", args, stderr, true)
+	c, f, code := setupAdmin("reload", args, stderr)
 	if c == nil {
 		return code
 	}

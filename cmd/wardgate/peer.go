@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -125,8 +126,7 @@ func cmdPeerAdd(args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := enroll.Add(tgt.path, req)
 	if err != nil {
-		fmt.Fprintln(stderr, "wardgate peer add: refused, nothing written:")
-		printErr(stderr, err)
+		printRefusal(stderr, "peer add", err)
 		return 1
 	}
 	cc, err := enroll.ClientFor(res.Policy, req.Name, res.PrivateKey)
@@ -136,6 +136,11 @@ func cmdPeerAdd(args []string, stdout, stderr io.Writer) int {
 	}
 	conf := cc.Render()
 	fmt.Fprint(stdout, conf)
+	for _, w := range res.Policy.Warnings() {
+		if strings.Contains(w.Msg, strconv.Quote(req.Name)) {
+			fmt.Fprintf(stderr, "warning: %s\n", w.Error())
+		}
+	}
 	for _, g := range res.NewGroups {
 		fmt.Fprintf(stderr, "warning: group %q is new: no rule names it yet\n", g)
 	}
@@ -180,13 +185,7 @@ func cmdPeerRemove(args []string, stdout, stderr io.Writer) int {
 	}
 	id, _, err := enroll.Remove(tgt.path, pos[0])
 	if err != nil {
-		var le *policy.LoadError
-		if errors.As(err, &le) {
-			fmt.Fprintf(stderr, "wardgate peer remove: refused, nothing written: without %q the policy would be invalid (change what names it first):\n", pos[0])
-		} else {
-			fmt.Fprintln(stderr, "wardgate peer remove: refused, nothing written:")
-		}
-		printErr(stderr, err)
+		printRefusal(stderr, "peer remove", err)
 		return 1
 	}
 	where := id.Address.String()
@@ -195,6 +194,23 @@ func cmdPeerRemove(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "removed identity %s (%s) from %s; run `wardgate reload` on the gateway to apply\n", id.Name, where, tgt.path)
 	return 0
+}
+
+// printRefusal prints why an edit was refused: the headline, then each
+// policy problem (file:line) on a line of its own.
+func printRefusal(stderr io.Writer, cmd string, err error) {
+	var le *policy.LoadError
+	if !errors.As(err, &le) {
+		fmt.Fprintf(stderr, "wardgate %s: %v\n", cmd, err)
+		return
+	}
+	head := strings.TrimSuffix(err.Error(), le.Error())
+	head = strings.TrimSuffix(strings.TrimSpace(head), ":")
+	if head == "" {
+		head = "refused, nothing written"
+	}
+	fmt.Fprintf(stderr, "wardgate %s: %s:\n", cmd, head)
+	printErr(stderr, le)
 }
 
 // cmdPeerList prints the policy's identities.
