@@ -95,19 +95,19 @@
 //
 // Side by side with Debian's unbound in one run (BenchmarkDNS in
 // test/interop: dnsperf, a cached forwarded name and a service name, best
-// of two 3s runs, 2 cores heavily shared with other work, so absolute
-// rates moved by up to 2x between runs, the ratios much less):
+// of two 3s runs; four runs on 2 cores heavily shared with other work, so
+// absolute rates moved by up to 2x between runs, the ratios less):
 //
 //	                                  cached/s   service/s   vs unbound
-//	handler in-process (2 goroutines)  134-237k   100-396k   2.2x-7.3x
-//	miekg/dns.Server on a UDP socket    23-32k     19-30k    0.4x-0.7x
-//	through the tunnel (wardgate run)   9-14k      8-15k     0.2x-0.3x
-//	unbound, 2 threads, loopback        33-69k     47-64k    1.0x
+//	handler in-process (2 goroutines)  134-237k   100-396k   2.2x-8.0x
+//	miekg/dns.Server on a UDP socket    22-32k     19-30k    0.4x-0.85x
+//	through the tunnel (wardgate run)   9-14k      8-15k     0.2x-0.36x
+//	unbound, 2 threads, loopback        33-69k     29-64k    1.0x
 //
 // CPU per query tells what limits each: the handler 2.4-5µs; on a kernel
-// socket 17-20µs in the server (unbound 4.4-5.8µs), the rest being
+// socket 17-24µs in the server (unbound 4.4-7µs), the rest being
 // miekg/dns's goroutine per query and the read and write syscalls;
-// through the tunnel 24-54µs in wardgate and 19-38µs in the client's
+// through the tunnel 24-59µs in wardgate and 19-46µs in the client's
 // wireguard-go for one small packet each way: a profile of wardgate then
 // shows WireGuard's per-packet send and receive (one UDP syscall each, no
 // batching at this packet rate), gVisor's UDP path, and scheduler switches,
