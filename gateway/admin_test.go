@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -135,6 +136,7 @@ func TestAdminSocketLifecycle(t *testing.T) {
 	dir := shortTempDir(t)
 	sock := filepath.Join(dir, "run", "admin.sock")
 	g := &Gateway{cfg: &Config{Admin: AdminConfig{Socket: sock}, file: filepath.Join(dir, "gateway.toml")}, log: slogToTest(t)}
+	baseline := runtime.NumGoroutine()
 	if err := g.startAdmin(); err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +171,13 @@ func TestAdminSocketLifecycle(t *testing.T) {
 		t.Fatalf("socket left after stopAdmin: %v", err)
 	}
 	g.stopAdmin() // twice is fine
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > baseline && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > baseline {
+		t.Errorf("%d goroutines after stopAdmin, %d before startAdmin", n, baseline)
+	}
 	ents, _ := os.ReadDir(filepath.Dir(sock))
 	if len(ents) != 0 {
 		t.Fatalf("left behind: %v", ents)
