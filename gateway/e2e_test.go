@@ -508,6 +508,15 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+func freeTCPPort(t testing.TB) int {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func countFlows(g *Gateway, identity string) int {
 	n := 0
 	for _, f := range g.Flows() {

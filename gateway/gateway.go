@@ -56,10 +56,11 @@ type Gateway struct {
 	rr      roundRobin
 	// dns answers on the overlay address, port 53; its FQDN egress table
 	// is how the flow handler matches destinations learnt from DNS.
-	links   *siteLinks
-	dns     *dnsfilter.Filter
-	dnsStop context.CancelFunc
-	dnsDone chan struct{}
+	links     *siteLinks
+	listeners []io.Closer // LAN [[listener]] sockets
+	dns       *dnsfilter.Filter
+	dnsStop   context.CancelFunc
+	dnsDone   chan struct{}
 	// egress, when set, finds the egress service an identity may reach at
 	// an address it learnt from DNS (dnsfilter's FQDN egress).
 	egress func(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service
@@ -150,6 +151,9 @@ func (g *Gateway) start(opts Options) error {
 	if err := g.startSiteLinks(); err != nil {
 		return fmt.Errorf("site links: %w", err)
 	}
+	if err := g.startListeners(); err != nil {
+		return err
+	}
 	if err := g.startAdmin(); err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
@@ -159,6 +163,9 @@ func (g *Gateway) start(opts Options) error {
 // teardown stops whatever parts are running, in reverse order.
 func (g *Gateway) teardown() {
 	g.stopAdmin()
+	for _, l := range g.listeners {
+		l.Close()
+	}
 	if g.links != nil {
 		g.links.close()
 	}

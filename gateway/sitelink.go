@@ -243,6 +243,9 @@ func (l *siteLink) markDown(err error) {
 		l.log.Warn("site link down; flows to its services are refused until it is back", "site", l.name, "err", err)
 	}
 	l.healthy, l.checked, l.lastErr = false, time.Now(), err.Error()
+	// The connection that failed may linger in the pool, half dead; the
+	// next exchange must start afresh (a restarted site knows nothing of it).
+	l.tr.CloseIdleConnections()
 }
 
 // markUp records a good exchange and the other gateway's policy hash; a

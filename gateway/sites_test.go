@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -54,6 +55,12 @@ address = "100.80.2.10"
 site = "york"
 groups = ["clinical"]
 
+[[identity]]
+name = "mri-3"
+source = "127.0.0.1/32"
+site = "leeds"
+groups = ["modality"]
+
 [[service]]
 name = "ehr"
 site = "%[8]s"
@@ -73,6 +80,11 @@ endpoints = ["%[10]s"]
 name = "clinical-ehr"
 from = ["group:clinical"]
 to = ["ehr", "echo", "greeter"]
+
+[[rule]]
+name = "modality-greeter"
+from = ["group:modality"]
+to = ["greeter"]
 %[9]s
 `
 
@@ -85,6 +97,7 @@ type mesh struct {
 	gws               map[string]*testGateway
 	aliceKey, carolKy testKey
 	ehrSite, extra    string
+	lanPort           int
 }
 
 func (m *mesh) policy() string {
@@ -96,7 +109,11 @@ func (m *mesh) policy() string {
 var meshPorts = map[string]int{"leeds": 51820, "york": 51821, "hull": 51822}
 
 func (m *mesh) start(site string, dir string) *testGateway {
-	tg := startTestGatewayAt(m.t, m.sw, m.keys[site], site, meshPorts[site], dir, m.policy(), "[limits]\ndrain = \"1s\"\n")
+	extra := "[limits]\ndrain = \"1s\"\n"
+	if site == "leeds" {
+		extra += fmt.Sprintf("\n[[listener]]\nlisten = \"127.0.0.1:%d\"\nservice = \"greeter\"\n", m.lanPort)
+	}
+	tg := startTestGatewayAt(m.t, m.sw, m.keys[site], site, meshPorts[site], dir, m.policy(), extra)
 	m.gws[site] = tg
 	return tg
 }
@@ -119,7 +136,7 @@ func (m *mesh) rewrite(site string) {
 func TestSites(t *testing.T) {
 	m := &mesh{t: t, sw: memnet.NewSwitch(), be: startTestBackends(t), gws: map[string]*testGateway{},
 		keys:     map[string]testKey{"leeds": newTestKey(t), "york": newTestKey(t), "hull": newTestKey(t)},
-		aliceKey: newTestKey(t), carolKy: newTestKey(t), ehrSite: "york"}
+		aliceKey: newTestKey(t), carolKy: newTestKey(t), ehrSite: "york", lanPort: freeTCPPort(t)}
 	for _, s := range []string{"leeds", "york", "hull"} {
 		m.start(s, t.TempDir())
 	}
@@ -179,6 +196,35 @@ func TestSites(t *testing.T) {
 		if err != nil || string(got) != "other" {
 			t.Fatalf("read %q, %v", got, err)
 		}
+	})
+
+	t.Run("a LAN device reaches a service at another site through a listener", func(t *testing.T) {
+		lan := fmt.Sprintf("127.0.0.1:%d", m.lanPort)
+		c, err := net.DialTimeout("tcp4", lan, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(got) != "other" {
+			t.Fatalf("mri-3 through the listener: %q, %v", got, err)
+		}
+		m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "mri-3", "service": "greeter", "from_site": "leeds"})
+
+		// An address no LAN identity holds gets nothing.
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}, Timeout: 5 * time.Second}
+		c, err = d.Dial("tcp4", lan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, _ = io.ReadAll(c)
+		c.Close()
+		if len(got) > 0 {
+			t.Fatalf("an unknown LAN source read %q", got)
+		}
+		m.gws["leeds"].audit.waitEvent(t, map[string]any{"event": "flow.deny", "reason": "unknown-identity", "src": fmt.Sprintf("127.0.0.3:%d", c.LocalAddr().(*net.TCPAddr).Port)})
 	})
 
 	t.Run("UDP across sites", func(t *testing.T) {
@@ -262,6 +308,12 @@ func TestSites(t *testing.T) {
 		m.start("hull", hullDir)
 		waitUntil(t, 20*time.Second, "leeds to see hull back", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
 		if err := echoOnce(t); err != nil {
+			for _, s := range []string{"leeds", "hull"} {
+				evs := m.gws[s].audit.events(t)
+				for _, ev := range evs[max(0, len(evs)-4):] {
+					t.Logf("%s: %v", s, ev)
+				}
+			}
 			t.Fatalf("after hull restarted: %v", err)
 		}
 	})

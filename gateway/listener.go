@@ -1,0 +1,195 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/wardgate/wardgate/policy"
+)
+
+// LAN listeners front devices that cannot run WireGuard (a scanner, an old
+// workstation): a [[listener]] is a socket on one of the gateway host's own
+// addresses that forwards to a named service, here or at another site. The
+// caller's identity is the LAN [[identity]] of this site whose source CIDR
+// holds its address (weaker than a WireGuard key: anyone who can use that
+// address on the LAN is that identity). Unknown sources are refused with
+// unknown-identity; known ones are decided as any flow.
+//
+// The port asked for is the listener's own port when the service offers
+// it, else the service's first port of that protocol. In the audit log the
+// destination is the service's VIP and that port.
+
+// startListeners opens every [[listener]]; they close with teardown.
+func (g *Gateway) startListeners() error {
+	for _, lc := range g.cfg.Listener {
+		ap, proto, err := ParseListen(lc.Listen)
+		if err != nil {
+			return err
+		}
+		if proto == policy.ProtoUDP {
+			pc, err := net.ListenPacket("udp", ap.String())
+			if err != nil {
+				return fmt.Errorf("listener %s: %w", lc.Listen, err)
+			}
+			g.listeners = append(g.listeners, pc)
+			go g.serveLANUDP(pc, lc.Service, ap.Port())
+			continue
+		}
+		ln, err := net.Listen("tcp", ap.String())
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", lc.Listen, err)
+		}
+		g.listeners = append(g.listeners, ln)
+		go g.acceptLAN(ln, lc.Service, ap.Port())
+	}
+	return nil
+}
+
+func (g *Gateway) acceptLAN(ln net.Listener, service string, port uint16) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				g.log.Error("listener stopped", "listen", ln.Addr(), "err", err)
+			}
+			return
+		}
+		go g.handleLAN(c, service, port)
+	}
+}
+
+// lanVerdict identifies a LAN source and decides its flow to service.
+func (g *Gateway) lanVerdict(src netip.AddrPort, service string, port uint16, proto policy.Proto) verdict {
+	st := g.state.Load()
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	v := verdict{src: src, proto: proto, id: st.pol.IdentityBySource(st.site.Name, src.Addr())}
+	if svc := st.pol.Service(service); svc != nil && svc.VIP.IsValid() {
+		v.svc = svc
+		v.dst = netip.AddrPortFrom(svc.VIP, servicePort(svc, port, proto))
+	}
+	if v.id == nil {
+		v.svc = nil // nothing to reach for an unknown source; Decide says unknown-identity
+	}
+	v.d = st.pol.Decide(v.id, v.svc, v.dst.Port(), proto, g.now())
+	v.pass = g.passes(v)
+	return v
+}
+
+// servicePort picks the service port a listener forwards to.
+func servicePort(svc *policy.Service, port uint16, proto policy.Proto) uint16 {
+	if svc.Offers(port, proto) {
+		return port
+	}
+	for _, pr := range svc.Ports {
+		if pr.Proto == proto {
+			return pr.Lo
+		}
+	}
+	return port
+}
+
+func (g *Gateway) handleLAN(c net.Conn, service string, port uint16) {
+	if g.closing.Load() {
+		c.Close()
+		return
+	}
+	v := g.lanVerdict(c.RemoteAddr().(*net.TCPAddr).AddrPort(), service, port, policy.ProtoTCP)
+	reset := func() {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // RST: refused, not a clean close
+		}
+		c.Close()
+	}
+	g.serveTCP(v, clientSide{
+		deny:   func(string) { reset() },
+		fail:   reset,
+		accept: func() (net.Conn, error) { return c, nil },
+	})
+}
+
+// serveLANUDP demultiplexes one UDP listener into flows by source.
+func (g *Gateway) serveLANUDP(pc net.PacketConn, service string, port uint16) {
+	var mu sync.Mutex
+	sessions := make(map[netip.AddrPort]*lanDatagrams)
+	buf := make([]byte, udpBufSize)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			mu.Lock()
+			for _, s := range sessions {
+				s.Close()
+			}
+			mu.Unlock()
+			return
+		}
+		src := from.(*net.UDPAddr).AddrPort()
+		mu.Lock()
+		s := sessions[src]
+		mu.Unlock()
+		if s == nil {
+			if g.closing.Load() {
+				continue
+			}
+			v := g.lanVerdict(src, service, port, policy.ProtoUDP)
+			serve := g.admitUDPVerdict(v, nil)
+			if serve == nil {
+				continue // denied and logged; UDP has no refusal to send here
+			}
+			s = &lanDatagrams{pc: pc, peer: from, in: make(chan []byte, 64), done: make(chan struct{})}
+			mu.Lock()
+			sessions[src] = s
+			mu.Unlock()
+			go func() {
+				serve(func() (net.Conn, error) { return s, nil })
+				mu.Lock()
+				delete(sessions, src)
+				mu.Unlock()
+			}()
+		}
+		s.deliver(append([]byte(nil), buf[:n]...))
+	}
+}
+
+// lanDatagrams is one source's flow on a shared UDP listener, as a
+// net.Conn: reads take what the listener loop delivered, writes go back to
+// the source.
+type lanDatagrams struct {
+	pc   net.PacketConn
+	peer net.Addr
+	in   chan []byte
+	once sync.Once
+	done chan struct{}
+}
+
+func (s *lanDatagrams) deliver(p []byte) {
+	select {
+	case s.in <- p:
+	case <-s.done:
+	default: // the flow is not keeping up: drop, as a full socket buffer would
+	}
+}
+
+func (s *lanDatagrams) Read(p []byte) (int, error) {
+	select {
+	case d := <-s.in:
+		return copy(p, d), nil
+	case <-s.done:
+		return 0, io.EOF
+	}
+}
+
+func (s *lanDatagrams) Write(p []byte) (int, error) { return s.pc.WriteTo(p, s.peer) }
+func (s *lanDatagrams) Close() error {
+	s.once.Do(func() { close(s.done) })
+	return nil
+}
+func (s *lanDatagrams) LocalAddr() net.Addr                { return s.pc.LocalAddr() }
+func (s *lanDatagrams) RemoteAddr() net.Addr               { return s.peer }
+func (s *lanDatagrams) SetDeadline(t time.Time) error      { return nil }
+func (s *lanDatagrams) SetReadDeadline(t time.Time) error  { return nil }
+func (s *lanDatagrams) SetWriteDeadline(t time.Time) error { return nil }
