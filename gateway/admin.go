@@ -140,19 +140,30 @@ func (g *Gateway) startAdmin() error {
 	return nil
 }
 
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path is
+// 108 bytes with the terminating NUL).
+const maxSocketPath = 107
+
 // listenAdmin listens on a unix socket at path with mode 0660. The socket
 // is made under a temporary name, chmod'ed, then renamed into place, so
 // that it is never reachable with the umask's looser mode.
 func listenAdmin(path string) (*net.UnixListener, error) {
 	dir := filepath.Dir(path)
+	// The temporary name is no longer than most socket names, so that a
+	// path that fits sun_path fits with it too.
+	tmp := filepath.Join(dir, fmt.Sprintf(".s%d", os.Getpid()))
+	if n := max(len(path), len(tmp)); n > maxSocketPath {
+		return nil, fmt.Errorf("admin socket %s: a unix socket path may have at most %d bytes, this one needs %d", path, maxSocketPath, n)
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
 	}
-	tmp := filepath.Join(dir, fmt.Sprintf(".%s.%d", filepath.Base(path), os.Getpid()))
-	os.Remove(tmp)
+	if st, err := os.Lstat(tmp); err == nil && st.Mode().Type() == fs.ModeSocket {
+		os.Remove(tmp) // left by a crashed gateway with our pid
+	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, err

@@ -210,6 +210,14 @@ func TestAdminStaleSocket(t *testing.T) {
 	}
 }
 
+func TestAdminSocketTooLong(t *testing.T) {
+	long := filepath.Join(shortTempDir(t), strings.Repeat("d", 100), "admin.sock")
+	g := &Gateway{cfg: &Config{Admin: AdminConfig{Socket: long}}, log: slogToTest(t)}
+	if err := g.startAdmin(); err == nil || !strings.Contains(err.Error(), "at most 107 bytes") {
+		t.Fatalf("startAdmin with a %d-byte path: %v", len(long), err)
+	}
+}
+
 func TestAdminDisabled(t *testing.T) {
 	g := &Gateway{cfg: &Config{}, log: slogToTest(t)}
 	if err := g.startAdmin(); err != nil {
