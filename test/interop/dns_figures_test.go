@@ -18,6 +18,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/wardgate/wardgate/dnsfilter"
+	"github.com/wardgate/wardgate/gateway"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -27,11 +28,14 @@ import (
 //
 //	(i)   wardgate's handler in-process: dnsfilter.ServeDNS on an unpacked
 //	      query, the reply packed, one goroutine per core (no socket);
+//	(i')  the same with query_log on, as by default: a dns.query JSON line
+//	      per query through the gateway's audit logger into a file;
 //	(ii)  wardgate's dnsfilter on a kernel UDP socket, dnsperf over
 //	      loopback in a namespace (the same work as unbound's, socket and all);
 //	(iii) through the tunnel: dnsperf in a client namespace, through
-//	      Debian's wireguard-go (kernel TUN) to a running `wardgate run`,
-//	      answered inside its gVisor stack on 100.80.0.1:53;
+//	      Debian's wireguard-go (kernel TUN) to a running `wardgate run`
+//	      (query_log = false), answered inside its gVisor stack on
+//	      100.80.0.1:53;
 //	(iv)  Debian's unbound on a loopback port, two threads, the service
 //	      name as local-data and ext.test forwarded to the same dnsmasq,
 //	      answered from its cache; dnsperf over loopback.
@@ -282,6 +286,7 @@ func BenchmarkDNS(b *testing.B) {
 		"DNS queries/s", "cached", "service", "/unbound", "/unbound", dnsRounds, dnsMeasure, dnsperfConns, dnsperfOut, runtime.NumCPU())
 	rows := []struct{ key, label string }{
 		{"inproc", "(i) wardgate handler in-process"},
+		{"inproclog", "(i') the same, query_log on"},
 		{"socket", "(ii) wardgate on a UDP socket"},
 		{"tunnel", "(iii) through the tunnel"},
 		{"unbound", "(iv) unbound, loopback"},
@@ -289,16 +294,13 @@ func BenchmarkDNS(b *testing.B) {
 	for _, r := range rows {
 		c, sv := figures[r.key+"/cached"], figures[r.key+"/service"]
 		rc, rs := c.qps/figures["unbound/cached"].qps, sv.qps/figures["unbound/service"].qps
-		b.Logf("  %-34s %9.0f %9.0f  %7.2fx %7.2fx", r.label, c.qps, sv.qps, rc, rs)
+		b.Logf("  %-34s %9.0f %9.0f  %7.2fx %7.2fx   cached %s; service %s", r.label, c.qps, sv.qps, rc, rs, c.cpu, sv.cpu)
 		b.ReportMetric(c.qps, r.key+"-cached-qps")
 		b.ReportMetric(sv.qps, r.key+"-service-qps")
 		if r.key != "unbound" {
 			b.ReportMetric(rc, r.key+"/unbound-cached-x")
 			b.ReportMetric(rs, r.key+"/unbound-service-x")
 		}
-	}
-	for _, r := range rows {
-		b.Logf("  %s cached: %s; service: %s", r.key, figures[r.key+"/cached"].cpu, figures[r.key+"/service"].cpu)
 	}
 }
 
@@ -334,6 +336,38 @@ func measureDNS(b *testing.B) map[string]dnsFigure {
 	f := newFilter()
 	measure["inproc/cached"] = func() dnsFigure { return inProcess(b, f, cached) }
 	measure["inproc/service"] = func() dnsFigure { return inProcess(b, f, service) }
+
+	// (i') the same with query_log on (the default): every query a JSON
+	// line through the gateway's audit logger into a file, emptied after
+	// each measurement.
+	logFile, err := os.OpenFile(filepath.Join(b.TempDir(), "audit.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { logFile.Close() })
+	lf, err := dnsfilter.New(dnsfilter.Config{
+		Policy:          func() *policy.Policy { return pol },
+		Upstreams:       []string{up.addr},
+		RatePerIdentity: 1e9,
+		Burst:           1 << 30,
+		QueryLog:        true,
+		Audit:           gateway.NewAuditLogger(logFile),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	logged := func(name string) dnsFigure {
+		fig := inProcess(b, lf, name)
+		if st, err := logFile.Stat(); err != nil || st.Size() == 0 {
+			b.Fatalf("query log empty after the measurement: %v", err)
+		}
+		if err := logFile.Truncate(0); err != nil {
+			b.Fatal(err)
+		}
+		return fig
+	}
+	measure["inproclog/cached"] = func() dnsFigure { return logged(cached) }
+	measure["inproclog/service"] = func() dnsFigure { return logged(service) }
 
 	// (ii) dnsfilter on a kernel UDP socket in a namespace holding both
 	// the gateway's and alice's overlay addresses on its loopback.
@@ -382,19 +416,21 @@ rate_per_identity = 10000000.0
 
 	// Warm every cache: the in-process filter's and the socket filter's
 	// (the tunnel's and unbound's were warmed by their readiness checks).
-	w := &dnsBenchWriter{}
-	q := new(dns.Msg)
-	q.SetQuestion(cached+".", dns.TypeA)
-	f.ServeDNS(w, q)
-	if w.rcode != dns.RcodeSuccess || w.answers != 1 {
-		b.Fatalf("in-process warm-up: rcode %s, %d answers", dns.RcodeToString[w.rcode], w.answers)
+	for _, f := range []*dnsfilter.Filter{f, lf} {
+		w := &dnsBenchWriter{}
+		q := new(dns.Msg)
+		q.SetQuestion(cached+".", dns.TypeA)
+		f.ServeDNS(w, q)
+		if w.rcode != dns.RcodeSuccess || w.answers != 1 {
+			b.Fatalf("in-process warm-up: rcode %s, %d answers", dns.RcodeToString[w.rcode], w.answers)
+		}
 	}
 	if out, err := ns.exec(10*time.Second, "dig", "+short", "-b", "100.80.1.10", "@100.80.0.1", cached); err != nil || strings.TrimSpace(out) != "203.0.113.7" {
 		b.Fatalf("socket warm-up: %v: %q", err, out)
 	}
 
 	figures := map[string]dnsFigure{}
-	order := []string{"inproc", "socket", "tunnel", "unbound"}
+	order := []string{"inproc", "inproclog", "socket", "tunnel", "unbound"}
 	for round := 1; round <= dnsRounds; round++ {
 		for _, kind := range []string{"cached", "service"} {
 			for _, setup := range order {
