@@ -72,9 +72,6 @@ func (g *Gateway) lanVerdict(src netip.AddrPort, service string, port uint16, pr
 		v.svc = svc
 		v.dst = netip.AddrPortFrom(svc.VIP, servicePort(svc, port, proto))
 	}
-	if v.id == nil {
-		v.svc = nil // nothing to reach for an unknown source; Decide says unknown-identity
-	}
 	v.d = st.pol.Decide(v.id, v.svc, v.dst.Port(), proto, g.now())
 	v.pass = g.passes(v)
 	return v
