@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/wardgate/wardgate/policy"
@@ -104,10 +103,6 @@ type adminServer struct {
 	done chan struct{} // closed when Serve returns
 }
 
-// admins maps each Gateway to its admin server. A package-level map, not a
-// Gateway field, keeps the admin API within this file.
-var admins sync.Map // *Gateway -> *adminServer
-
 // startAdmin serves the admin API on [admin] socket; nothing when it is
 // empty. A stale socket file (nobody answers on it) is replaced; a live
 // one, or any other kind of file there, is an error.
@@ -129,7 +124,7 @@ func (g *Gateway) startAdmin() error {
 		},
 		done: make(chan struct{}),
 	}
-	admins.Store(g, a)
+	g.admin = a
 	go func() {
 		defer close(a.done)
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -205,11 +200,11 @@ func removeStaleSocket(path string) error {
 // stopAdmin stops the admin API and removes its socket. A request in
 // progress gets a moment to finish.
 func (g *Gateway) stopAdmin() {
-	v, ok := admins.LoadAndDelete(g)
-	if !ok {
+	a := g.admin
+	if a == nil {
 		return
 	}
-	a := v.(*adminServer)
+	g.admin = nil
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := a.srv.Shutdown(ctx); err != nil {

@@ -58,6 +58,7 @@ type Gateway struct {
 	// is how the flow handler matches destinations learnt from DNS.
 	links     *siteLinks
 	listeners []io.Closer // LAN [[listener]] sockets
+	admin     *adminServer
 	dns       *dnsfilter.Filter
 	dnsStop   context.CancelFunc
 	dnsDone   chan struct{}
