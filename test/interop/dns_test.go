@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,7 @@ func (d *dnsmasq) queries(t testing.TB, qtype, name string) int {
 // the answer section.
 type digResult struct {
 	status  string
+	flags   []string // header flags: qr, aa, tc, rd, ra, ...
 	answers []string
 	raw     string
 }
@@ -108,6 +110,11 @@ func tryDig(c *client, args ...string) (digResult, error) {
 	for _, line := range strings.Split(out, "\n") {
 		if _, after, ok := strings.Cut(line, "status: "); ok {
 			r.status, _, _ = strings.Cut(after, ",")
+			continue
+		}
+		if _, after, ok := strings.Cut(line, ";; flags: "); ok {
+			flags, _, _ := strings.Cut(after, ";")
+			r.flags = strings.Fields(flags)
 			continue
 		}
 		if strings.HasPrefix(line, ";") {
@@ -304,7 +311,7 @@ to = ["web"]
 func TestDNSInterop(t *testing.T) {
 	requireInterop(t, "dig", "dnsmasq", "curl", "ss")
 	web := startWebHost(t)
-	up := startDnsmasq(t,
+	records := []string{
 		"--host-record=www.ext.test,203.0.113.7",
 		"--host-record=bad.ext.test,203.0.113.66",
 		"--host-record=c2.ext.test,203.0.113.67",
@@ -318,8 +325,12 @@ func TestDNSInterop(t *testing.T) {
 		"--host-record=rebind3.ext.test,10.1.2.3",
 		"--host-record=rebind4.ext.test,100.81.0.10",
 		"--host-record=intranet.ext.test,192.168.7.8",
-		"--host-record=www.egress.test,"+web,
-	)
+		"--host-record=www.egress.test," + web,
+	}
+	for i := 1; i <= 100; i++ {
+		records = append(records, fmt.Sprintf("--host-record=big.ext.test,203.0.113.%d", i))
+	}
+	up := startDnsmasq(t, records...)
 	gwKeys, alice, bob := newKeypair(t), newKeypair(t), newKeypair(t)
 	port := freeUDPPort(t)
 	s := writeSite(t, "leeds", gwKeys, port, dnsPolicy(gwKeys.pub, alice.pub, bob.pub), fmt.Sprintf(`
@@ -403,6 +414,27 @@ egress_ttl_min = "1m"
 			t.Errorf("dnsmasq saw %d queries for nx.ext.test after two client lookups, want 1 (negative cache)", n)
 		}
 		gw.waitEvent(t, map[string]any{"event": "dns.query", "identity": "bob", "qname": "www.ext.test", "rcode": "NOERROR"})
+	})
+
+	t.Run("truncated answers retried over TCP", func(t *testing.T) {
+		// dnsmasq's answer for big.ext.test (100 A records) exceeds its
+		// 1232-byte UDP limit: the gateway must retry over TCP, cache all
+		// of it, and truncate its own UDP answer to the client's size.
+		r := dig(t, a, "+ignore", "+bufsize=1232", "big.ext.test")
+		if !slices.Contains(r.flags, "tc") || len(r.answers) >= 100 {
+			t.Errorf("UDP answer of 100 records to a 1232-byte client: flags %v, %d answers; want tc and fewer\n%s", r.flags, len(r.answers), r.raw)
+		}
+		r = dig(t, a, "big.ext.test") // dig retries over TCP through the tunnel
+		if r.status != "NOERROR" || len(r.answers) != 100 {
+			t.Errorf("big.ext.test: %s with %d answers, want NOERROR with 100\n%s", r.status, len(r.answers), r.raw)
+		}
+		// One UDP try and one TCP try upstream; the client's TCP retry is
+		// answered from the cache.
+		waitFor(t, 5*time.Second, "dnsmasq to log the UDP and TCP queries for big.ext.test", func() bool { return up.queries(t, "A", "big.ext.test") >= 2 })
+		syncUpstream(t, a, up)
+		if n := up.queries(t, "A", "big.ext.test"); n != 2 {
+			t.Errorf("dnsmasq saw %d queries for big.ext.test, want 2 (UDP, then TCP)", n)
+		}
 	})
 
 	t.Run("rebinding answers stripped", func(t *testing.T) {
