@@ -11,6 +11,8 @@ type counters struct {
 	queries, refused, blocked, servfail atomic.Uint64
 	cacheHits, cacheMisses              atomic.Uint64
 	upstreamErrors, egressLearned       atomic.Uint64
+	// rcodes counts answers by response code (the 4-bit header codes).
+	rcodes [16]atomic.Uint64
 }
 
 // Stats are running totals since New, for metrics.
@@ -24,6 +26,8 @@ type Stats struct {
 	UpstreamErrors uint64 // failed tries of one upstream
 	EgressLearned  uint64 // addresses recorded for FQDN egress (refreshes included)
 	CacheEntries   int    // questions in the cache now, expired ones included
+	// Rcodes counts answers by response code, e.g. Rcodes["NXDOMAIN"].
+	Rcodes map[string]uint64
 }
 
 // Stats returns the running totals. Safe for concurrent use.
@@ -34,12 +38,24 @@ func (f *Filter) Stats() Stats {
 		ServFail: s.servfail.Load(), CacheHits: s.cacheHits.Load(), CacheMisses: s.cacheMisses.Load(),
 		UpstreamErrors: s.upstreamErrors.Load(), EgressLearned: s.egressLearned.Load(),
 		CacheEntries: f.fwd.cache.len(),
+		Rcodes:       s.rcodeCounts(),
 	}
+}
+
+func (s *counters) rcodeCounts() map[string]uint64 {
+	m := make(map[string]uint64)
+	for code := range s.rcodes {
+		if n := s.rcodes[code].Load(); n > 0 {
+			m[dns.RcodeToString[code]] = n
+		}
+	}
+	return m
 }
 
 func (f *Filter) count(reply *dns.Msg, q *query) {
 	s := &f.stats
 	s.queries.Add(1)
+	s.rcodes[reply.Rcode&0xf].Add(1)
 	switch {
 	case q != nil && q.blocked != "":
 		s.blocked.Add(1)

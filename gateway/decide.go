@@ -31,11 +31,14 @@ type verdict struct {
 	pass bool
 	// flowID and fromSite are set for flows another site relayed here.
 	flowID, fromSite string
+	// took is how long the decision took (metrics); zero when not timed.
+	took time.Duration
 }
 
 // decide identifies the source, matches the destination to a service and
 // asks the policy. It never allocates on the deny path beyond the verdict.
 func (g *Gateway) decide(st *state, src, dst netip.AddrPort, proto policy.Proto) verdict {
+	start := time.Now()
 	v := verdict{src: src, dst: dst, proto: proto}
 	v.id = st.pol.IdentityByAddr(src.Addr())
 	if v.id != nil && v.id.Site != st.site.Name {
@@ -43,7 +46,9 @@ func (g *Gateway) decide(st *state, src, dst netip.AddrPort, proto policy.Proto)
 		// else is a policy/peer mismatch and is treated as unknown.
 		v.id = nil
 	}
-	return g.decideFor(st, v)
+	v = g.decideFor(st, v)
+	v.took = time.Since(start)
+	return v
 }
 
 // decideFor completes v whose identity is already known (or nil).
@@ -107,6 +112,7 @@ func (g *Gateway) logDecision(v verdict, f *flow, reason string) {
 		attrs = append(attrs, slog.String("reason", reason))
 	}
 	g.audit.LogAttrs(context.Background(), slog.LevelInfo, event, attrs...)
+	g.metrics.observe(v, event, v.took)
 }
 
 // logEnd writes flow.end for f.
@@ -127,6 +133,13 @@ func (g *Gateway) logEnd(f *flow, errText string) {
 		attrs = append(attrs, slog.String("error", errText))
 	}
 	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventFlowEnd, attrs...)
+}
+
+// removeFlow takes an ended flow out of the table and its bytes into the
+// totals.
+func (g *Gateway) removeFlow(f *flow) {
+	g.flows.remove(f)
+	g.metrics.flowEnded(f)
 }
 
 // newFlow registers an allowed flow in the flow table.

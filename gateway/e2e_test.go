@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -492,6 +493,30 @@ func TestEndToEnd(t *testing.T) {
 		if c, err := mallory.DialContext(ctx, "tcp4", fmt.Sprintf("100.81.0.10:%d", be.echo.Port())); err == nil {
 			c.Close()
 			t.Fatal("a spoofed source reached ehr")
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		tg.gw.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body := rec.Body.String()
+		for _, want := range []string{
+			`wardgate_flows_total{rule="clinical-ehr",service="ehr",verdict="allow"}`,
+			`wardgate_flows_total{rule="",service="payroll",verdict="deny"}`,
+			`wardgate_dns_queries_total{rcode="NXDOMAIN"}`,
+			`wardgate_bytes_total{direction="in"}`,
+			`wardgate_decision_seconds_count`,
+			`wardgate_active_flows`,
+			`wardgate_peers 2`,
+			`wardgate_enforcing 1`,
+			`wardgate_config_reloads_total{result="ok"} 0`,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+		if t.Failed() {
+			t.Log(body)
 		}
 	})
 

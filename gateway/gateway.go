@@ -59,6 +59,7 @@ type Gateway struct {
 	links     *siteLinks
 	listeners []io.Closer // LAN [[listener]] sockets
 	admin     *adminServer
+	metrics   *metrics
 	dns       *dnsfilter.Filter
 	dnsStop   context.CancelFunc
 	dnsDone   chan struct{}
@@ -121,6 +122,7 @@ func (g *Gateway) start(opts Options) error {
 	g.state.Store(st)
 	g.limits = newIdentityLimits(cfg.Limits.FlowsPerIdentity, cfg.Limits.PendingPerIdentity)
 	g.flows = newFlowTable()
+	g.metrics = g.newMetrics()
 
 	listen, _ := netip.ParseAddrPort(cfg.Listen) // validated by ParseConfig
 	g.overlay, err = overlay.New(overlay.Config{
@@ -158,11 +160,15 @@ func (g *Gateway) start(opts Options) error {
 	if err := g.startAdmin(); err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
+	if err := g.startMetrics(); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	return nil
 }
 
 // teardown stops whatever parts are running, in reverse order.
 func (g *Gateway) teardown() {
+	g.stopMetrics()
 	g.stopAdmin()
 	for _, l := range g.listeners {
 		l.Close()

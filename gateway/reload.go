@@ -41,12 +41,14 @@ func (g *Gateway) Reload() error {
 	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigReload,
 		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()),
 		slog.String("previous_hash", old.pol.Hash()), slog.Int("revoked", revoked))
+	g.metrics.reloads.WithLabelValues("ok").Inc()
 	g.log.Info("reloaded", "hash", st.pol.Hash(), "peers", len(peers), "revoked", revoked)
 	return nil
 }
 
 // refuseReload logs a reload that changed nothing and returns its error.
 func (g *Gateway) refuseReload(err error) error {
+	g.metrics.reloads.WithLabelValues("error").Inc()
 	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigError, slog.String("error", err.Error()))
 	g.log.Error("reload refused; the running policy stays", "err", err)
 	return err

@@ -53,7 +53,7 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	defer g.recoverFlow(v)
 
 	f := g.newFlow(v)
-	defer g.flows.remove(f)
+	defer g.removeFlow(f)
 	g.logDecision(v, f, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

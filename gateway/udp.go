@@ -56,7 +56,7 @@ func (g *Gateway) admitUDPVerdict(v verdict, deny func(reason string)) func(acce
 	return func(accept func() (net.Conn, error)) {
 		defer g.flowsWG.Done()
 		defer g.limits.releaseFlow(v.id.Name)
-		defer g.flows.remove(f)
+		defer g.removeFlow(f)
 		defer g.recoverFlow(v)
 		g.serveUDP(v, f, accept)
 	}
