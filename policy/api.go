@@ -185,8 +185,10 @@ type Identity struct {
 	// Set by the policy that owns the identity, for Decide: the policy,
 	// and the identity's principals (see decide.go), kept here so that a
 	// decision touches as few cache lines as possible.
-	pol   *Policy
-	prins []uint32
+	pol    *Policy
+	nPrins uint8     // principals held inline, or 0: use prins
+	inline [7]uint32 // the principals, when they fit: no extra cache line
+	prins  []uint32
 }
 
 // IsLAN reports whether the identity is a LAN device named by source CIDR.
@@ -233,8 +235,10 @@ type Service struct {
 	Ports     []PortRange // every port the service offers (from endpoints, or `ports` for egress)
 
 	// Set by the policy that owns the service, for Decide (see decide.go).
-	pol   *Policy
-	table principalTable
+	pol    *Policy
+	nFast  uint8        // ports held in fast, or 0: use Ports
+	fast   [4]PortRange // a copy of Ports when it fits, next to table
+	table  principalTable
 }
 
 // Offers reports whether the service has port/proto.

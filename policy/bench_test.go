@@ -68,6 +68,43 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
+// BenchmarkDecideRatio measures the three sizes side by side, in blocks of
+// 4096 decisions taken in turn, so that load on the machine hits them
+// alike; it reports each size's ns per decision and the ratio of the
+// largest to the smallest (the target is at most 2).
+func BenchmarkDecideRatio(b *testing.B) {
+	type sized struct {
+		p  *Policy
+		qs []benchQuery
+		d  time.Duration
+	}
+	var all []*sized
+	for _, bs := range benchSizes {
+		p, err := Parse("bench.toml", benchPolicyText(bs.spec))
+		if err != nil {
+			b.Fatal(err)
+		}
+		all = append(all, &sized{p: p, qs: benchQueries(p, 4096)})
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, s := range all {
+			start := time.Now()
+			for j := range s.qs {
+				q := &s.qs[j]
+				s.p.Decide(q.id, q.svc, q.port, q.proto, q.at)
+			}
+			s.d += time.Since(start)
+		}
+	}
+	per := func(s *sized) float64 { return float64(s.d.Nanoseconds()) / float64(b.N*4096) }
+	for k, bs := range benchSizes {
+		b.ReportMetric(per(all[k]), fmt.Sprintf("ns/decide-rules=%d", bs.rules))
+	}
+	b.ReportMetric(per(all[2])/per(all[0]), "x-rules=10000/rules=10")
+	b.ReportMetric(0, "ns/op")
+}
+
 func BenchmarkLoad(b *testing.B) {
 	data := benchPolicyText(benchSizes[2].spec)
 	b.SetBytes(int64(len(data)))

@@ -227,9 +227,15 @@ func (d *decideTables) buildPrincipalTables(nSvc int) {
 func (p *Policy) own() {
 	for _, id := range p.identities {
 		id.pol, id.prins = p, p.dec.principals[id.ID]
+		if len(id.prins) <= len(id.inline) {
+			id.nPrins = uint8(copy(id.inline[:], id.prins))
+		}
 	}
 	for _, svc := range p.services {
 		svc.pol, svc.table = p, p.dec.bySvc[svc.ID]
+		if n := len(svc.Ports); n > 0 && n <= len(svc.fast) {
+			svc.nFast = uint8(copy(svc.fast[:], svc.Ports))
+		}
 	}
 }
 
@@ -315,7 +321,7 @@ func (p *Policy) decide(id *Identity, svc *Service, port uint16, proto Proto, t 
 	if proto == ProtoICMP {
 		port = 0
 	}
-	if !svc.Offers(port, proto) {
+	if !offers(svc, port, proto) {
 		return Decision{Verdict: Deny, Reason: ReasonNoService}
 	}
 	v := p.collect(id, svc, port, proto, t)
@@ -334,7 +340,11 @@ func (p *Policy) collect(id *Identity, svc *Service, port uint16, proto Proto, t
 	var v verdictState
 	d := &p.dec
 	st, at := &svc.table, &d.bySvc[len(d.bySvc)-1]
-	for _, pr := range id.prins {
+	prins := id.prins
+	if id.nPrins > 0 {
+		prins = id.inline[:id.nPrins]
+	}
+	for _, pr := range prins {
 		if list := st.find(pr); list != nil {
 			v.add(list, port, proto, t)
 		}
@@ -343,6 +353,19 @@ func (p *Policy) collect(id *Identity, svc *Service, port uint16, proto Proto, t
 		}
 	}
 	return v
+}
+
+// offers is Service.Offers reading the inline copy of the ports.
+func offers(svc *Service, port uint16, proto Proto) bool {
+	if svc.nFast == 0 || proto == ProtoICMP {
+		return svc.Offers(port, proto)
+	}
+	for _, r := range svc.fast[:svc.nFast] {
+		if r.Contains(port, proto) {
+			return true
+		}
+	}
+	return false
 }
 
 // canReach reads the bitset computed at load.
