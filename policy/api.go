@@ -235,10 +235,10 @@ type Service struct {
 	Ports     []PortRange // every port the service offers (from endpoints, or `ports` for egress)
 
 	// Set by the policy that owns the service, for Decide (see decide.go).
-	pol    *Policy
-	nFast  uint8        // ports held in fast, or 0: use Ports
-	fast   [4]PortRange // a copy of Ports when it fits, next to table
-	table  principalTable
+	pol   *Policy
+	nFast uint8        // ports held in fast, or 0: use Ports
+	fast  [4]PortRange // a copy of Ports when it fits, next to table
+	table principalTable
 }
 
 // Offers reports whether the service has port/proto.
