@@ -180,6 +180,25 @@ func TestLoadErrors(t *testing.T) {
 				`policy.toml:36:1: test 2 (alice -> pacs:99999): unknown reason "nope" (no-rule, deny-rule, no-service, unknown-identity, outside-time-window)`,
 				`policy.toml:37:1: test 2 (alice -> pacs:99999): at "yesterday" is not an RFC 3339 time such as 2026-03-02T09:30:00Z`,
 			}},
+		{name: "egress with endpoints and vip", add: "[[service]]\nname = \"web\"\negress = [\"*.nhs.uk\"]\nports = [\"443/tcp\", \"icmp\"]\nendpoints = [\"127.0.0.12:443\"]\nvip = \"100.81.0.9\"\n",
+			want: []string{
+				`policy.toml:26:1: service "web": service ports are tcp or udp; every service answers icmp`,
+				`policy.toml:27:1: service "web": an egress service has no endpoints (its addresses are learned from DNS)`,
+				`policy.toml:28:1: service "web": an egress service has no vip`,
+			}},
+		{name: "missing names and site", add: "[[identity]]\nkey = \"" + k3 + "\"\naddress = \"100.80.1.11\"\n[[rule]]\nfrom = [\"*\"]\nto = [\"*\"]\n[[service]]\nname = \"\"\nsite = \"leeds\"\nendpoints = []\n",
+			want: []string{
+				`policy.toml:23:1: identity 2: missing name`,
+				`policy.toml:23:1: identity 2: missing site`,
+				`policy.toml:26:1: rule 1: missing name`,
+				`policy.toml:30:1: service 2: name is empty`,
+				`policy.toml:32:1: service 2: endpoints is empty`,
+			}},
+		{name: "test assertions", add: okRule + "[[test]]\nfrom = \"alice\"\nto = \"pacs:icmp\"\nexpect = \"allow\"\nreason = \"no-rule\"\nrule = \"nope\"\n",
+			want: []string{
+				`policy.toml:32:1: test 1 (alice -> pacs:icmp): an allow has no reason; reason is for expect = "deny"`,
+				`policy.toml:33:1: test 1 (alice -> pacs:icmp): unknown rule "nope"`,
+			}},
 		{name: "overlay", replace: [2]string{"service_prefix = \"100.81.0.0/16\"\ndomain = \"nhs.internal\"", "service_prefix = \"100.80.128.0/17\"\ndomain = \"NHS..internal\""},
 			want: []string{
 				`policy.toml:3:1: overlay: service_prefix 100.80.128.0/17 overlaps prefix 100.80.0.0/16`,
