@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"io"
+	"net"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -63,6 +64,27 @@ func (fc *flowConns) closeAll() {
 	fc.stopped = true
 	for _, c := range fc.conns {
 		c.Close()
+	}
+}
+
+// abortAll ends the flow with resets where the transport has them, so a
+// client sees a revoked flow cut off rather than finished. The client side
+// was added last and goes first, before the splice, seeing the backend
+// gone, can close it gracefully.
+func (fc *flowConns) abortAll() {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	fc.stopped = true
+	for i := len(fc.conns) - 1; i >= 0; i-- {
+		switch c := fc.conns[i].(type) {
+		case interface{ Abort() error }: // overlay connections
+			c.Abort()
+		case *net.TCPConn: // LAN listener connections
+			c.SetLinger(0)
+			c.Close()
+		default:
+			c.Close()
+		}
 	}
 }
 

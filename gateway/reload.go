@@ -100,7 +100,7 @@ func (g *Gateway) revoke(st *state) int {
 			continue
 		}
 		f.revoked.Store(true)
-		f.stop()
+		f.conns.abortAll()
 		n++
 		attrs := []slog.Attr{
 			slog.String("flow", f.id), slog.String("identity", f.identity), slog.String("site", f.site),

@@ -99,8 +99,22 @@ func (r *TCPRequest) accept() (net.Conn, error) {
 	}
 	st.completeLocked(r.Src.Addr(), false)
 	st.o.setKeepAlive(ep)
-	st.conn = gonet.NewTCPConn(&wq, ep)
+	st.conn = &TCPConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}
 	return st.conn, nil
+}
+
+// TCPConn is an accepted overlay connection. Besides net.Conn it half-closes
+// (CloseWrite) and can be aborted.
+type TCPConn struct {
+	*gonet.TCPConn
+	ep tcpip.Endpoint
+}
+
+// Abort closes the connection with a TCP reset instead of a FIN, so the
+// client sees it cut off (a revoked flow), not finished.
+func (c *TCPConn) Abort() error {
+	c.ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: true, Timeout: 0})
+	return c.Close()
 }
 
 func (r *TCPRequest) reject() {

@@ -1,0 +1,213 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/internal/wgclient"
+	"github.com/wardgate/wardgate/overlay/memnet"
+	"github.com/wardgate/wardgate/policy"
+)
+
+// reloadRig is one gateway with alice and bob connected.
+type reloadRig struct {
+	tg         *testGateway
+	be         testBackends
+	keys       [3]testKey // gateway, alice, bob
+	alice, bob *wgclient.Client
+}
+
+func newReloadRig(t *testing.T) *reloadRig {
+	r := &reloadRig{be: startTestBackends(t), keys: [3]testKey{newTestKey(t), newTestKey(t), newTestKey(t)}}
+	r.tg = startTestGateway(t, memnet.NewSwitch(), r.keys[0], "leeds", r.policy(""), "[limits]\ndrain = \"1s\"\n")
+	r.alice = r.tg.client(t, r.keys[1], "100.80.1.10")
+	r.bob = r.tg.client(t, r.keys[2], "100.80.1.11")
+	return r
+}
+
+// policy is e2ePolicy with extra text appended.
+func (r *reloadRig) policy(extra string) string {
+	return fmt.Sprintf(e2ePolicy, r.keys[0].pubB64(), r.keys[1].pubB64(), r.keys[2].pubB64(),
+		r.be.echo, r.be.other, r.be.dead, r.be.udpEcho) + extra
+}
+
+func (r *reloadRig) write(t testing.TB, text string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(r.tg.dir, "policy.toml"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// roundTrip sends a few bytes to the echo backend and checks the answer.
+func (r *reloadRig) roundTrip(c *wgclient.Client) error {
+	conn, err := dialVIP(c, "100.81.0.10", r.be.echo.Port())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.Write([]byte("ping"))
+	conn.(interface{ CloseWrite() error }).CloseWrite()
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		return err
+	}
+	if string(got) != "echo:ping" {
+		return fmt.Errorf("echo: %q", got)
+	}
+	return nil
+}
+
+func TestReloadBadFileChangesNothing(t *testing.T) {
+	r := newReloadRig(t)
+	before := r.tg.gw.Policy().Hash()
+	r.write(t, r.policy("\n[[rule]]\nname = \"broken\"\nfrom = [\"group:nobody\"]\nto = [\"ehr\"]\n"))
+	err := r.tg.gw.Reload()
+	var le *policy.LoadError
+	if !errors.As(err, &le) || !strings.Contains(err.Error(), "policy.toml:") || !strings.Contains(err.Error(), "nobody") {
+		t.Fatalf("reload of a bad file: %v", err)
+	}
+	if got := r.tg.gw.Policy().Hash(); got != before {
+		t.Fatalf("a bad file changed the policy: %s -> %s", before, got)
+	}
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.error"})
+	if err := r.roundTrip(r.alice); err != nil {
+		t.Fatalf("traffic after a refused reload: %v", err)
+	}
+}
+
+func TestReloadRevokesLiveFlows(t *testing.T) {
+	r := newReloadRig(t)
+	held, err := dialVIP(r.alice, "100.81.0.10", r.be.echo.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	waitUntil(t, 5*time.Second, "the held flow", func() bool { return countFlows(r.tg.gw, "alice") == 1 })
+	bobHandshake := peerHandshake(r.tg.gw, "bob")
+
+	// The new policy drops ehr from alice's rule and adds an identity.
+	text := strings.Replace(r.policy(""), `to = ["ehr", "dead", "echo"]`, `to = ["dead", "echo"]`, 1)
+	text += fmt.Sprintf("\n[[identity]]\nname = \"carol\"\nkey = %q\naddress = \"100.80.1.12\"\nsite = \"leeds\"\ngroups = [\"admin\"]\n", newTestKey(t).pubB64())
+	r.write(t, text)
+	start := time.Now()
+	if err := r.tg.gw.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	held.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = held.Read(make([]byte, 1))
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the revoked flow is still open: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("revocation took %v", d)
+	}
+	if !strings.Contains(err.Error(), "reset") && !strings.Contains(err.Error(), "refused") {
+		t.Errorf("want a reset, got %v", err)
+	}
+	ev := r.tg.audit.waitEvent(t, map[string]any{"event": "flow.revoked", "identity": "alice", "service": "ehr"})
+	if ev["reason"] != "no-rule" {
+		t.Errorf("flow.revoked = %v", ev)
+	}
+	r.tg.audit.waitEvent(t, map[string]any{"event": "flow.end", "identity": "alice", "service": "ehr", "error": "revoked"})
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.reload", "hash": r.tg.gw.Policy().Hash()})
+	if err := r.roundTrip(r.alice); err == nil {
+		t.Error("a new flow to ehr is allowed after the reload")
+	}
+	if got := peerHandshake(r.tg.gw, "bob"); !got.Equal(bobHandshake) {
+		t.Errorf("bob's WireGuard session was disturbed: handshake %v -> %v", bobHandshake, got)
+	}
+	if !hasPeer(r.tg.gw, "carol") {
+		t.Error("the new identity is not a peer after reload")
+	}
+}
+
+// TestReloadUnderTraffic alternates 200 good and bad reloads while alice
+// keeps making flows that every good policy allows and holds one open.
+func TestReloadUnderTraffic(t *testing.T) {
+	r := newReloadRig(t)
+	held, err := dialVIP(r.alice, "100.81.0.10", r.be.echo.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	good := []string{r.policy(""), r.policy("\n[[rule]]\nname = \"bob-ehr\"\nfrom = [\"bob\"]\nto = [\"ehr\"]\n")}
+	bad := r.policy("\n[[rule]]\nname = \"oops\"\nto = [\"no-such-service\"]\n")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []error
+	flows := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			err := r.roundTrip(r.alice)
+			mu.Lock()
+			flows++
+			if err != nil {
+				failures = append(failures, err)
+			}
+			mu.Unlock()
+		}
+	}()
+	for i := range 200 {
+		if i%2 == 0 {
+			r.write(t, good[(i/2)%2])
+			if err := r.tg.gw.Reload(); err != nil {
+				t.Fatalf("good reload %d: %v", i, err)
+			}
+		} else {
+			r.write(t, bad)
+			if err := r.tg.gw.Reload(); err == nil {
+				t.Fatalf("bad reload %d accepted", i)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d flows failed across reloads; first: %v", len(failures), flows, failures[0])
+	}
+	if flows == 0 {
+		t.Fatal("no traffic ran during the reloads")
+	}
+	held.Write([]byte("still here"))
+	held.(interface{ CloseWrite() error }).CloseWrite()
+	got, err := io.ReadAll(held)
+	if err != nil || !bytes.Equal(got, []byte("echo:still here")) {
+		t.Fatalf("the flow held across 200 reloads: %q, %v", got, err)
+	}
+	t.Logf("%d flows during 200 reloads", flows)
+}
+
+func peerHandshake(g *Gateway, name string) time.Time {
+	for _, p := range g.Status().Peers {
+		if p.Name == name {
+			return p.LastHandshake
+		}
+	}
+	return time.Time{}
+}
+
+func hasPeer(g *Gateway, name string) bool {
+	for _, p := range g.Status().Peers {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
