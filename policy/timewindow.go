@@ -162,10 +162,16 @@ func parseHHMM(s string, isEnd bool) (uint16, error) {
 
 // active reports whether t falls inside the window. It does not allocate.
 func (w *timeWindow) active(t time.Time) bool {
-	lt := t.In(w.loc)
-	h, m, _ := lt.Clock()
-	mins := uint16(h*60 + m)
-	wd := uint(lt.Weekday())
+	// One zone lookup (Clock and Weekday would each do their own): the
+	// local wall clock is the Unix time shifted by the zone's offset.
+	_, off := t.In(w.loc).Zone()
+	secs := t.Unix() + int64(off)
+	day := secs / 86400
+	if secs < 0 && secs%86400 != 0 {
+		day--
+	}
+	mins := uint16((secs - day*86400) / 60)
+	wd := uint(((day+4)%7 + 7) % 7) // 1 January 1970 was a Thursday
 	if w.start < w.end {
 		return w.days&(1<<wd) != 0 && w.start <= mins && mins < w.end
 	}

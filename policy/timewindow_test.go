@@ -121,3 +121,27 @@ func TestTimeWindowNoAlloc(t *testing.T) {
 		t.Errorf("active allocates %v", n)
 	}
 }
+
+// TestTimeWindowMatchesClock compares the arithmetic in active with the
+// time package's own Clock and Weekday over many instants and zones.
+func TestTimeWindowMatchesClock(t *testing.T) {
+	zones := []string{"Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "UTC"}
+	for _, z := range zones {
+		w, err := parseTimeWindow("mon,wed,sat 07:13-20:47 " + z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Date(1965, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := 0; i < 20000; i++ {
+			at := start.Add(time.Duration(i) * 37 * 61 * time.Minute)
+			lt := at.In(w.loc)
+			h, m, _ := lt.Clock()
+			mins := h*60 + m
+			wd := lt.Weekday()
+			want := (wd == time.Monday || wd == time.Wednesday || wd == time.Saturday) && mins >= 7*60+13 && mins < 20*60+47
+			if got := w.active(at); got != want {
+				t.Fatalf("%s at %s (%s): %v, want %v", z, at.Format(time.RFC3339), lt.Format(time.RFC3339), got, want)
+			}
+		}
+	}
+}
