@@ -25,6 +25,9 @@ test: deps
 deps:
 	@scripts/install-deps.sh
 
+# The whole story in one process (internal/demo): two site gateways,
+# WireGuard clients, services, DNS, a service moving sites and a revoked
+# flow; no root, no setup. `bin/wardgate demo --verbose` adds the audit log.
 demo: build
 	@$(BIN) demo
 

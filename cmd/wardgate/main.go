@@ -27,6 +27,7 @@ func commands() []command {
 		{"peer", "peer add -c FILE NAME --groups a,b  enrol a client, print its wg-quick config [--site S] [--pubkey KEY] [--qr]", cmdPeer},
 		{"peer", "peer remove -c FILE NAME            remove an identity from the policy", cmdPeer},
 		{"peer", "peer list -c FILE                   list the policy's identities", cmdPeer},
+		{"demo", "demo [--verbose]                    the whole story in one process: two sites, clients, services, no root", cmdDemo},
 		{"version", "version                             print version and build info", cmdVersion},
 	}
 }

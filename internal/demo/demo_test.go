@@ -1,0 +1,85 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRun plays the whole demo and checks that the story happened: each
+// verdict from the gateways' audit log, the relayed flows, the moved
+// service served at York, the revoked flow.
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	start := time.Now()
+	err := RunWith(ctx, &out, Options{Timeout: 45 * time.Second})
+	took := time.Since(start)
+	t.Logf("demo output (%v):\n%s", took, out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One row per line: STEP WHO WHAT WHERE VERDICT RULE/REASON.
+	want := []struct{ what, re string }{
+		{"radiologist resolves pacs", `dr-khan-laptop\s+dns pacs\.nhs\.internal\s+leeds\s+answer\s+NOERROR -> 100\.81\.`},
+		{"radiologist allowed at leeds", `dr-khan-laptop\s+pacs:\d+/tcp\s+leeds\s+allow\s+radiology-reads-pacs\n`},
+		{"radiologist relayed and allowed at york", `dr-khan-laptop\s+pacs:\d+/tcp\s+york\s+allow\s+radiology-reads-pacs, relayed from leeds`},
+		{"reception gets NXDOMAIN", `reception-pc\s+dns pacs\.nhs\.internal\s+leeds\s+nxdomain\s+NXDOMAIN`},
+		{"reception denied at leeds", `reception-pc\s+pacs:\d+/tcp\s+leeds\s+deny\s+no-rule`},
+		{"nothing crossed for reception", `York logged 0 events for reception-pc`},
+		{"c2 lookup blocked", `york-ward-pc-7\s+dns beacon\.wncry-c2\.example\s+york\s+blocked\s+blocklist \*\*\.wncry-c2\.example`},
+		{"c2 never forwarded", `about beacon\.wncry-c2\.example never`},
+		{"smb denied at york", `york-ward-pc-7\s+fileshare:445/tcp\s+york\s+deny\s+no-smb \(deny-rule\)`},
+		{"leeds saw nothing of the worm", `logged 0 events for york-ward-pc-7`},
+		{"reloads", `operator\s+ehr: site leeds -> york\s+leeds\s+reloaded\s+policy [0-9a-f]+`},
+		{"moved ehr served at york", `dr-khan-laptop\s+ehr:\d+/tcp\s+york\s+allow\s+clinical-reads-ehr, relayed from leeds`},
+		{"moved ehr answered by york's server", `same name, same address 100\.81\.[0-9.]+; the laptop got HTTP 200 OK "EHR, app server york-ehr-01`},
+		{"revoked", `dr-khan-laptop\s+pacs:\d+/tcp\s+leeds\s+revoked\s+now no-rule`},
+		{"reconnect denied", `reconnecting is refused`},
+		{"summary", `flows:\s+7 allowed, 4 denied, [12] revoked`},
+		{"dns summary", `dns:\s+4 answered, 1 hidden \(NXDOMAIN\), 1 blocked`},
+		{"what you saw", `What you just saw:`},
+	}
+	for _, w := range want {
+		if !regexp.MustCompile(w.re).MatchString(out.String()) {
+			t.Errorf("%s: no line matches %q", w.what, w.re)
+		}
+	}
+	// The revoked connection ended within a second of the reload.
+	m := regexp.MustCompile(`connection ended (\S+) after the reload`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatal("no line says when the revoked connection ended")
+	}
+	if d, err := time.ParseDuration(m[1]); err != nil || d > time.Second {
+		t.Errorf("revoked connection ended after %s, want within 1s", m[1])
+	}
+	if strings.Contains(out.String(), "\t") {
+		t.Error("the table has tabs; it is aligned with spaces")
+	}
+}
+
+// TestSiteWriter splits audit output into events, whole lines only,
+// whatever the writes' boundaries.
+func TestSiteWriter(t *testing.T) {
+	l := newAuditLog(nil)
+	w := l.writer("york")
+	text := `{"event":"flow.allow","identity":"a","port":443}` + "\n" + `{"event":"dns.block","qname":"x.example"}` + "\n" + `{"event":"flow.de`
+	for i := 0; i < len(text); i += 7 {
+		w.Write([]byte(text[i:min(i+7, len(text))]))
+	}
+	evs := l.since(0, func(event) bool { return true })
+	if len(evs) != 2 {
+		t.Fatalf("got %d events, want 2 (the partial line waits)", len(evs))
+	}
+	if !is("york", "flow.allow", "identity", "a", "port", "443")(evs[0]) || evs[1].str("qname") != "x.example" {
+		t.Errorf("events: %+v", evs)
+	}
+	w.Write([]byte("ny\"}\n"))
+	if _, err := l.wait(context.Background(), 2, time.Second, "the completed line", is("york", "flow.deny")); err != nil {
+		t.Fatal(err)
+	}
+}
