@@ -443,7 +443,7 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("ping gateway and reachable VIPs only", func(t *testing.T) {
 		ping := func(c *wgclient.Client, addr string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			return c.Ping(ctx, netip.MustParseAddr(addr))
 		}

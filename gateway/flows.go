@@ -45,6 +45,7 @@ type flowConns struct {
 	mu      sync.Mutex
 	conns   []io.Closer
 	stopped bool
+	aborted bool // stopped by abortAll: later conns are reset too
 }
 
 // add registers c; a flow already stopped closes it at once.
@@ -52,7 +53,7 @@ func (fc *flowConns) add(c io.Closer) {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
 	if fc.stopped {
-		c.Close()
+		closeConn(c, fc.aborted)
 		return
 	}
 	fc.conns = append(fc.conns, c)
@@ -74,18 +75,24 @@ func (fc *flowConns) closeAll() {
 func (fc *flowConns) abortAll() {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	fc.stopped = true
+	fc.stopped, fc.aborted = true, true
 	for i := len(fc.conns) - 1; i >= 0; i-- {
-		switch c := fc.conns[i].(type) {
+		closeConn(fc.conns[i], true)
+	}
+}
+
+// closeConn closes c, with a reset when abort is set and c has one.
+func closeConn(c io.Closer, abort bool) {
+	if abort {
+		switch c := c.(type) {
 		case interface{ Abort() error }: // overlay connections
 			c.Abort()
-		case *net.TCPConn: // LAN listener connections
+			return
+		case *net.TCPConn: // LAN listener and backend connections
 			c.SetLinger(0)
-			c.Close()
-		default:
-			c.Close()
 		}
 	}
+	c.Close()
 }
 
 func (fc *flowConns) isStopped() bool {
