@@ -35,6 +35,11 @@ type Options struct {
 	Log io.Writer
 	// Timeout bounds the whole run; zero means one minute.
 	Timeout time.Duration
+
+	// anyPort has the backends take free ports instead of the familiar
+	// ones (8443, 8080, 8444), so that tests never hold a port another
+	// package's test may want.
+	anyPort bool
 }
 
 // Run plays the demo, printing the table to w.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,26 +38,29 @@ const (
 	domain = "nhs.internal"
 )
 
-// sites are the two gateways: their overlay address and WireGuard port on
-// the in-memory switch.
+// siteSpec is a gateway: its overlay address and WireGuard port on the
+// in-memory switch.
 type siteSpec struct {
 	Name, Address string
 	Port          int
 	Role          string
 }
 
+// sites are the two gateways.
 var sites = []siteSpec{
 	{Name: leeds, Address: "100.80.0.1", Port: 51820, Role: "the trust edge"},
 	{Name: york, Address: "100.80.0.2", Port: 51821, Role: "a smaller site"},
 }
 
-// clients are the WireGuard peers: a radiologist's laptop and a reception
-// PC at Leeds, and a ward PC at York that malware has taken over.
+// clientSpec is a WireGuard peer: an identity with its key and address.
 type clientSpec struct {
 	Name, Address, Site string
 	Groups              []string
 	Role                string
 }
+
+// clients are the WireGuard peers: a radiologist's laptop and a reception
+// PC at Leeds, and a ward PC at York that malware has taken over.
 
 var clients = []clientSpec{
 	{radiologist, "100.80.1.10", leeds, []string{"radiology", "clinical-desktop"}, "a radiologist's laptop"},
@@ -219,11 +224,17 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 	// Backends on loopback: PACS at York, EHR at Leeds (and the copy at
 	// York it moves to), the file share's web front end at Leeds. Nothing
 	// listens on SMB's 445 and 139: no flow ever gets that far.
-	if w.pacs, err = startBackend("127.0.0.20", 8443, "PACS viewer at York", true); err != nil {
+	port := func(p uint16) uint16 {
+		if opts.anyPort {
+			return 0
+		}
+		return p
+	}
+	if w.pacs, err = startBackend("127.0.0.20", port(8443), "PACS viewer at York", true); err != nil {
 		return nil, err
 	}
 	w.closers = append(w.closers, w.pacs.close)
-	if w.ehrLeeds, err = startBackend("127.0.0.11", 8080, "EHR, app server leeds-ehr-01", false); err != nil {
+	if w.ehrLeeds, err = startBackend("127.0.0.11", port(8080), "EHR, app server leeds-ehr-01", false); err != nil {
 		return nil, err
 	}
 	w.closers = append(w.closers, w.ehrLeeds.close)
@@ -232,7 +243,7 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 		return nil, err
 	}
 	w.closers = append(w.closers, w.ehrYork.close)
-	if w.fileWeb, err = startBackend("127.0.0.30", 8444, "file share web front end", false); err != nil {
+	if w.fileWeb, err = startBackend("127.0.0.30", port(8444), "file share web front end", false); err != nil {
 		return nil, err
 	}
 	w.closers = append(w.closers, w.fileWeb.close)
@@ -449,7 +460,7 @@ func startBackend(ip string, port uint16, name string, streaming bool) (*backend
 			}
 		})
 	}
-	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: nil}
+	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
