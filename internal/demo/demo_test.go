@@ -83,3 +83,13 @@ func TestSiteWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLineDiff(t *testing.T) {
+	a := "[[rule]]\nname = \"a\"\n\n[[rule]]\nname = \"b\"\n\n[[service]]\nsite = \"leeds\"\n"
+	b := "[[rule]]\nname = \"b\"\n\n[[service]]\nsite = \"york\"\n"
+	got := strings.Join(lineDiff(a, b), "|")
+	want := `- [[rule]]|- name = "a"|- site = "leeds"|+ site = "york"`
+	if got != want {
+		t.Errorf("lineDiff:\n got %s\nwant %s", got, want)
+	}
+}

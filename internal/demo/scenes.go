@@ -243,9 +243,11 @@ func (p *play) ehrMoves(ctx context.Context) error {
 	p.t.note("the laptop got %s", res)
 
 	p.w.vars.EHRSite, p.w.vars.EHR = york, p.w.ehrYork.addr.String()
-	if err := p.w.writePolicy(); err != nil {
+	diff, err := p.w.writePolicy()
+	if err != nil {
 		return err
 	}
+	p.t.diff(`[[service]] "ehr"`, diff)
 	// York first, so that it serves EHR before Leeds starts relaying.
 	for _, s := range []string{york, leeds} {
 		if err := p.reload(ctx, s, "ehr: site leeds -> york"); err != nil {
@@ -307,9 +309,11 @@ func (p *play) accessRevoked(ctx context.Context) error {
 	p.t.note("the viewer is loading the study through both gateways: %s so far", last)
 
 	p.w.vars.RadiologyReadsPACS = false
-	if err := p.w.writePolicy(); err != nil {
+	diff, err := p.w.writePolicy()
+	if err != nil {
 		return err
 	}
+	p.t.diff("rules", diff)
 	mark = p.w.audit.mark()
 	start := time.Now()
 	// Leeds first: the gateway the laptop is connected to cuts the flow.

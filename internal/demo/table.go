@@ -85,3 +85,12 @@ func (t *table) add(r row) {
 func (t *table) note(format string, args ...any) {
 	fmt.Fprintf(t.w, "%*s↳ %s\n", widths[0]+2, "", fmt.Sprintf(format, args...))
 }
+
+// diff prints the lines of a policy change, as the operator made it,
+// under a heading that says where they are.
+func (t *table) diff(where string, lines []string) {
+	fmt.Fprintf(t.w, "%*spolicy.toml, %s:\n", widths[0]+2, "", where)
+	for _, l := range lines {
+		fmt.Fprintf(t.w, "%*s%s\n", widths[0]+4, "", l)
+	}
+}
