@@ -70,9 +70,10 @@ func (fw *frameWriter) Close() error {
 
 // frameReader reads frames from r.
 type frameReader struct {
-	r    io.ReadCloser
-	left int // bytes of the current frame not yet read (stream mode)
-	hdr  [2]byte
+	r      io.ReadCloser
+	left   int // bytes of the current frame not yet read (stream mode)
+	hdr    [2]byte
+	sawEOF bool // the end-of-stream frame was read
 }
 
 // Read returns stream data; a zero-length frame is io.EOF.
@@ -83,6 +84,7 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 		}
 		fr.left = int(binary.BigEndian.Uint16(fr.hdr[:]))
 		if fr.left == 0 {
+			fr.sawEOF = true
 			return 0, io.EOF
 		}
 	}

@@ -482,10 +482,27 @@ func (c *streamConn) CloseWrite() error           { return c.w.Close() }
 func (c *streamConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.w.Close()
+		if fr, ok := c.r.(*frameReader); ok && fr.sawEOF {
+			// A clean end: the other gateway sent its end-of-stream frame
+			// and ends the stream as its handler returns. Closing the body
+			// now would cancel the stream under it (and its flow.end would
+			// report the cancel), so let the end arrive, briefly.
+			t := time.AfterFunc(drainTimeout, func() { c.r.Close() })
+			go func() {
+				io.Copy(io.Discard, fr.r)
+				t.Stop()
+				c.r.Close()
+			}()
+			return
+		}
 		c.r.Close()
 	})
 	return nil
 }
+
+// drainTimeout bounds how long a cleanly ended stream waits for the other
+// gateway to end it before it is cancelled.
+const drainTimeout = 5 * time.Second
 func (c *streamConn) LocalAddr() net.Addr                { return net.TCPAddrFromAddrPort(c.local) }
 func (c *streamConn) RemoteAddr() net.Addr               { return net.TCPAddrFromAddrPort(c.remote) }
 func (c *streamConn) SetDeadline(t time.Time) error      { return nil }

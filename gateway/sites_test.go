@@ -182,6 +182,9 @@ func TestSites(t *testing.T) {
 		if end["bytes_in"].(float64) != 256<<10 {
 			t.Errorf("york flow.end bytes_in = %v", end["bytes_in"])
 		}
+		if end["error"] != nil {
+			t.Errorf("a clean relayed flow ended with error %v at york", end["error"])
+		}
 	})
 
 	t.Run("the backend's close reaches the client across sites", func(t *testing.T) {
