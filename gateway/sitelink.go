@@ -503,6 +503,7 @@ func (c *streamConn) Close() error {
 // drainTimeout bounds how long a cleanly ended stream waits for the other
 // gateway to end it before it is cancelled.
 const drainTimeout = 5 * time.Second
+
 func (c *streamConn) LocalAddr() net.Addr                { return net.TCPAddrFromAddrPort(c.local) }
 func (c *streamConn) RemoteAddr() net.Addr               { return net.TCPAddrFromAddrPort(c.remote) }
 func (c *streamConn) SetDeadline(t time.Time) error      { return nil }
