@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,7 +164,8 @@ name = "admin-payroll"
 from = ["group:admin"]
 to = ["payroll"]
 `, gwKeys.pub, alice.pub, bob.pub, be.web, be.payroll, be.echo)
-	s := writeSite(t, "leeds", gwKeys, port, policy, "")
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	s := writeSite(t, "leeds", gwKeys, port, policy, fmt.Sprintf("\n[admin]\nmetrics = %q\n", metricsAddr))
 	gw := startGateway(t, s.dir, port)
 
 	a := newClient(t, "alice", "100.80.1.10", alice, gwKeys.pub, port)
@@ -256,5 +259,36 @@ to = ["payroll"]
 			t.Fatalf("bob udp echo went through: %s", out)
 		}
 		gw.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "bob", "service": "echo", "proto": "udp"})
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text := string(body)
+		for _, want := range []string{
+			`wardgate_flows_total{rule="clinical-ehr",service="ehr",verdict="allow"}`,
+			`wardgate_flows_total{rule="",service="payroll",verdict="deny"}`,
+			`wardgate_flows_total{rule="",service="",verdict="deny"}`,
+			`wardgate_enforcing 1`,
+			`wardgate_peers 2`,
+			`wardgate_decision_seconds_bucket`,
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+		var out float64
+		for _, line := range strings.Split(text, "\n") {
+			if v, ok := strings.CutPrefix(line, `wardgate_bytes_total{direction="out"} `); ok {
+				out, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		if out < bigSize {
+			t.Errorf("wardgate_bytes_total{direction=\"out\"} = %v, want at least the %d byte download", out, bigSize)
+		}
 	})
 }

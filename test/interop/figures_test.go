@@ -132,11 +132,10 @@ func rssBytes(b testing.TB, pid int) float64 {
 
 // measured runs iperf with CPU accounting of pid (0: none).
 type measured struct {
-	name      string
-	streams   int
-	mbps      float64
-	cpuPerGB  float64
-	cpuTarget string
+	name     string
+	streams  int
+	mbps     float64
+	cpuPerGB float64
 }
 
 func measure(b testing.TB, name string, ns *netns, addr string, port, streams, secs, pid int) measured {
