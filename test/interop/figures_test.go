@@ -213,10 +213,15 @@ func BenchmarkDataPlane(b *testing.B) {
 			b.ReportMetric(w.cpuPerGB/a.cpuPerGB, fmt.Sprintf("b/a-cpu-per-GB-P%d", a.streams))
 		}
 
-		// New connections per second, through wardgate and direct.
+		// New connections per second: plain WireGuard, through wardgate
+		// (policy checked, backend dialed, closed), and direct on loopback.
+		startHelperServer(b, wb.netns, "acceptclose", "100.90.0.2:5300")
+		plain := connRate(b, wa.netns, "100.90.0.2:5300", secs)
 		through := connRate(b, c.netns, fmt.Sprintf("100.81.0.11:%d", connPort), secs)
 		direct := connRate(b, nil, fmt.Sprintf("127.0.0.1:%d", connPort), secs)
-		b.Logf("new TCP connections/s: through wardgate %.0f, direct on loopback %.0f (%.2fx)", through, direct, through/direct)
+		b.Logf("new TCP connections/s, one client, one at a time: plain WireGuard %.0f, through wardgate %.0f (%.2fx), direct on loopback %.0f",
+			plain, through, through/plain, direct)
+		b.ReportMetric(through/plain, "b/a-conns-per-s")
 		b.ReportMetric(through, "conns/s-through")
 
 		// Memory per idle flow.
@@ -276,8 +281,10 @@ func freeTCPPort(b testing.TB) int {
 // startAcceptClose is a TCP server on loopback that accepts and closes;
 // held connections (for the memory figure) stay open until the client
 // closes them.
-func startAcceptClose(b testing.TB) int {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+func startAcceptClose(b testing.TB) int { return startAcceptCloseOn(b, "127.0.0.1:0") }
+
+func startAcceptCloseOn(b testing.TB, addr string) int {
+	ln, err := net.Listen("tcp4", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -322,6 +329,22 @@ func connRate(b testing.TB, ns *netns, addr string, secs int) float64 {
 	return rate
 }
 
+// startHelperServer runs a helper server in ns until the benchmark ends.
+func startHelperServer(b testing.TB, ns *netns, name, arg string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := ns.cmd(ctx, os.Args[0], "-test.run=^$", arg)
+	cmd.Env = append(os.Environ(), "WARDGATE_INTEROP_HELPER="+name)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cancel(); cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() || sc.Text() != "listening" {
+		b.Fatalf("%s helper: %q", name, sc.Text())
+	}
+}
+
 // idleFlowMemory opens n idle flows from ns through the gateway and returns
 // the gateway's RSS growth per flow.
 func idleFlowMemory(b testing.TB, ns *netns, pid int, addr string, n int) float64 {
@@ -340,4 +363,105 @@ func idleFlowMemory(b testing.TB, ns *netns, pid int, addr string, n int) float6
 	}
 	after := rssBytes(b, pid)
 	return (after - before) / float64(n)
+}
+
+// BenchmarkSiteLink compares a flow served locally with the same flow
+// relayed to another site's gateway over the site link (HTTP/2 over the
+// overlay, decided at both ends): iperf3 throughput and new connections per
+// second, side by side in one run. Run with -benchtime 1x.
+func BenchmarkSiteLink(b *testing.B) {
+	requireInterop(b, "iperf3", "ping")
+	wgBin := currentWireguardGo(b)
+	secs := 5
+	if s := os.Getenv("WARDGATE_BENCH_SECONDS"); s != "" {
+		secs, _ = strconv.Atoi(s)
+	}
+	for i := 0; i < b.N; i++ {
+		// The same servers twice, on two loopback addresses: a backend
+		// address belongs to one service.
+		iperfPort, connPort, connPort2 := freeTCPPort(b), startAcceptClose(b), startAcceptCloseOn(b, "127.0.0.2:0")
+		iperfServer(b, nil, "127.0.0.1", iperfPort)
+		iperfServer(b, nil, "127.0.0.2", iperfPort)
+		leedsKeys, yorkKeys, ck := newKeypair(b), newKeypair(b), newKeypair(b)
+		leedsPort, yorkPort := freeUDPPort(b), freeUDPPort(b)
+		pol := fmt.Sprintf(`
+[overlay]
+prefix = "100.80.0.0/16"
+service_prefix = "100.81.0.0/16"
+domain = "bench.internal"
+
+[[site]]
+name = "leeds"
+key = %q
+address = "100.80.0.1"
+endpoint = "127.0.0.1:%d"
+
+[[site]]
+name = "york"
+key = %q
+address = "100.80.0.2"
+endpoint = "127.0.0.1:%d"
+
+[[identity]]
+name = "bench-client"
+key = %q
+address = "100.80.1.10"
+site = "leeds"
+groups = ["bench"]
+
+[[service]]
+name = "iperf-local"
+site = "leeds"
+vip = "100.81.0.10"
+endpoints = ["127.0.0.1:%[6]d"]
+
+[[service]]
+name = "iperf-remote"
+site = "york"
+vip = "100.81.0.20"
+endpoints = ["127.0.0.2:%[6]d"]
+
+[[service]]
+name = "conn-local"
+site = "leeds"
+vip = "100.81.0.11"
+endpoints = ["127.0.0.1:%[7]d"]
+
+[[service]]
+name = "conn-remote"
+site = "york"
+vip = "100.81.0.21"
+endpoints = ["127.0.0.2:%[8]d"]
+
+[[rule]]
+name = "bench"
+from = ["group:bench"]
+to = ["*"]
+`, leedsKeys.pub, leedsPort, yorkKeys.pub, yorkPort, ck.pub, iperfPort, connPort, connPort2)
+		leeds := startGateway(b, writeSite(b, "leeds", leedsKeys, leedsPort, pol, "").dir, leedsPort)
+		york := startGateway(b, writeSite(b, "york", yorkKeys, yorkPort, pol, "").dir, yorkPort)
+		c := newClientWith(b, "bench", "100.80.1.10", ck, leedsKeys.pub, leedsPort, clientOpts{bin: wgBin})
+		waitFor(b, 20*time.Second, "a flow across the site link", func() bool {
+			_, err := c.exec(5*time.Second, "iperf3", "-c", "100.81.0.20", "-p", strconv.Itoa(iperfPort), "-n", "1K")
+			return err == nil
+		})
+		b.Logf("\n%-26s %7s %10s %14s %14s", "path", "streams", "Mbit/s", "leeds CPU-s/GB", "york CPU-s/GB")
+		for _, streams := range []int{1, 4} {
+			var rows [2]measured
+			for j, vip := range []string{"100.81.0.10", "100.81.0.20"} {
+				ly0, yy0 := cpuSeconds(b, leeds.cmd.Process.Pid), cpuSeconds(b, york.cmd.Process.Pid)
+				r := iperf(b, c.netns, vip, iperfPort, streams, secs)
+				gb := r.bytes / 1e9
+				rows[j] = measured{name: []string{"local (leeds serves)", "relayed (york serves)"}[j], streams: streams, mbps: r.bps / 1e6,
+					cpuPerGB: (cpuSeconds(b, leeds.cmd.Process.Pid) - ly0) / gb}
+				b.Logf("%-26s %7d %10.0f %14.2f %14.2f", rows[j].name, streams, rows[j].mbps, rows[j].cpuPerGB,
+					(cpuSeconds(b, york.cmd.Process.Pid)-yy0)/gb)
+			}
+			b.ReportMetric(rows[1].mbps/rows[0].mbps, fmt.Sprintf("relayed/local-throughput-P%d", streams))
+		}
+		local := connRate(b, c.netns, fmt.Sprintf("100.81.0.11:%d", connPort), secs)
+		relayed := connRate(b, c.netns, fmt.Sprintf("100.81.0.21:%d", connPort2), secs)
+		b.Logf("new TCP connections/s, one at a time: local %.0f, relayed %.0f (%.2fx)", local, relayed, relayed/local)
+		b.ReportMetric(relayed/local, "relayed/local-conns-per-s")
+	}
 }

@@ -402,6 +402,8 @@ func runHelper(name, arg string) int {
 		return helperConnRate(arg)
 	case "hold":
 		return helperHold(arg)
+	case "acceptclose":
+		return helperAcceptClose(arg)
 	}
 	fmt.Println("unknown helper", name)
 	return 2
@@ -425,6 +427,27 @@ func helperConnRate(arg string) int {
 	}
 	fmt.Printf("%.1f\n", float64(n)/time.Since(start).Seconds())
 	return 0
+}
+
+// helperAcceptClose: "ADDR" accepts TCP connections and closes each when
+// the client does, until killed; it prints "listening" once ready.
+func helperAcceptClose(addr string) int {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Println("listen:", err)
+		return 1
+	}
+	fmt.Println("listening")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return 1
+		}
+		go func() {
+			c.Read(make([]byte, 1))
+			c.Close()
+		}()
+	}
 }
 
 // helperHold: "ADDR,N" opens N TCP connections to ADDR, prints "held N"
