@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,4 +211,48 @@ func hasPeer(g *Gateway, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestAuditMode: with enforce = "audit" a would-be denial passes and is
+// logged as flow.audit; a deny rule with audit = true does the same in an
+// enforcing gateway; flows with no service stay denied.
+func TestAuditMode(t *testing.T) {
+	r := &reloadRig{be: startTestBackends(t), keys: [3]testKey{newTestKey(t), newTestKey(t), newTestKey(t)}}
+	r.tg = startTestGateway(t, memnet.NewSwitch(), r.keys[0], "leeds", r.policy(""), "enforce = \"audit\"\n[limits]\ndrain = \"1s\"\n")
+	bob := r.tg.client(t, r.keys[2], "100.80.1.11")
+	if err := r.roundTrip(bob); err != nil { // bob has no rule for ehr
+		t.Fatalf("audit mode denied a would-be denial: %v", err)
+	}
+	ev := r.tg.audit.waitEvent(t, map[string]any{"event": "flow.audit", "identity": "bob", "service": "ehr"})
+	if ev["reason"] != "no-rule" {
+		t.Errorf("flow.audit = %v", ev)
+	}
+	if st := r.tg.gw.Status(); st.Enforcing || st.Enforce != "audit" {
+		t.Errorf("status says enforcing in audit mode: %+v", st)
+	}
+	rec := httptest.NewRecorder()
+	r.tg.gw.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "wardgate_enforcing 0") {
+		t.Error("metrics do not say the gateway is not enforcing")
+	}
+	if _, err := dialVIP(bob, "100.81.0.99", 80); err == nil {
+		t.Error("a flow to no service went through in audit mode")
+	}
+
+	// Back to enforcing, with a deny rule in roll-out against alice.
+	r.alice = r.tg.client(t, r.keys[1], "100.80.1.10")
+	r.write(t, r.policy("\n[[rule]]\nname = \"no-ehr-soon\"\naction = \"deny\"\naudit = true\nfrom = [\"alice\"]\nto = [\"ehr\"]\n"))
+	gw := filepath.Join(r.tg.dir, "gateway.toml")
+	text, _ := os.ReadFile(gw)
+	os.WriteFile(gw, bytes.Replace(text, []byte("enforce = \"audit\"\n"), nil, 1), 0o644)
+	if err := r.tg.gw.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.roundTrip(r.alice); err != nil {
+		t.Fatalf("an audit deny rule blocked: %v", err)
+	}
+	r.tg.audit.waitEvent(t, map[string]any{"event": "flow.audit", "identity": "alice", "rule": "no-ehr-soon", "reason": "deny-rule"})
+	if err := r.roundTrip(bob); err == nil {
+		t.Error("bob's would-be denial passes in an enforcing gateway")
+	}
 }
