@@ -402,7 +402,7 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 		}
 		var rs []PortRange
 		for _, s := range e.strs("ports") {
-			r, err := parsePortRange(s)
+			r, err := ParsePortRange(s)
 			if err != nil {
 				e.errorf("ports", "%v", err)
 				continue

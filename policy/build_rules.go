@@ -87,7 +87,7 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 			}
 		}
 		for _, s := range ports {
-			pr, err := parsePortRange(s)
+			pr, err := ParsePortRange(s)
 			if err != nil {
 				e.errorf("ports", "%v", err)
 				continue
@@ -143,7 +143,7 @@ func (b *builder) buildTest(p *Policy, e *elem) {
 			e.errorf("to", "unknown service %q", name)
 		}
 		if hasPort {
-			r, err := parsePortRange(port)
+			r, err := ParsePortRange(port)
 			switch {
 			case err != nil:
 				e.errorf("to", "%v (want SERVICE, SERVICE:PORT[/PROTO] or SERVICE:icmp)", err)

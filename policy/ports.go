@@ -8,8 +8,9 @@ import (
 	"strings"
 )
 
-// parsePortRange parses "443/tcp", "5000-5010/udp", "443" (tcp) or "icmp".
-func parsePortRange(s string) (PortRange, error) {
+// ParsePortRange parses "443/tcp", "5000-5010/udp", "443" (tcp) or "icmp",
+// as rules, tests and `wardgate explain --to` write ports.
+func ParsePortRange(s string) (PortRange, error) {
 	if strings.EqualFold(s, "icmp") {
 		return PortRange{Proto: ProtoICMP}, nil
 	}
@@ -97,7 +98,7 @@ func parseEndpoint(s string) (Endpoint, error) {
 	if strings.EqualFold(rest, "icmp") {
 		return Endpoint{}, fmt.Errorf("endpoint %q: endpoints are tcp or udp ports", s)
 	}
-	r, err := parsePortRange(rest)
+	r, err := ParsePortRange(rest)
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
 	}

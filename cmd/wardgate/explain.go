@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -99,8 +98,8 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// parseTarget parses SERVICE[:PORT[/PROTO]] and SERVICE:icmp. A nil port
-// list means "every port the service offers".
+// parseTarget parses SERVICE[:PORT[/PROTO]] and SERVICE:icmp, as [[test]]
+// entries write it. A nil port list means "every port the service offers".
 func parseTarget(s string) (string, []policy.PortRange, error) {
 	name, rest, ok := strings.Cut(s, ":")
 	if name == "" {
@@ -109,23 +108,14 @@ func parseTarget(s string) (string, []policy.PortRange, error) {
 	if !ok {
 		return name, nil, nil
 	}
-	if rest == "icmp" {
-		return name, []policy.PortRange{{Proto: policy.ProtoICMP}}, nil
+	r, err := policy.ParsePortRange(rest)
+	if err != nil {
+		return "", nil, err
 	}
-	portText, protoText, _ := strings.Cut(rest, "/")
-	proto := policy.ProtoTCP
-	switch protoText {
-	case "", "tcp":
-	case "udp":
-		proto = policy.ProtoUDP
-	default:
-		return "", nil, fmt.Errorf("protocol %q: want tcp or udp", protoText)
+	if r.Lo != r.Hi {
+		return "", nil, fmt.Errorf("ask about one port, not the range %q", rest)
 	}
-	n, err := strconv.ParseUint(portText, 10, 16)
-	if err != nil || n == 0 {
-		return "", nil, fmt.Errorf("port %q: want 1-65535", portText)
-	}
-	return name, []policy.PortRange{{Proto: proto, Lo: uint16(n), Hi: uint16(n)}}, nil
+	return name, []policy.PortRange{r}, nil
 }
 
 func portString(port uint16, proto policy.Proto) string {
