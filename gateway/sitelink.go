@@ -63,6 +63,20 @@ const (
 // so that clients see a refusal, not a hang; the prober notices recovery.
 var errSiteDown = errors.New("site link down")
 
+// linkHTTP2 tunes HTTP/2 for bulk flows between gateways: large frames and
+// windows (the defaults, 16 KiB frames and 4 MiB per stream, cost CPU per
+// byte and cap a flow at high round-trip times), and pings that find a
+// vanished peer.
+func linkHTTP2() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxReadFrameSize:              1 << 20,
+		MaxReceiveBufferPerStream:     8 << 20,
+		MaxReceiveBufferPerConnection: 64 << 20,
+		SendPingTimeout:               10 * time.Second,
+		PingTimeout:                   5 * time.Second,
+	}
+}
+
 func h2cOnly() *http.Protocols {
 	p := new(http.Protocols)
 	p.SetUnencryptedHTTP2(true)
@@ -111,6 +125,7 @@ func (g *Gateway) startSiteLinks() error {
 		Handler:           http.HandlerFunc(sl.serveHTTP),
 		Protocols:         h2cOnly(),
 		ReadHeaderTimeout: 10 * time.Second,
+		HTTP2:             linkHTTP2(),
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
 	g.links = sl
@@ -176,10 +191,7 @@ func (sl *siteLinks) newLink(name string, addr netip.AddrPort) *siteLink {
 			defer cancel()
 			return sl.g.overlay.DialTCP(ctx, addr)
 		},
-		HTTP2: &http.HTTP2Config{
-			SendPingTimeout: 10 * time.Second, // find a vanished peer
-			PingTimeout:     5 * time.Second,
-		},
+		HTTP2:           linkHTTP2(),
 		MaxConnsPerHost: 1, // one connection carries every flow
 	}
 	return l
