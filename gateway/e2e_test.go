@@ -294,6 +294,11 @@ from = ["group:admin"]
 to = ["payroll"]
 `
 
+// sprintfPolicy fills e2ePolicy in.
+func sprintfPolicy(gw, alice, bob testKey, be testBackends) string {
+	return fmt.Sprintf(e2ePolicy, gw.pubB64(), alice.pubB64(), bob.pubB64(), be.echo, be.other, be.dead, be.udpEcho)
+}
+
 func dialVIP(c *wgclient.Client, vip string, port uint16) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -306,7 +311,7 @@ func TestEndToEnd(t *testing.T) {
 	be := startTestBackends(t)
 	baseline := runtime.NumGoroutine()
 	gwKey, aliceKey, bobKey := newTestKey(t), newTestKey(t), newTestKey(t)
-	pol := fmt.Sprintf(e2ePolicy, gwKey.pubB64(), aliceKey.pubB64(), bobKey.pubB64(), be.echo, be.other, be.dead, be.udpEcho)
+	pol := sprintfPolicy(gwKey, aliceKey, bobKey, be)
 	sw := memnet.NewSwitch()
 	tg := startTestGateway(t, sw, gwKey, "leeds", pol, "[limits]\nflows_per_identity = 3\ndial_timeout = \"2s\"\nudp_idle = \"1s\"\n")
 	alice := tg.client(t, aliceKey, "100.80.1.10")

@@ -100,6 +100,12 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 	st := g.state.Load()
 	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
 		"port", g.overlay.Port(), "policy", st.pol.File(), "hash", st.pol.Hash())
+	if listen, _ := netip.ParseAddrPort(cfg.Listen); !listen.Addr().IsUnspecified() {
+		// wireguard-go's bind has no address to bind to: say so rather
+		// than let an operator believe the port is on one interface only.
+		g.log.Warn("listen: WireGuard listens on this port on ALL addresses; the host part is not honoured (restrict it with the host firewall)",
+			"listen", cfg.Listen, "port", g.overlay.Port())
+	}
 	if g.auditing.Load() {
 		g.log.Warn("AUDIT MODE: this gateway is NOT ENFORCING policy; would-be denials are let through and logged as flow.audit")
 	}

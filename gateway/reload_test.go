@@ -36,8 +36,7 @@ func newReloadRig(t *testing.T) *reloadRig {
 
 // policy is e2ePolicy with extra text appended.
 func (r *reloadRig) policy(extra string) string {
-	return fmt.Sprintf(e2ePolicy, r.keys[0].pubB64(), r.keys[1].pubB64(), r.keys[2].pubB64(),
-		r.be.echo, r.be.other, r.be.dead, r.be.udpEcho) + extra
+	return sprintfPolicy(r.keys[0], r.keys[1], r.keys[2], r.be) + extra
 }
 
 func (r *reloadRig) write(t testing.TB, text string) {

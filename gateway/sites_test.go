@@ -84,7 +84,7 @@ to = ["ehr", "echo", "greeter"]
 [[rule]]
 name = "modality-greeter"
 from = ["group:modality"]
-to = ["greeter"]
+to = ["greeter", "echo"]
 %[9]s
 `
 
@@ -112,6 +112,7 @@ func (m *mesh) start(site string, dir string) *testGateway {
 	extra := "[limits]\ndrain = \"1s\"\n"
 	if site == "leeds" {
 		extra += fmt.Sprintf("\n[[listener]]\nlisten = \"127.0.0.1:%d\"\nservice = \"greeter\"\n", m.lanPort)
+		extra += fmt.Sprintf("\n[[listener]]\nlisten = \"127.0.0.1:%d/udp\"\nservice = \"echo\"\n", m.lanPort)
 	}
 	tg := startTestGatewayAt(m.t, m.sw, m.keys[site], site, meshPorts[site], dir, m.policy(), extra)
 	m.gws[site] = tg
@@ -228,6 +229,28 @@ func TestSites(t *testing.T) {
 			t.Fatalf("an unknown LAN source read %q", got)
 		}
 		m.gws["leeds"].audit.waitEvent(t, map[string]any{"event": "flow.deny", "reason": "unknown-identity", "src": fmt.Sprintf("127.0.0.3:%d", c.LocalAddr().(*net.TCPAddr).Port)})
+	})
+
+	t.Run("a LAN device's UDP reaches a service at another site through a listener", func(t *testing.T) {
+		c, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", m.lanPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		var got string
+		for range 10 {
+			c.Write([]byte("ping-lan"))
+			c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if n, err := c.Read(buf); err == nil {
+				got = string(buf[:n])
+				break
+			}
+		}
+		if got != "ping-lan" {
+			t.Fatalf("UDP echo through the listener: %q", got)
+		}
+		m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "mri-3", "service": "echo", "proto": "udp", "from_site": "leeds"})
 	})
 
 	t.Run("UDP across sites", func(t *testing.T) {
