@@ -183,7 +183,7 @@ func (sl *siteLinks) update(st *state) {
 }
 
 func (sl *siteLinks) newLink(name string, addr netip.AddrPort) *siteLink {
-	l := &siteLink{name: name, addr: addr, healthy: true, log: sl.g.log}
+	l := &siteLink{name: name, addr: addr, log: sl.g.log} // down until the first probe answers
 	l.tr = &http.Transport{
 		Protocols: h2cOnly(),
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -251,7 +251,7 @@ func (sl *siteLinks) probe(l *siteLink) {
 func (l *siteLink) markDown(err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.healthy {
+	if l.healthy || l.checked.IsZero() {
 		l.log.Warn("site link down; flows to its services are refused until it is back", "site", l.name, "err", err)
 	}
 	l.healthy, l.checked, l.lastErr = false, time.Now(), err.Error()
