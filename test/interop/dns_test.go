@@ -32,8 +32,24 @@ type dnsmasq struct {
 // the tests use to know that it has logged everything asked before.
 func startDnsmasq(t testing.TB, records ...string) *dnsmasq {
 	t.Helper()
+	// Tests of other packages run at the same time and take ports too: a
+	// port that was free may not be by the time dnsmasq binds it.
+	for try := 1; ; try++ {
+		d, err := tryDnsmasq(t, records)
+		if err == nil {
+			return d
+		}
+		if try == 5 || !strings.Contains(err.Error(), "in use") {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tryDnsmasq starts dnsmasq on a free port; the error says why it exited.
+func tryDnsmasq(t testing.TB, records []string) (*dnsmasq, error) {
+	t.Helper()
 	dir := t.TempDir()
-	port := freeUDPPort(t)
+	port := freeDualPort(t)
 	d := &dnsmasq{addr: fmt.Sprintf("127.0.0.1:%d", port), log: filepath.Join(dir, "dnsmasq.log")}
 	args := append([]string{
 		"--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
@@ -51,16 +67,13 @@ func startDnsmasq(t testing.TB, records ...string) *dnsmasq {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
+	var exitErr error
 	c := &dns.Client{Timeout: 500 * time.Millisecond}
 	waitFor(t, 10*time.Second, "dnsmasq to answer", func() bool {
 		select {
 		case err := <-exited:
-			exited <- err
-			t.Fatalf("dnsmasq exited: %v\n%s", err, out.String())
+			exitErr = fmt.Errorf("dnsmasq exited: %v\n%s", err, out.String())
+			return true
 		default:
 		}
 		m := new(dns.Msg)
@@ -68,7 +81,32 @@ func startDnsmasq(t testing.TB, records ...string) *dnsmasq {
 		r, _, err := c.Exchange(m, d.addr)
 		return err == nil && len(r.Answer) == 1
 	})
-	return d
+	if exitErr != nil {
+		return nil, exitErr
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	return d, nil
+}
+
+// freeDualPort finds a loopback port free for both UDP and TCP right now.
+func freeDualPort(t testing.TB) int {
+	t.Helper()
+	for {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp4", fmt.Sprintf("127.0.0.1:%d", port))
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
+	}
 }
 
 // queries counts the queries of type qtype for name that dnsmasq logged.
