@@ -37,11 +37,12 @@ func NewAuditLogger(w io.Writer) *slog.Logger {
 
 // Audit event names (DESIGN.md, "Audit log").
 const (
-	EventFlowAllow    = "flow.allow"
-	EventFlowDeny     = "flow.deny"
-	EventFlowAudit    = "flow.audit"
-	EventFlowEnd      = "flow.end"
-	EventFlowRevoked  = "flow.revoked"
-	EventConfigReload = "config.reload"
-	EventConfigError  = "config.error"
+	EventFlowAllow     = "flow.allow"
+	EventFlowDeny      = "flow.deny"
+	EventFlowAudit     = "flow.audit"
+	EventFlowEnd       = "flow.end"
+	EventFlowRevoked   = "flow.revoked"
+	EventConfigReload  = "config.reload"
+	EventConfigError   = "config.error"
+	EventPeerHandshake = "peer.handshake"
 )

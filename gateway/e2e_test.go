@@ -501,6 +501,13 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("peer handshakes are audited", func(t *testing.T) {
+		ev := tg.audit.waitEvent(t, map[string]any{"event": "peer.handshake", "identity": "bob"})
+		if ev["site"] != "leeds" || ev["key"] != bobKey.pubB64() {
+			t.Errorf("peer.handshake = %v", ev)
+		}
+	})
+
 	t.Run("metrics", func(t *testing.T) {
 		rec := httptest.NewRecorder()
 		tg.gw.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))

@@ -60,6 +60,9 @@ type Gateway struct {
 	listeners []io.Closer // LAN [[listener]] sockets
 	admin     *adminServer
 	metrics   *metrics
+	// stopWatch ends the handshake watcher; watchDone says it has.
+	stopWatch chan struct{}
+	watchDone chan struct{}
 	dns       *dnsfilter.Filter
 	dnsStop   context.CancelFunc
 	dnsDone   chan struct{}
@@ -160,6 +163,11 @@ func (g *Gateway) start(opts Options) error {
 	if err := g.startSiteLinks(); err != nil {
 		return fmt.Errorf("site links: %w", err)
 	}
+	g.stopWatch, g.watchDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(g.watchDone)
+		g.watchHandshakes(g.stopWatch)
+	}()
 	if err := g.startListeners(); err != nil {
 		return err
 	}
@@ -178,6 +186,11 @@ func (g *Gateway) teardown() {
 	g.stopAdmin()
 	for _, l := range g.listeners {
 		l.Close()
+	}
+	if g.stopWatch != nil {
+		close(g.stopWatch)
+		<-g.watchDone
+		g.stopWatch = nil
 	}
 	if g.links != nil {
 		g.links.close()
