@@ -70,6 +70,36 @@ func startBackends(t testing.TB) *backends {
 	return b
 }
 
+// leedsPolicy is the start of a test policy: the overlay, the Leeds site
+// and two identities homed there, alice (group clinical) and bob (admin).
+func leedsPolicy(gwPub, alicePub, bobPub string) string {
+	return fmt.Sprintf(`
+[overlay]
+prefix = "100.80.0.0/16"
+service_prefix = "100.81.0.0/16"
+domain = "test.internal"
+
+[[site]]
+name = "leeds"
+key = %q
+address = "100.80.0.1"
+
+[[identity]]
+name = "alice"
+key = %q
+address = "100.80.1.10"
+site = "leeds"
+groups = ["clinical"]
+
+[[identity]]
+name = "bob"
+key = %q
+address = "100.80.1.11"
+site = "leeds"
+groups = ["admin"]
+`, gwPub, alicePub, bobPub)
+}
+
 // site is one gateway's files and keys, written to a temp dir.
 type site struct {
 	dir  string
@@ -111,31 +141,7 @@ func TestDataPlaneInterop(t *testing.T) {
 	be := startBackends(t)
 	gwKeys, alice, bob := newKeypair(t), newKeypair(t), newKeypair(t)
 	port := freeUDPPort(t)
-	policy := fmt.Sprintf(`
-[overlay]
-prefix = "100.80.0.0/16"
-service_prefix = "100.81.0.0/16"
-domain = "test.internal"
-
-[[site]]
-name = "leeds"
-key = %q
-address = "100.80.0.1"
-
-[[identity]]
-name = "alice"
-key = %q
-address = "100.80.1.10"
-site = "leeds"
-groups = ["clinical"]
-
-[[identity]]
-name = "bob"
-key = %q
-address = "100.80.1.11"
-site = "leeds"
-groups = ["admin"]
-
+	policy := leedsPolicy(gwKeys.pub, alice.pub, bob.pub) + fmt.Sprintf(`
 [[service]]
 name = "ehr"
 site = "leeds"
@@ -163,7 +169,7 @@ to = ["ehr", "echo"]
 name = "admin-payroll"
 from = ["group:admin"]
 to = ["payroll"]
-`, gwKeys.pub, alice.pub, bob.pub, be.web, be.payroll, be.echo)
+`, be.web, be.payroll, be.echo)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
 	s := writeSite(t, "leeds", gwKeys, port, policy, fmt.Sprintf("\n[admin]\nmetrics = %q\n", metricsAddr))
 	gw := startGateway(t, s.dir, port)

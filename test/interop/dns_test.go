@@ -280,31 +280,7 @@ func curlExit(t testing.TB, c *client, url string) (string, int) {
 // clinical) may reach ehr, bob (group admin) payroll, both the egress
 // service for *.egress.test on port 80.
 func dnsPolicy(gw, alice, bob string) string {
-	return fmt.Sprintf(`
-[overlay]
-prefix = "100.80.0.0/16"
-service_prefix = "100.81.0.0/16"
-domain = "test.internal"
-
-[[site]]
-name = "leeds"
-key = %q
-address = "100.80.0.1"
-
-[[identity]]
-name = "alice"
-key = %q
-address = "100.80.1.10"
-site = "leeds"
-groups = ["clinical"]
-
-[[identity]]
-name = "bob"
-key = %q
-address = "100.80.1.11"
-site = "leeds"
-groups = ["admin"]
-
+	return leedsPolicy(gw, alice, bob) + `
 [[service]]
 name = "ehr"
 site = "leeds"
@@ -337,7 +313,7 @@ to = ["payroll"]
 name = "everyone-web"
 from = ["group:clinical", "group:admin"]
 to = ["web"]
-`, gw, alice, bob)
+`
 }
 
 // TestDNSInterop: standard WireGuard clients in namespaces use a running
