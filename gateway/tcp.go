@@ -50,10 +50,10 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	g.flowsWG.Add(1)
 	defer g.flowsWG.Done()
 	defer g.limits.releaseFlow(v.id.Name)
-	defer g.recoverFlow(v)
 
 	f := g.newFlow(v)
 	defer g.removeFlow(f)
+	defer g.recoverFlow(v, f)
 	g.logDecision(v, f, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -117,10 +117,11 @@ type ctxCloser struct{ cancel context.CancelFunc }
 
 func (c ctxCloser) Close() error { c.cancel(); return nil }
 
-// recoverFlow turns a panic in one flow into a log line: the flow ends, the
-// gateway goes on.
-func (g *Gateway) recoverFlow(v verdict) {
+// recoverFlow turns a panic in one flow into a log line: the flow ends
+// (its sockets closed), the gateway goes on.
+func (g *Gateway) recoverFlow(v verdict, f *flow) {
 	if p := recover(); p != nil {
+		f.stop()
 		g.log.Error("panic in flow handler; flow ended", slog.Any("panic", p),
 			slog.String("src", v.src.String()), slog.String("dst", v.dst.String()),
 			slog.String("stack", string(debug.Stack())))

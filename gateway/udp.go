@@ -57,7 +57,7 @@ func (g *Gateway) admitUDPVerdict(v verdict, deny func(reason string)) func(acce
 		defer g.flowsWG.Done()
 		defer g.limits.releaseFlow(v.id.Name)
 		defer g.removeFlow(f)
-		defer g.recoverFlow(v)
+		defer g.recoverFlow(v, f)
 		g.serveUDP(v, f, accept)
 	}
 }
