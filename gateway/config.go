@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -246,10 +247,10 @@ func (c *Config) validate(bad func(key, format string, args ...any)) {
 	}
 	for i, ln := range c.Listener {
 		if ln.Service == "" {
-			bad("listener.service", "listener %d: service is required", i+1)
+			bad(fmt.Sprintf("listener[%d].service", i), "listener %d: service is required", i+1)
 		}
 		if _, _, err := ParseListen(ln.Listen); err != nil {
-			bad("listener.listen", "listener %d: %v", i+1, err)
+			bad(fmt.Sprintf("listener[%d].listen", i), "listener %d: %v", i+1, err)
 		}
 	}
 }
@@ -298,7 +299,7 @@ func (c *Config) CheckAgainst(p *policy.Policy) error {
 	}
 	for i, ln := range c.Listener {
 		if ln.Service != "" && p.Service(ln.Service) == nil {
-			line := keyLine(data, "listener.service")
+			line := keyLine(data, fmt.Sprintf("listener[%d].service", i))
 			probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: fmt.Sprintf("listener %d: unknown service %q", i+1, ln.Service)})
 		}
 	}
@@ -348,33 +349,49 @@ func tomlProblem(path string, err error) policy.Problem {
 	return policy.Problem{File: path, Msg: err.Error()}
 }
 
-// keyLine finds the line of a dotted key ("dns.upstream", "site") in a TOML
-// file by scanning for the table header and then the key; 0 when not found.
+// keyLine finds the line of a dotted key ("dns.upstream", "site", or
+// "listener[1].service" for the second [[listener]]) in a TOML file by
+// scanning for the table header and then the key. A key that is not there
+// gets its table's header line; 0 when neither is found.
 // BurntSushi/toml keeps key positions private, and gateway.toml is small.
 func keyLine(data []byte, dotted string) int {
 	table, key := "", dotted
 	if i := strings.LastIndexByte(dotted, '.'); i >= 0 {
 		table, key = dotted[:i], dotted[i+1:]
 	}
-	cur := ""
+	index := 0 // which element of an array of tables
+	if name, rest, ok := strings.Cut(table, "["); ok {
+		table = name
+		index, _ = strconv.Atoi(strings.TrimSuffix(rest, "]"))
+	}
+	cur, seen := "", -1 // seen counts the headers of table met so far
+	if table == "" {
+		seen = 0 // top-level keys come before any header
+	}
+	header := 0 // the line of the table's header: where a missing key belongs
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if strings.HasPrefix(line, "[") {
 			cur = strings.Trim(line, "[] ")
+			if cur == table {
+				if seen++; seen == index {
+					header = n
+				}
+			}
 			if cur == dotted {
 				return n
 			}
 			continue
 		}
-		if cur != table {
+		if cur != table || seen != index {
 			continue
 		}
 		if k, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == key {
 			return n
 		}
 	}
-	return 0
+	return header
 }
 
 func colOf(line int) int {

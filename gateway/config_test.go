@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       []string // substrings of the error, "file:line:col: ..." included
+	}{
+		{"unknown key", "site = \"leeds\"\npolicy = \"p.toml\"\nprivate_key_file = \"k\"\ncolour = \"blue\"\n",
+			[]string{`gateway.toml:4:1: unknown key "colour"`}},
+		{"unknown key in a table", "site = \"leeds\"\npolicy = \"p.toml\"\nprivate_key_file = \"k\"\n[dns]\nupstreams = [\"1.1.1.1\"]\n",
+			[]string{`gateway.toml:5:1: unknown key "dns.upstreams"`}},
+		{"bad enforce", "site = \"leeds\"\npolicy = \"p.toml\"\nprivate_key_file = \"k\"\nenforce = \"maybe\"\n",
+			[]string{`gateway.toml:4:1: enforce "maybe"`}},
+		{"missing required keys", "listen = \"0.0.0.0:51820\"\n",
+			[]string{"site is required", "policy is required", "private_key_file is required"}},
+		{"bad listen and upstream", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\nlisten = \"51820\"\n[dns]\nupstream = [\"resolver.example\"]\n",
+			[]string{`gateway.toml:4:1: listen "51820"`, `gateway.toml:6:1: dns upstream "resolver.example"`}},
+		{"bad duration", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[limits]\ndial_timeout = \"soon\"\n",
+			[]string{"gateway.toml:5", "soon"}},
+		{"syntax error", "site = \"a\npolicy = 1\n", []string{"gateway.toml:1:"}},
+		{"bad listeners", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[[listener]]\nlisten = \"192.168.20.1:104\"\nservice = \"pacs\"\n[[listener]]\nlisten = \"192.168.20.1:104/sctp\"\n",
+			[]string{"gateway.toml:8:1: listener 2: listen", `protocol "sctp"`, "gateway.toml:7:1: listener 2: service is required"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("gateway.toml", []byte(tc.text))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := ParseConfig("/etc/wardgate/gateway.toml", []byte("site = \"leeds\"\npolicy = \"policy.toml\"\nprivate_key_file = \"keys/leeds.key\"\n[limits]\nudp_idle = \"90s\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Enforce != "enforce" || c.Listen != "0.0.0.0:51820" || c.Log.Audit != "-" || !*c.DNS.QueryLog {
+		t.Errorf("defaults: %+v", c)
+	}
+	want := Defaults
+	want.UDPIdle = 90 * time.Second
+	if c.Limits != want {
+		t.Errorf("limits %+v, want %+v", c.Limits, want)
+	}
+	if got := c.Path(c.PrivateKeyFile); got != "/etc/wardgate/keys/leeds.key" {
+		t.Errorf("key path %q: relative paths resolve against the config's directory", got)
+	}
+}
+
+func TestPrivateKeyFileRefusedWhenReadable(t *testing.T) {
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "gw.key")
+	os.WriteFile(keyPath, []byte(newTestKey(t).privB64()+"\n"), 0o644)
+	c, err := ParseConfig(filepath.Join(dir, "gateway.toml"), []byte("site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"gw.key\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.ReadPrivateKey()
+	if !errors.Is(err, ErrKeyTooOpen) || !strings.Contains(err.Error(), keyPath) {
+		t.Fatalf("a 0644 key file: %v", err)
+	}
+	os.Chmod(keyPath, 0o600)
+	if _, err := c.ReadPrivateKey(); err != nil {
+		t.Fatalf("a 0600 key file: %v", err)
+	}
+	os.WriteFile(keyPath, []byte("not a key\n"), 0o600)
+	if _, err := c.ReadPrivateKey(); err == nil || !strings.Contains(err.Error(), keyPath) {
+		t.Fatalf("a garbage key file: %v", err)
+	}
+}
+
+func TestConfigAgainstPolicy(t *testing.T) {
+	be := startTestBackends(t)
+	k := [3]testKey{newTestKey(t), newTestKey(t), newTestKey(t)}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "policy.toml"), []byte(sprintfPolicy(k[0], k[1], k[2], be)), 0o644)
+	gw := filepath.Join(dir, "gateway.toml")
+	os.WriteFile(gw, []byte("site = \"york\"\npolicy = \"policy.toml\"\nprivate_key_file = \"k\"\n[[listener]]\nlisten = \"127.0.0.1:104\"\nservice = \"pacs\"\n"), 0o644)
+	c, err := LoadConfig(gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.LoadPolicy()
+	for _, w := range []string{gw + `:1:1: unknown site "york"`, gw + `:6:1: listener 1: unknown service "pacs"`} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v lacks %q", err, w)
+		}
+	}
+}
