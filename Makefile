@@ -37,7 +37,8 @@ demo: build
 ## bench: in-process benchmarks, then the end-to-end figures (root: plain
 ## WireGuard vs wardgate vs loopback with iperf3, DNS vs unbound, site links),
 ## each reported as ratios against a baseline measured in the same run.
-bench: build deps
+bench: build
+	@scripts/install-deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./dnsfilter/ ./overlay/ ./gateway/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./test/interop/ | grep -v 'level='
 

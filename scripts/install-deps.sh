@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the interop tests and benchmarks drive, when
-# missing. Needs root (CI is root); as another user it only reports.
+# Installs the Debian packages the interop tests drive, when missing, and
+# with "bench" those the end-to-end figures need too. Needs root (CI is
+# root); as another user it only reports.
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -9,12 +10,13 @@ have wireguard-go || need+=(wireguard-go)
 have iperf3      || need+=(iperf3)
 have dig         || need+=(dnsutils)
 have dnsmasq     || need+=(dnsmasq-base)
-have unbound     || need+=(unbound)
-have dnsperf     || need+=(dnsperf)
 have ping        || need+=(iputils-ping)
 have curl        || need+=(curl)
 have ip          || need+=(iproute2)
-have qrencode    || true
+if [ "${1:-}" = bench ]; then
+  have unbound   || need+=(unbound)
+  have dnsperf   || need+=(dnsperf)
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

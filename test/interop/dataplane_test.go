@@ -137,11 +137,19 @@ drain = "1s"
 // TestDataPlaneInterop: standard WireGuard clients in namespaces find
 // exactly the access the policy grants through a running `wardgate run`.
 func TestDataPlaneInterop(t *testing.T) {
-	requireInterop(t, "curl", "ping", "sha256sum")
+	requireInterop(t, "curl", "ping", "sha256sum", "iperf3")
 	be := startBackends(t)
+	iperfPort := freeTCPPort(t)
+	iperfServer(t, nil, "127.0.0.1", iperfPort)
 	gwKeys, alice, bob := newKeypair(t), newKeypair(t), newKeypair(t)
 	port := freeUDPPort(t)
 	policy := leedsPolicy(gwKeys.pub, alice.pub, bob.pub) + fmt.Sprintf(`
+[[service]]
+name = "iperf"
+site = "leeds"
+vip = "100.81.0.20"
+endpoints = ["127.0.0.1:%d"]
+
 [[service]]
 name = "ehr"
 site = "leeds"
@@ -163,13 +171,13 @@ endpoints = ["127.0.0.1:%d/udp"]
 [[rule]]
 name = "clinical-ehr"
 from = ["group:clinical"]
-to = ["ehr", "echo"]
+to = ["ehr", "echo", "iperf"]
 
 [[rule]]
 name = "admin-payroll"
 from = ["group:admin"]
 to = ["payroll"]
-`, be.web, be.payroll, be.echo)
+`, iperfPort, be.web, be.payroll, be.echo)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
 	s := writeSite(t, "leeds", gwKeys, port, policy, fmt.Sprintf("\n[admin]\nmetrics = %q\n", metricsAddr))
 	gw := startGateway(t, s.dir, port)
@@ -254,6 +262,15 @@ to = ["payroll"]
 			}
 			return false
 		})
+	})
+
+	t.Run("iperf3 through the tunnel", func(t *testing.T) {
+		r := iperf(t, a.netns, "100.81.0.20", iperfPort, 2, 1)
+		if r.bytes < 1<<20 {
+			t.Fatalf("iperf3 moved %v bytes in a second", r.bytes)
+		}
+		t.Logf("iperf3, 2 streams, 1 s: %.0f Mbit/s", r.bps/1e6)
+		gw.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "iperf"})
 	})
 
 	t.Run("udp echo for the allowed identity only", func(t *testing.T) {
