@@ -103,12 +103,6 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 	st := g.state.Load()
 	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
 		"port", g.overlay.Port(), "policy", st.pol.File(), "hash", st.pol.Hash())
-	if listen, _ := netip.ParseAddrPort(cfg.Listen); !listen.Addr().IsUnspecified() {
-		// wireguard-go's bind has no address to bind to: say so rather
-		// than let an operator believe the port is on one interface only.
-		g.log.Warn("listen: WireGuard listens on this port on ALL addresses; the host part is not honoured (restrict it with the host firewall)",
-			"listen", cfg.Listen, "port", g.overlay.Port())
-	}
 	if g.auditing.Load() {
 		g.log.Warn("AUDIT MODE: this gateway is NOT ENFORCING policy; would-be denials are let through and logged as flow.audit")
 	}
@@ -134,9 +128,14 @@ func (g *Gateway) start(opts Options) error {
 	g.metrics = g.newMetrics()
 
 	listen, _ := netip.ParseAddrPort(cfg.Listen) // validated by ParseConfig
+	bind := opts.Bind
+	if bind == nil && !listen.Addr().IsUnspecified() {
+		// Listen on that address only, as the operator wrote.
+		bind = overlay.NewAddrBind(listen.Addr())
+	}
 	g.overlay, err = overlay.New(overlay.Config{
 		PrivateKey: overlay.Key(key),
-		Bind:       opts.Bind,
+		Bind:       bind,
 		ListenPort: listen.Port(),
 		Address:    st.site.Address,
 		TCP:        overlay.TCPConfig{MaxInFlight: cfg.Limits.PendingTotal},

@@ -97,6 +97,9 @@ type siteLinks struct {
 
 	stop chan struct{}
 	done sync.WaitGroup
+	// ctx ends with close, so a probe in progress does not hold up a stop.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // siteLink is the client side of the link to one other site.
@@ -121,6 +124,7 @@ func (g *Gateway) startSiteLinks() error {
 		return err
 	}
 	sl := &siteLinks{g: g, ln: ln, links: make(map[string]*siteLink), stop: make(chan struct{})}
+	sl.ctx, sl.cancel = context.WithCancel(context.Background())
 	sl.srv = &http.Server{
 		Handler:           http.HandlerFunc(sl.serveHTTP),
 		Protocols:         h2cOnly(),
@@ -144,6 +148,7 @@ func (g *Gateway) startSiteLinks() error {
 
 // close stops the listener, the prober and every link.
 func (sl *siteLinks) close() {
+	sl.cancel()
 	close(sl.stop)
 	sl.srv.Close()
 	sl.done.Wait()
@@ -234,13 +239,15 @@ func (sl *siteLinks) probeLoop() {
 
 // probe asks the other gateway for its policy hash.
 func (sl *siteLinks) probe(l *siteLink) {
-	ctx, cancel := context.WithTimeout(context.Background(), linkDialTimeout)
+	ctx, cancel := context.WithTimeout(sl.ctx, linkDialTimeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addr.String()+"/v1/health", nil)
 	req.Header.Set(hdrHash, sl.g.state.Load().pol.Hash())
 	resp, err := l.tr.RoundTrip(req)
 	if err != nil {
-		l.markDown(err)
+		if sl.ctx.Err() == nil { // not stopping
+			l.markDown(err)
+		}
 		return
 	}
 	io.Copy(io.Discard, resp.Body)

@@ -110,6 +110,14 @@ type site struct {
 // writeSite writes gateway.toml, policy.toml and the key file.
 func writeSite(t testing.TB, name string, keys keypair, port int, policy, extra string) *site {
 	t.Helper()
+	return writeSiteOn(t, "127.0.0.1", name, keys, port, policy, extra)
+}
+
+// writeSiteOn is writeSite with the WireGuard listen host chosen: tests
+// listen on 127.0.0.1 (wardgate's single-address bind); the figures use
+// 0.0.0.0, the default, whose bind has the UDP offloads.
+func writeSiteOn(t testing.TB, host, name string, keys keypair, port int, policy, extra string) *site {
+	t.Helper()
 	s := &site{dir: t.TempDir(), keys: keys, port: port}
 	must := func(err error) {
 		if err != nil {
@@ -121,7 +129,7 @@ func writeSite(t testing.TB, name string, keys keypair, port int, policy, extra 
 	gw := fmt.Sprintf(`site = %q
 policy = "policy.toml"
 private_key_file = %q
-listen = "127.0.0.1:%d"
+listen = "%s:%d"
 
 [log]
 audit = "audit.log"
@@ -129,7 +137,7 @@ level = "debug"
 
 [limits]
 drain = "1s"
-%s`, name, name+".key", port, extra)
+%s`, name, name+".key", host, port, extra)
 	must(os.WriteFile(filepath.Join(s.dir, "gateway.toml"), []byte(gw), 0o644))
 	return s
 }

@@ -395,7 +395,7 @@ func measureDNS(b *testing.B) map[string]dnsFigure {
 
 	// (iii) through the tunnel to `wardgate run`.
 	port := freeUDPPort(b)
-	s := writeSite(b, "leeds", gwKeys, port, policyText, fmt.Sprintf(`
+	s := writeSiteOn(b, "0.0.0.0", "leeds", gwKeys, port, policyText, fmt.Sprintf(`
 [dns]
 upstream = [%q]
 query_log = false

@@ -183,7 +183,7 @@ func BenchmarkDataPlane(b *testing.B) {
 		gwPort := freeUDPPort(b)
 		connPort := startAcceptClose(b)
 		pol := benchPolicy(gwKeys.pub, ck.pub, loPort, connPort)
-		s := writeSite(b, "leeds", gwKeys, gwPort, pol, "")
+		s := writeSiteOn(b, "0.0.0.0", "leeds", gwKeys, gwPort, pol, "")
 		gw := startGateway(b, s.dir, gwPort)
 		c := newClientWith(b, "bench", "100.80.1.10", ck, gwKeys.pub, gwPort, clientOpts{bin: wgBin})
 		waitFor(b, 10*time.Second, "tunnel to wardgate", func() bool {
@@ -438,8 +438,8 @@ name = "bench"
 from = ["group:bench"]
 to = ["*"]
 `, leedsKeys.pub, leedsPort, yorkKeys.pub, yorkPort, ck.pub, iperfPort, connPort, connPort2)
-		leeds := startGateway(b, writeSite(b, "leeds", leedsKeys, leedsPort, pol, "").dir, leedsPort)
-		york := startGateway(b, writeSite(b, "york", yorkKeys, yorkPort, pol, "").dir, yorkPort)
+		leeds := startGateway(b, writeSiteOn(b, "0.0.0.0", "leeds", leedsKeys, leedsPort, pol, "").dir, leedsPort)
+		york := startGateway(b, writeSiteOn(b, "0.0.0.0", "york", yorkKeys, yorkPort, pol, "").dir, yorkPort)
 		c := newClientWith(b, "bench", "100.80.1.10", ck, leedsKeys.pub, leedsPort, clientOpts{bin: wgBin})
 		waitFor(b, 20*time.Second, "a flow across the site link", func() bool {
 			_, err := c.exec(5*time.Second, "iperf3", "-c", "100.81.0.20", "-p", strconv.Itoa(iperfPort), "-n", "1K")
