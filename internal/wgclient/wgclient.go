@@ -130,6 +130,22 @@ func (c *Client) ListenTCP(laddr netip.AddrPort) (net.Listener, error) {
 // when called, so a reply that lands before Read is called is never
 // noticed; a later request's reply is.
 func (c *Client) Ping(ctx context.Context, dst netip.Addr) error {
+	// wireguard-go's netstack now and then leaves a fresh ping endpoint
+	// deaf to replies that do reach the stack (seen in about one run in
+	// fifty: the replies arrive, the endpoint never sees them). A new
+	// endpoint, with a new identifier, every second works around it.
+	for {
+		err := c.pingOnce(ctx, dst, time.Second)
+		if err == nil || ctx.Err() != nil || !errors.Is(err, errNoReply) {
+			return err
+		}
+	}
+}
+
+var errNoReply = errors.New("no reply")
+
+// pingOnce pings dst from one ping endpoint for at most d.
+func (c *Client) pingOnce(ctx context.Context, dst netip.Addr, d time.Duration) error {
 	pc, err := c.tnet.DialPingAddr(netip.Addr{}, dst)
 	if err != nil {
 		return fmt.Errorf("wgclient: ping %v: %w", dst, err)
@@ -162,6 +178,8 @@ func (c *Client) Ping(ctx context.Context, dst netip.Addr) error {
 	copy(msg[8:], "wardgate-ping...")
 	tick := time.NewTicker(pingRetry)
 	defer tick.Stop()
+	give := time.NewTimer(d)
+	defer give.Stop()
 	for {
 		binary.BigEndian.PutUint16(msg[6:8], uint16(c.tun.seq.Add(1)))
 		if _, err := pc.Write(msg); err != nil {
@@ -176,6 +194,8 @@ func (c *Client) Ping(ctx context.Context, dst netip.Addr) error {
 			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("wgclient: ping %v: %w", dst, ctx.Err())
+		case <-give.C:
+			return fmt.Errorf("wgclient: ping %v: %w", dst, errNoReply)
 		case <-tick.C:
 		}
 	}
