@@ -267,8 +267,8 @@ func (l *siteLink) markDown(err error) {
 	l.tr.CloseIdleConnections()
 }
 
-// markUp records a good exchange and the other gateway's policy hash; a
-// hash that differs from ours is logged once per peer and hash.
+// markUp records a good exchange on this link and the other gateway's
+// policy hash.
 func (l *siteLink) markUp(ours, theirs string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -276,6 +276,19 @@ func (l *siteLink) markUp(ours, theirs string) {
 		l.log.Info("site link up", "site", l.name)
 	}
 	l.healthy, l.checked, l.lastErr = true, time.Now(), ""
+	l.sawHashLocked(ours, theirs)
+}
+
+// sawHash records the other gateway's policy hash, from any exchange (its
+// requests to us included, which say nothing about our way to it). A hash
+// that differs from ours is logged once per peer and hash.
+func (l *siteLink) sawHash(ours, theirs string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sawHashLocked(ours, theirs)
+}
+
+func (l *siteLink) sawHashLocked(ours, theirs string) {
 	if theirs == "" {
 		return
 	}
@@ -415,8 +428,8 @@ func (sl *siteLinks) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := g.state.Load()
 	w.Header().Set(hdrHash, st.pol.Hash())
-	if l := sl.link(from.Name); l != nil && r.Header.Get(hdrHash) != "" {
-		l.markUp(st.pol.Hash(), r.Header.Get(hdrHash))
+	if l := sl.link(from.Name); l != nil {
+		l.sawHash(st.pol.Hash(), r.Header.Get(hdrHash))
 	}
 	if r.Method == http.MethodGet && r.URL.Path == "/v1/health" {
 		w.WriteHeader(http.StatusNoContent)
