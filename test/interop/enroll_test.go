@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -252,29 +251,7 @@ to = ["web", "lan-app"]
 // would.
 func newConfClient(t testing.TB, stripped string, addrs, allowed []string) *client {
 	t.Helper()
-	c := &client{netns: newNetns(t), label: "desk-1", dev: "wgi" + randHex(3)}
-	wg := exec.Command("wireguard-go", "-f", c.dev)
-	wg.Env = append(os.Environ(), "LOG_LEVEL=error")
-	if err := wg.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c.proc = wg.Process
-	t.Cleanup(func() {
-		wg.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			wg.Process.Kill()
-			<-done
-		}
-	})
-	waitFor(t, 10*time.Second, "wireguard-go "+c.dev+" socket", func() bool {
-		_, err := os.Stat("/var/run/wireguard/" + c.dev + ".sock")
-		return err == nil
-	})
-	run(t, "ip", "link", "set", c.dev, "netns", c.netns.name)
+	c := startDevice(t, "wireguard-go", "desk-1")
 	run(t, "ip", "netns", "exec", c.netns.name, "wg", "setconf", c.dev, stripped)
 	for _, a := range addrs {
 		run(t, "ip", "-n", c.netns.name, "addr", "add", a, "dev", c.dev)

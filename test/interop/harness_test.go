@@ -186,8 +186,35 @@ func newClientWith(t testing.TB, name, addr string, keys keypair, peerPub string
 	if len(o.routes) == 0 {
 		o.routes = []string{"100.80.0.0/16", "100.81.0.0/16"}
 	}
-	c := &client{netns: newNetns(t), label: name, keys: keys, addr: addr, dev: "wgi" + randHex(3)}
-	wg := exec.Command(o.bin, "-f", c.dev)
+	c := startDevice(t, o.bin, name)
+	c.keys, c.addr = keys, addr
+	keyFile := filepath.Join(t.TempDir(), name+".key")
+	if err := os.WriteFile(keyFile, []byte(keys.priv+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"netns", "exec", c.netns.name, "wg", "set", c.dev, "private-key", keyFile}
+	if o.listenPort != 0 {
+		args = append(args, "listen-port", fmt.Sprint(o.listenPort))
+	}
+	args = append(args, "peer", peerPub, "endpoint", fmt.Sprintf("127.0.0.1:%d", peerPort),
+		"allowed-ips", strings.Join(o.routes, ","), "persistent-keepalive", "25")
+	run(t, "ip", args...)
+	run(t, "ip", "-n", c.netns.name, "addr", "add", addr+"/32", "dev", c.dev)
+	run(t, "ip", "-n", c.netns.name, "link", "set", c.dev, "up")
+	for _, r := range o.routes {
+		run(t, "ip", "-n", c.netns.name, "route", "add", r, "dev", c.dev)
+	}
+	return c
+}
+
+// startDevice starts a wireguard-go binary with a kernel TUN device in the
+// root namespace (its UDP socket stays on loopback), waits for its control
+// socket and moves the interface into a new namespace, unconfigured. The
+// process is ended, by its PID, when the test ends.
+func startDevice(t testing.TB, bin, label string) *client {
+	t.Helper()
+	c := &client{netns: newNetns(t), label: label, dev: "wgi" + randHex(3)}
+	wg := exec.Command(bin, "-f", c.dev)
 	wg.Env = append(os.Environ(), "LOG_LEVEL=error")
 	var logs bytes.Buffer
 	wg.Stdout, wg.Stderr = &logs, &logs
@@ -212,22 +239,6 @@ func newClientWith(t testing.TB, name, addr string, keys keypair, peerPub string
 		return err == nil
 	})
 	run(t, "ip", "link", "set", c.dev, "netns", c.netns.name)
-	keyFile := filepath.Join(t.TempDir(), name+".key")
-	if err := os.WriteFile(keyFile, []byte(keys.priv+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"netns", "exec", c.netns.name, "wg", "set", c.dev, "private-key", keyFile}
-	if o.listenPort != 0 {
-		args = append(args, "listen-port", fmt.Sprint(o.listenPort))
-	}
-	args = append(args, "peer", peerPub, "endpoint", fmt.Sprintf("127.0.0.1:%d", peerPort),
-		"allowed-ips", strings.Join(o.routes, ","), "persistent-keepalive", "25")
-	run(t, "ip", args...)
-	run(t, "ip", "-n", c.netns.name, "addr", "add", addr+"/32", "dev", c.dev)
-	run(t, "ip", "-n", c.netns.name, "link", "set", c.dev, "up")
-	for _, r := range o.routes {
-		run(t, "ip", "-n", c.netns.name, "route", "add", r, "dev", c.dev)
-	}
 	return c
 }
 
