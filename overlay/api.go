@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -69,6 +71,14 @@ type Handler struct {
 	// answered; dst may be any address (service VIPs). The gateway's own
 	// address is always answered. nil: only the gateway's own address.
 	Ping func(src, dst netip.Addr) bool
+	// Route is asked, on the packet path, about the first packet of a flow
+	// (a TCP SYN, a UDP datagram) that is not already relayed. Returning
+	// true relays the flow: its packets both ways bypass the stack and go
+	// back out through WireGuard to the peer whose AllowedIPs hold their
+	// destination (see relay.go). Route must set r.OnEnd before returning
+	// true, and must not block. false leaves the packet to the stack (TCP,
+	// UDP above). nil: nothing is relayed.
+	Route func(r *Relay) bool
 }
 
 // TCPConfig tunes the stack's TCP.
@@ -170,6 +180,32 @@ func (o *Overlay) Peers() []PeerStats {
 func (o *Overlay) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
 	return o.dialTCP(ctx, dst)
 }
+
+// DialTCPFrom opens a TCP connection inside the overlay from src (any
+// address: the stack spoofs) to dst. A site gateway uses it to carry a LAN
+// device's flow to another site from the device's own overlay address, so
+// the serving site identifies the device, not the gateway.
+func (o *Overlay) DialTCPFrom(ctx context.Context, src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	src, dst = src.Unmap(), netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if src.Is4() != dst.Addr().Is4() {
+		return nil, fmt.Errorf("overlay: dial %v from %v: address families differ", dst, src)
+	}
+	return gonet.DialTCPWithBind(ctx, o.stack, fullAddr(netip.AddrPortFrom(src, 0)), fullAddr(dst), protoOf(dst.Addr()))
+}
+
+// DialUDPFrom is DialTCPFrom for UDP: a conn that sends datagrams from src
+// to dst and reads the replies.
+func (o *Overlay) DialUDPFrom(src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	src, dst = src.Unmap(), netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if src.Is4() != dst.Addr().Is4() {
+		return nil, fmt.Errorf("overlay: dial %v from %v: address families differ", dst, src)
+	}
+	la, ra := fullAddr(netip.AddrPortFrom(src, 0)), fullAddr(dst)
+	return gonet.DialUDP(o.stack, &la, &ra, protoOf(dst.Addr()))
+}
+
+// Relays is the number of flows being relayed.
+func (o *Overlay) Relays() int { return o.link.relay.len() }
 
 // ListenTCP listens inside the overlay on the gateway's address (port).
 // Listeners take precedence over the promiscuous forwarder.

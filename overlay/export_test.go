@@ -1,5 +1,7 @@
 package overlay
 
+import "time"
+
 // SetLinkBatchSize sets the batch size of devices created afterwards and
 // returns the previous one (benchmarks only).
 func SetLinkBatchSize(n int) int {
@@ -29,4 +31,12 @@ func SetLinkGSO(mode int) int {
 	old := linkGSO
 	linkGSO = gsoMode(mode)
 	return int(old)
+}
+
+// SetRelayFinLinger sets how long a finished relayed TCP flow stays and
+// returns the previous value (tests only).
+func SetRelayFinLinger(d time.Duration) time.Duration {
+	old := relayFinLinger
+	relayFinLinger = d
+	return old
 }

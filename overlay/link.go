@@ -62,6 +62,7 @@ type link struct {
 	events    chan tun.Event
 	done      chan struct{}
 	intercept func(pkt []byte) bool // inbound hook (ICMP echo); true: consumed
+	relay     *relayTable           // relayed flows; nil: none
 
 	// pending is a host-GSO packet that Read has split only partly, and
 	// pendingSeg the next segment to write. Only Read uses them, and
@@ -199,6 +200,9 @@ func (l *tunSide) Write(bufs [][]byte, offset int) (int, error) {
 		if len(pkt) == 0 {
 			continue
 		}
+		if l.relay != nil && l.relay.handle(pkt) {
+			continue
+		}
 		if l.intercept != nil && l.intercept(pkt) {
 			continue
 		}
@@ -242,6 +246,18 @@ func (l *link) inject(b []byte) {
 	select {
 	case l.out <- pb:
 	default:
+		pb.DecRef()
+	}
+}
+
+// forward queues a relayed packet for the device. Like the stack's own
+// writes it waits while the queue is full, so a fast relayed flow is paced
+// by encryption, not by loss; it drops once the link is closed.
+func (l *link) forward(b []byte) {
+	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
+	select {
+	case l.out <- pb:
+	case <-l.done:
 		pb.DecRef()
 	}
 }

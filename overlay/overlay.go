@@ -51,6 +51,7 @@ func newOverlay(cfg Config) (*Overlay, error) {
 		return nil, err
 	}
 	o.stack = s
+	o.link.relay = newRelayTable(cfg.Handler.Route, o.link.forward, o.link.inject, cfg.MTU)
 	fwd := tcp.NewForwarder(s, 0, cfg.TCP.MaxInFlight, o.handleTCP)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, o.handleUDP)
@@ -93,6 +94,7 @@ func (o *Overlay) listenPort() (uint16, error) {
 }
 
 func (o *Overlay) close() {
+	o.link.relay.close()
 	if o.dev != nil {
 		o.dev.Close() // closes the bind and the link (tun side)
 	}
