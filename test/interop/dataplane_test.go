@@ -114,8 +114,8 @@ func writeSite(t testing.TB, name string, keys keypair, port int, policy, extra 
 }
 
 // writeSiteOn is writeSite with the WireGuard listen host chosen: tests
-// listen on 127.0.0.1 (wardgate's single-address bind); the figures use
-// 0.0.0.0, the default, whose bind has the UDP offloads.
+// listen on 127.0.0.1 (wardgate's single-address bind); the figures measure
+// both that and 0.0.0.0 (the default, wireguard-go's bind).
 func writeSiteOn(t testing.TB, host, name string, keys keypair, port int, policy, extra string) *site {
 	t.Helper()
 	s := &site{dir: t.TempDir(), keys: keys, port: port}

@@ -152,7 +152,8 @@ func measure(b testing.TB, name string, ns *netns, addr string, port, streams, s
 }
 
 // BenchmarkDataPlane reports throughput (single stream and 4 streams) and
-// CPU per GB for (a), (b), (c), then new TCP connections per second through
+// CPU per GB for (a), (b) with listen on 0.0.0.0 (wireguard-go's bind),
+// (b1) with listen on 127.0.0.1 (wardgate's one-address bind), (c), then new TCP connections per second through
 // wardgate against the same server direct on loopback, and the gateway's
 // memory per idle flow with 1,000 flows open. One iteration is the whole
 // measurement: run with -benchtime 1x.
@@ -186,15 +187,25 @@ func BenchmarkDataPlane(b *testing.B) {
 		s := writeSiteOn(b, "0.0.0.0", "leeds", gwKeys, gwPort, pol, "")
 		gw := startGateway(b, s.dir, gwPort)
 		c := newClientWith(b, "bench", "100.80.1.10", ck, gwKeys.pub, gwPort, clientOpts{bin: wgBin})
-		waitFor(b, 10*time.Second, "tunnel to wardgate", func() bool {
-			_, err := c.exec(3*time.Second, "ping", "-c", "1", "-W", "1", "100.80.0.1")
-			return err == nil
-		})
+		// (b1) the same with listen on one address: another gateway and
+		// client, alike but for the listen host.
+		gw1Port := freeUDPPort(b)
+		s1 := writeSiteOn(b, "127.0.0.1", "leeds", gwKeys, gw1Port, pol, "")
+		gw1 := startGateway(b, s1.dir, gw1Port)
+		c1 := newClientWith(b, "bench1", "100.80.1.10", ck, gwKeys.pub, gw1Port, clientOpts{bin: wgBin})
+		for _, cl := range []*client{c, c1} {
+			waitFor(b, 10*time.Second, "tunnel to wardgate", func() bool {
+				_, err := cl.exec(3*time.Second, "ping", "-c", "1", "-W", "1", "100.80.0.1")
+				return err == nil
+			})
+		}
 
+		const perStreams = 4 // rows per stream count: (a), (b), (b1), (c)
 		for _, streams := range []int{1, 4} {
 			rows = append(rows,
 				measure(b, "(a) plain WireGuard", wa.netns, "100.90.0.2", 5201, streams, secs, wb.proc.Pid),
-				measure(b, "(b) through wardgate", c.netns, "100.81.0.10", loPort, streams, secs, gw.cmd.Process.Pid),
+				measure(b, "(b) wardgate 0.0.0.0", c.netns, "100.81.0.10", loPort, streams, secs, gw.cmd.Process.Pid),
+				measure(b, "(b1) wardgate 127.0.0.1", c1.netns, "100.81.0.10", loPort, streams, secs, gw1.cmd.Process.Pid),
 				measure(b, "(c) loopback", nil, "127.0.0.1", loPort, streams, secs, 0),
 			)
 		}
@@ -206,11 +217,16 @@ func BenchmarkDataPlane(b *testing.B) {
 			}
 			b.Logf("%-24s %7d %12.0f %12s", r.name, r.streams, r.mbps, cpu)
 		}
-		for j := 0; j+2 < len(rows); j += 3 {
-			a, w := rows[j], rows[j+1]
-			b.Logf("streams=%d: (b)/(a) throughput %.2fx, CPU per GB %.2fx", a.streams, w.mbps/a.mbps, w.cpuPerGB/a.cpuPerGB)
-			b.ReportMetric(w.mbps/a.mbps, fmt.Sprintf("b/a-throughput-P%d", a.streams))
-			b.ReportMetric(w.cpuPerGB/a.cpuPerGB, fmt.Sprintf("b/a-cpu-per-GB-P%d", a.streams))
+		for j := 0; j+perStreams <= len(rows); j += perStreams {
+			a := rows[j]
+			for _, w := range []struct {
+				label, metric string
+				m             measured
+			}{{"(b)", "b", rows[j+1]}, {"(b1)", "b1", rows[j+2]}} {
+				b.Logf("streams=%d: %s/(a) throughput %.2fx, CPU per GB %.2fx", a.streams, w.label, w.m.mbps/a.mbps, w.m.cpuPerGB/a.cpuPerGB)
+				b.ReportMetric(w.m.mbps/a.mbps, fmt.Sprintf("%s/a-throughput-P%d", w.metric, a.streams))
+				b.ReportMetric(w.m.cpuPerGB/a.cpuPerGB, fmt.Sprintf("%s/a-cpu-per-GB-P%d", w.metric, a.streams))
+			}
 		}
 
 		// New connections per second: plain WireGuard, through wardgate
