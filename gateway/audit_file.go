@@ -37,6 +37,7 @@ type auditSink struct {
 	// unreported those since the last line on the operational log.
 	failing, unreported uint64
 	nextReport          time.Time
+	closed              bool
 }
 
 // openAuditSink opens path for appending, or uses stdout when path is "".
@@ -112,6 +113,10 @@ func (s *auditSink) Reopen() error {
 		return err
 	}
 	s.mu.Lock()
+	if s.closed { // the gateway stopped meanwhile
+		s.mu.Unlock()
+		return f.Close()
+	}
 	old := s.w
 	s.w, s.torn = f, false
 	s.mu.Unlock()
@@ -125,6 +130,7 @@ func (s *auditSink) Close() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	return s.w.(io.Closer).Close()
 }
 
