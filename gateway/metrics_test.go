@@ -137,7 +137,7 @@ func exportedNames(body string) map[string]bool {
 // TestMetricsScrape: the standard Go and process collectors, site links,
 // refusals by a cap and audit write errors appear on /metrics.
 func TestMetricsScrape(t *testing.T) {
-	m := startMonitored(t, "[limits]\nflows_per_identity = 1\n", NewAuditLogger(io.Discard))
+	m := startMonitored(t, "[limits]\nflows_per_identity = 1\ndrain = \"1s\"\n", NewAuditLogger(io.Discard))
 	alice := m.tg.client(t, m.alice, "100.80.1.10")
 	held, err := dialVIP(alice, "100.81.0.10", m.be.echo.Port())
 	if err != nil {
