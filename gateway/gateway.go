@@ -48,6 +48,7 @@ type Gateway struct {
 	log      *slog.Logger
 	now      func() time.Time
 	closers  []io.Closer // opened by Start, closed by Close (audit file)
+	auditOut *auditSink  // the audit file or stdout; nil with Options.Audit
 
 	state   atomic.Pointer[state]
 	overlay *overlay.Overlay
@@ -350,18 +351,6 @@ func resolveEndpoint(s string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, err
 	}
 	return ua.AddrPort(), nil
-}
-
-func (g *Gateway) openAudit() (io.Writer, error) {
-	if g.cfg.Log.Audit == "-" {
-		return os.Stdout, nil
-	}
-	f, err := os.OpenFile(g.cfg.Path(g.cfg.Log.Audit), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("audit log: %w", err)
-	}
-	g.closers = append(g.closers, f)
-	return f, nil
 }
 
 func (g *Gateway) closeAll() {

@@ -13,6 +13,8 @@ type identityLimits struct {
 
 	mu sync.Mutex
 	m  map[string]*identityCount
+	// refusedFlows and refusedPending count refusals since start (metrics).
+	refusedFlows, refusedPending uint64
 }
 
 type identityCount struct{ flows, pending int }
@@ -43,9 +45,11 @@ func (l *identityLimits) acquire(identity string, pending bool) limitReason {
 		l.m[identity] = c
 	}
 	if c.flows >= l.maxFlows {
+		l.refusedFlows++
 		return limitFlows
 	}
 	if pending && c.pending >= l.maxPending {
+		l.refusedPending++
 		return limitPending
 	}
 	c.flows++
@@ -74,4 +78,11 @@ func (l *identityLimits) releaseFlow(identity string) {
 	if c.flows <= 0 && c.pending <= 0 {
 		delete(l.m, identity)
 	}
+}
+
+// refusals counts the flows each cap has refused since start.
+func (l *identityLimits) refusals() (flows, pending uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.refusedFlows, l.refusedPending
 }

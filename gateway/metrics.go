@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -48,25 +49,20 @@ func (g *Gateway) newMetrics() *metrics {
 		}, []string{"result"}),
 	}
 	m.reg.MustRegister(m.flows, m.decision, m.reloads,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wardgate_active_flows", Help: "Flows open now.",
 		}, func() float64 { return float64(g.flows.len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "wardgate_peers", Help: "WireGuard peers configured (identities homed here and other sites).",
-		}, func() float64 { return float64(len(g.overlay.Peers())) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wardgate_enforcing",
 			Help: "1 when policy is enforced; 0 in audit mode, when would-be denials are let through.",
-		}, func() float64 {
-			if g.auditing.Load() {
-				return 0
-			}
-			return 1
-		}),
-		&bytesCollector{g: g, desc: prometheus.NewDesc("wardgate_bytes_total",
-			"Bytes carried by flows: in is from clients towards services, out is back.", []string{"direction"}, nil)},
-		&dnsCollector{g: g, desc: prometheus.NewDesc("wardgate_dns_queries_total",
-			"DNS queries answered, by response code.", []string{"rcode"}, nil)},
+		}, func() float64 { return boolValue(!g.auditing.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wardgate_audit_write_errors_total",
+			Help: "Audit log lines that could not be written (each one an event lost).",
+		}, func() float64 { return float64(g.auditWriteErrors()) }),
+		g.peersCollector(), g.bytesCollector(), g.dnsCollector(), g.refusedCollector(), g.siteLinkCollector(),
 	)
 	for _, r := range []string{"ok", "error"} {
 		m.reloads.WithLabelValues(r)
@@ -99,37 +95,112 @@ func (m *metrics) flowEnded(f *flow) {
 	m.endedOut.Add(f.bytesOut.Load())
 }
 
-// bytesCollector sums ended flows and live ones at scrape time.
-type bytesCollector struct {
-	g    *Gateway
-	desc *prometheus.Desc
+// scrapeCollector reads, at scrape time, values the gateway keeps anyway,
+// so that the hot path pays nothing for them.
+type scrapeCollector struct {
+	descs   []*prometheus.Desc
+	collect func(ch chan<- prometheus.Metric)
 }
 
-func (c *bytesCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-func (c *bytesCollector) Collect(ch chan<- prometheus.Metric) {
-	in, out := c.g.metrics.endedIn.Load(), c.g.metrics.endedOut.Load()
-	for _, f := range c.g.flows.snapshot() {
-		in += f.bytesIn.Load()
-		out += f.bytesOut.Load()
+func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
 	}
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(in), "in")
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(out), "out")
+}
+func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// sessionLifetime is how long a WireGuard session lasts without a new
+// handshake (REJECT_AFTER_TIME); a peer whose last handshake is older has
+// no session.
+const sessionLifetime = 180 * time.Second
+
+func (g *Gateway) peersCollector() prometheus.Collector {
+	peers := prometheus.NewDesc("wardgate_peers",
+		"WireGuard peers configured (identities homed here and other sites).", nil, nil)
+	connected := prometheus.NewDesc("wardgate_peers_connected",
+		"Peers with a WireGuard session: a handshake in the last 3 minutes.", nil, nil)
+	return &scrapeCollector{descs: []*prometheus.Desc{peers, connected}, collect: func(ch chan<- prometheus.Metric) {
+		ps := g.overlay.Peers()
+		n := 0
+		for _, p := range ps {
+			if !p.LastHandshake.IsZero() && time.Since(p.LastHandshake) < sessionLifetime {
+				n++
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(peers, prometheus.GaugeValue, float64(len(ps)))
+		ch <- prometheus.MustNewConstMetric(connected, prometheus.GaugeValue, float64(n))
+	}}
 }
 
-// dnsCollector reads dnsfilter's counters at scrape time.
-type dnsCollector struct {
-	g    *Gateway
-	desc *prometheus.Desc
+// bytesCollector sums ended flows and live ones.
+func (g *Gateway) bytesCollector() prometheus.Collector {
+	desc := prometheus.NewDesc("wardgate_bytes_total",
+		"Bytes carried by flows: in is from clients towards services, out is back.", []string{"direction"}, nil)
+	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
+		in, out := g.metrics.endedIn.Load(), g.metrics.endedOut.Load()
+		for _, f := range g.flows.snapshot() {
+			in += f.bytesIn.Load()
+			out += f.bytesOut.Load()
+		}
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(in), "in")
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(out), "out")
+	}}
 }
 
-func (c *dnsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.g.dns == nil {
-		return
+// commonRcodes are exported from the start, at 0, so that rate() and
+// alerts see their first increase.
+var commonRcodes = []string{"NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED"}
+
+// dnsCollector reads dnsfilter's counters.
+func (g *Gateway) dnsCollector() prometheus.Collector {
+	desc := prometheus.NewDesc("wardgate_dns_queries_total",
+		"DNS queries answered, by response code.", []string{"rcode"}, nil)
+	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
+		if g.dns == nil {
+			return
+		}
+		rcodes := g.dns.Stats().Rcodes
+		for _, rc := range commonRcodes {
+			if _, ok := rcodes[rc]; !ok {
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, 0, rc)
+			}
+		}
+		for rcode, n := range rcodes {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(n), rcode)
+		}
+	}}
+}
+
+// refusedCollector counts flows the per-identity caps refused.
+func (g *Gateway) refusedCollector() prometheus.Collector {
+	desc := prometheus.NewDesc("wardgate_flows_refused_total",
+		"Flows the policy allowed but a [limits] cap refused, by cap (flow-limit, pending-limit).", []string{"reason"}, nil)
+	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
+		flows, pending := g.limits.refusals()
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(flows), string(limitFlows))
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(pending), string(limitPending))
+	}}
+}
+
+// siteLinkCollector reports each link to another site as status shows it.
+func (g *Gateway) siteLinkCollector() prometheus.Collector {
+	up := prometheus.NewDesc("wardgate_site_link_up",
+		"1 when the last probe of the link to another site's gateway succeeded.", []string{"site"}, nil)
+	match := prometheus.NewDesc("wardgate_site_policy_match",
+		"1 when the other site's gateway last reported the policy hash this gateway runs.", []string{"site"}, nil)
+	return &scrapeCollector{descs: []*prometheus.Desc{up, match}, collect: func(ch chan<- prometheus.Metric) {
+		for _, l := range g.linkStatus(g.state.Load()) {
+			ch <- prometheus.MustNewConstMetric(up, prometheus.GaugeValue, boolValue(l.Healthy), l.Site)
+			ch <- prometheus.MustNewConstMetric(match, prometheus.GaugeValue, boolValue(l.SameHash), l.Site)
+		}
+	}}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
 	}
-	for rcode, n := range c.g.dns.Stats().Rcodes {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), rcode)
-	}
+	return 0
 }
 
 // startMetrics serves /metrics on [admin] metrics, when set.

@@ -21,6 +21,7 @@ import (
 func (g *Gateway) Reload() error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
+	g.reopenAudit() // after logrotate, even when the new config is refused
 	st, err := g.loadState()
 	if err != nil {
 		return g.refuseReload(err)

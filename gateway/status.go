@@ -22,6 +22,9 @@ type Status struct {
 	ActiveFlows int          `json:"active_flows"`
 	Peers       []PeerStatus `json:"peers"`
 	SiteLinks   []LinkStatus `json:"site_links"`
+	// AuditWriteErrors counts audit lines that could not be written
+	// (full disk, ...): each one is an event lost. docs/operating.md.
+	AuditWriteErrors uint64 `json:"audit_write_errors"`
 }
 
 // PeerStatus is one WireGuard peer: an identity homed here or another
@@ -63,6 +66,8 @@ func (g *Gateway) Status() Status {
 		ActiveFlows: g.flows.len(),
 		Peers:       g.peerStatus(st),
 		SiteLinks:   g.linkStatus(st),
+
+		AuditWriteErrors: g.auditWriteErrors(),
 	}
 	if !s.Enforcing {
 		s.Enforce = "audit"

@@ -13,6 +13,10 @@ have dnsmasq     || need+=(dnsmasq-base)
 have ping        || need+=(iputils-ping)
 have curl        || need+=(curl)
 have ip          || need+=(iproute2)
+# The gateway tests check configs/monitoring with promtool and run
+# configs/logrotate/wardgate (skipped without them, failing under CI=true).
+have promtool    || need+=(prometheus)
+have logrotate   || need+=(logrotate)
 if [ "${1:-}" = bench ]; then
   have unbound   || need+=(unbound)
   have dnsperf   || need+=(dnsperf)

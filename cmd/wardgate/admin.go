@@ -187,6 +187,9 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 	}
 	fmt.Fprintf(tw, "enforce:\t%s\n", mode)
 	fmt.Fprintf(tw, "active flows:\t%d\n", st.ActiveFlows)
+	if st.AuditWriteErrors > 0 {
+		fmt.Fprintf(tw, "audit log:\tWRITE FAILURES: %d events lost (see the operational log)\n", st.AuditWriteErrors)
+	}
 	tw.Flush()
 
 	fmt.Fprintf(w, "\npeers (%d):\n", len(st.Peers))
