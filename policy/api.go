@@ -177,7 +177,7 @@ type Identity struct {
 	ID      int // dense index, 0..len(Identities)-1
 	Name    string
 	Key     Key          // zero for LAN identities
-	Address netip.Addr   // overlay address; invalid for LAN identities
+	Address netip.Addr   // overlay address; a LAN identity's is fixed or derived from its name (vip.go)
 	Source  netip.Prefix // LAN source; invalid for peer identities
 	Site    string       // home site
 	Groups  []string
@@ -192,6 +192,8 @@ type Identity struct {
 }
 
 // IsLAN reports whether the identity is a LAN device named by source CIDR.
+// A LAN identity has an overlay address too: its site gateway originates the
+// device's cross-site flows from it.
 func (i *Identity) IsLAN() bool { return i.Source.IsValid() }
 
 // PortRange is an inclusive range of ports for one protocol; ICMP has Lo=Hi=0.
@@ -379,8 +381,10 @@ func (p *Policy) Identity(name string) *Identity { return p.idByName[name] }
 // Service returns the service called name, or nil.
 func (p *Policy) Service(name string) *Service { return p.svcByName[name] }
 
-// IdentityByAddr maps an overlay source address to its peer identity
-// (cryptokey routing makes this mapping trustworthy). nil when unknown.
+// IdentityByAddr maps an overlay source address to its identity, peer or
+// LAN (cryptokey routing makes this mapping trustworthy: a peer's address
+// comes only from its key, a LAN identity's only from its site gateway).
+// nil when unknown.
 func (p *Policy) IdentityByAddr(a netip.Addr) *Identity { return p.lookup.idByAddr[a.Unmap()] }
 
 // IdentityBySource maps a LAN source address at site to the LAN identity
@@ -388,6 +392,13 @@ func (p *Policy) IdentityByAddr(a netip.Addr) *Identity { return p.lookup.idByAd
 func (p *Policy) IdentityBySource(site string, a netip.Addr) *Identity {
 	return p.lookup.identityBySource(site, a)
 }
+
+// SiteRoutes returns the prefixes another gateway gives site's WireGuard
+// peer as AllowedIPs: the site's own address, the addresses of identities
+// homed there (peers and LAN), the VIPs of its services and their endpoint
+// prefixes; sorted, no duplicates. nil for an unknown site. The slice is
+// shared: do not modify.
+func (p *Policy) SiteRoutes(site string) []netip.Prefix { return p.lookup.siteRoutes[site] }
 
 // SiteByAddr maps an overlay address to the site gateway that owns it.
 func (p *Policy) SiteByAddr(a netip.Addr) *Site { return p.lookup.siteByAddr[a.Unmap()] }

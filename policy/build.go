@@ -70,7 +70,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 	}
 	b.buildOverlay(p, raw)
 	keyOwner := map[Key]string{}
-	addrOwner := map[netip.Addr]string{}
+	addrOwner := map[netip.Addr]*elem{}
 	for _, e := range b.elems(raw, "site") {
 		b.buildSite(p, e, keyOwner, addrOwner)
 	}
@@ -78,6 +78,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 	for _, e := range b.elems(raw, "identity") {
 		b.buildIdentity(p, e, keyOwner, addrOwner, groups)
 	}
+	b.allocateLANAddresses(p, addrOwner)
 	for g := range groups {
 		p.groups = append(p.groups, g)
 	}
@@ -216,7 +217,11 @@ func checkServiceName(n string) error {
 	return nil
 }
 
-func (b *builder) checkOverlayAddr(p *Policy, e *elem, key string, a netip.Addr, addrOwner map[netip.Addr]string) {
+// checkOverlayAddr checks a fixed overlay address of a site or identity: inside
+// the prefix, not its network address, and nobody else's. A clash is
+// reported on whichever of the two comes later in the file (sites are read
+// before identities, but the later line is the one just written).
+func (b *builder) checkOverlayAddr(p *Policy, e *elem, key string, a netip.Addr, addrOwner map[netip.Addr]*elem) {
 	if !a.IsValid() {
 		return
 	}
@@ -229,10 +234,14 @@ func (b *builder) checkOverlayAddr(p *Policy, e *elem, key string, a netip.Addr,
 		}
 	}
 	if other, ok := addrOwner[a]; ok {
-		e.errorf(key, "address %s is already used by %s", a, other)
+		if first, later := other.at(key), e.at(key); later.line < first.line || later.line == first.line && later.col < first.col {
+			other.errorf(key, "address %s is already used by %s", a, e.label)
+		} else {
+			e.errorf(key, "address %s is already used by %s", a, other.label)
+		}
 		return
 	}
-	addrOwner[a] = e.label
+	addrOwner[a] = e
 }
 
 func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]string) {
@@ -246,7 +255,7 @@ func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]string) {
 	keyOwner[k] = e.label
 }
 
-func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]string) {
+func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem) {
 	e.checkKeys(siteKeys...)
 	s := &Site{Name: e.name(checkName)}
 	if e.has("key") {
@@ -288,13 +297,13 @@ func splitHostPort(s string) (string, uint16, error) {
 	return host, port, err
 }
 
-func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]string, groups map[string]bool) {
+func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem, groups map[string]bool) {
 	e.checkKeys(identityKeys...)
 	id := &Identity{Name: e.name(checkName)}
 	hasKey, hasAddr, hasSrc := e.has("key"), e.has("address"), e.has("source")
 	switch {
-	case hasSrc && (hasKey || hasAddr):
-		e.errorf("source", "has both source (a LAN device) and key/address (a WireGuard peer); give one or the other")
+	case hasSrc && hasKey:
+		e.errorf("source", "has both source (a LAN device) and key (a WireGuard peer); give one or the other")
 	case hasSrc:
 		s := e.str("source")
 		if s != "" {
@@ -329,7 +338,7 @@ func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, add
 		id.Key = e.key("key")
 		b.checkKeyOwner(e, id.Key, keyOwner)
 	}
-	if hasAddr && !hasSrc {
+	if hasAddr && !(hasSrc && hasKey) {
 		id.Address = e.addr("address")
 		b.checkOverlayAddr(p, e, "address", id.Address, addrOwner)
 	}
@@ -507,4 +516,52 @@ func (b *builder) checkEndpointClashes(p *Policy) {
 			byPrefix[ep.Prefix] = append(byPrefix[ep.Prefix], owner{svc, ep})
 		}
 	}
+	b.checkSiteEndpoints(p)
+}
+
+// checkSiteEndpoints reports endpoint prefixes of services at different
+// sites that overlap: a destination address must name one site, whose
+// gateway peer gets it as AllowedIPs (SiteRoutes).
+func (b *builder) checkSiteEndpoints(p *Policy) {
+	var pfxs []netip.Prefix
+	var owners []*Service
+	for _, svc := range p.services {
+		for _, ep := range svc.Endpoints {
+			pfxs = append(pfxs, ep.Prefix)
+			owners = append(owners, svc)
+		}
+	}
+	reported := map[[2]int]bool{}
+	for _, pr := range overlaps(pfxs) {
+		a, z := owners[pr[0]], owners[pr[1]]
+		if a.Site == z.Site || reported[[2]int{a.ID, z.ID}] {
+			continue
+		}
+		reported[[2]int{a.ID, z.ID}] = true
+		b.svcElems[z.ID].errorf("endpoints", "endpoint %s overlaps service %q's endpoint %s at another site (%q, here %q): a destination address must name one site", pfxs[pr[1]], a.Name, pfxs[pr[0]], a.Site, z.Site)
+	}
+}
+
+// overlaps returns every pair (i, j), i < j, of prefixes that overlap, in
+// O(n log n + pairs): sorted by address, shorter first, two CIDR prefixes
+// either nest or are disjoint, so each prefix overlaps exactly the ones on a
+// stack of those still open that contain it.
+func overlaps(pfxs []netip.Prefix) [][2]int {
+	order := make([]int, len(pfxs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return comparePrefix(pfxs[order[a]], pfxs[order[b]]) < 0 })
+	var pairs [][2]int
+	var open []int
+	for _, i := range order {
+		for len(open) > 0 && !pfxs[open[len(open)-1]].Contains(pfxs[i].Addr()) {
+			open = open[:len(open)-1]
+		}
+		for _, j := range open {
+			pairs = append(pairs, [2]int{min(i, j), max(i, j)})
+		}
+		open = append(open, i)
+	}
+	return pairs
 }
