@@ -14,15 +14,19 @@
 // homed at that site, LAN identities included, or "*"), its `to` names the
 // service (or "*"), the port is one of its `ports` (a rule without ports
 // covers every port the service offers, ICMP echo included; a rule's ports
-// that the service does not offer grant nothing there), and its `when`
-// window, if any, is open. A flow to a port the service does not offer is
+// that the service does not offer grant nothing there), its `when`
+// window, if any, is open, and its `expires`, if any, has not come. A flow to a port the service does not offer is
 // denied with no-service before any rule is looked at. A deny rule with a
 // `when` denies only inside its window. An allow rule that would match but
-// for its window gives outside-time-window when nothing else allows.
+// for its window gives outside-time-window when nothing else allows; one
+// that would match (window open) but has expired gives expired, which wins
+// over outside-time-window. An expired deny rule denies nothing.
 //
 // When several rules could decide, the one named in the Decision does not
 // depend on their order: among deny rules, those without audit come first,
-// then the smallest name; among allow rules the smallest name.
+// then the smallest name; among allow rules one that never expires, else
+// the one expiring last, then the smallest name (so Decision.Expires is
+// when the flow stops being allowed, time windows aside).
 //
 // Decide answers from tables compiled at load (see decide.go): no scan over
 // the rules, no allocation. Time windows are described at timeWindow
@@ -88,10 +92,11 @@ const (
 	ReasonNoService
 	ReasonUnknownIdentity
 	ReasonOutsideTimeWindow
+	ReasonExpired
 )
 
 // String returns the DESIGN.md spelling: "no-rule", "deny-rule", "no-service",
-// "unknown-identity", "outside-time-window", "" for ReasonNone.
+// "unknown-identity", "outside-time-window", "expired", "" for ReasonNone.
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
 		return reasonNames[r]
@@ -106,6 +111,7 @@ var reasonNames = [...]string{
 	ReasonNoService:         "no-service",
 	ReasonUnknownIdentity:   "unknown-identity",
 	ReasonOutsideTimeWindow: "outside-time-window",
+	ReasonExpired:           "expired",
 }
 
 // ParseReason is the inverse of Reason.String for the deny reasons.
@@ -128,6 +134,10 @@ type Decision struct {
 	// would be denied but the rule is in roll-out, so the gateway lets it
 	// through and logs flow.audit.
 	Audit bool
+	// Expires is when the allowing rule stops granting (for an allow), or
+	// when the rule that would have allowed stopped (reason expired); zero
+	// when the rule never expires.
+	Expires time.Time
 }
 
 // Allowed reports whether the decision lets the flow through.
@@ -272,6 +282,10 @@ type Rule struct {
 	Ports  []PortRange // empty: all of each service's ports
 	When   string      // "" when none
 	Audit  bool
+	// Expires: at or after it the rule grants (or denies) nothing; zero
+	// when it never expires. Reason is the operator's note on why.
+	Expires time.Time
+	Reason  string
 }
 
 // Policy is a loaded, validated, compiled policy. Immutable; safe for

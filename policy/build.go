@@ -15,7 +15,7 @@ var (
 	siteKeys     = []string{"name", "key", "address", "endpoint"}
 	identityKeys = []string{"name", "key", "address", "source", "site", "groups"}
 	serviceKeys  = []string{"name", "site", "endpoints", "vip", "dns", "egress", "ports"}
-	ruleKeys     = []string{"name", "action", "from", "to", "ports", "when", "audit"}
+	ruleKeys     = []string{"name", "action", "from", "to", "ports", "when", "audit", "expires", "reason"}
 	testKeys     = []string{"from", "to", "expect", "at", "reason", "rule"}
 )
 
@@ -32,6 +32,9 @@ type ruleSpec struct {
 	ports  []PortRange
 	window *timeWindow
 }
+
+// expiredAt reports whether the rule has expired at t.
+func (r *Rule) expiredAt(t time.Time) bool { return !r.Expires.IsZero() && !t.Before(r.Expires) }
 
 // testSpec is a [[test]] with its references resolved.
 type testSpec struct {

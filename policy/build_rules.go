@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Rules and tests: what they name must exist; ports, windows and
@@ -107,6 +108,17 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 			spec.window = w
 		}
 	}
+	if e.has("expires") {
+		r.Expires, _ = e.timeValue("expires")
+		if r.expiredAt(b.now) {
+			grants := "grants"
+			if r.Action == Deny {
+				grants = "denies"
+			}
+			e.warnf("expires", "expired at %s: it %s nothing now; remove it", r.Expires.Format(time.RFC3339), grants)
+		}
+	}
+	r.Reason = e.str("reason")
 	r.Audit = e.boolean("audit")
 	if r.Audit && r.Action == Allow {
 		e.errorf("audit", "audit = true is for deny rules (roll-out of a new deny)")
@@ -169,7 +181,7 @@ func (b *builder) buildTest(p *Policy, e *elem) {
 		r, ok := ParseReason(s)
 		switch {
 		case !ok:
-			e.errorf("reason", "unknown reason %q (no-rule, deny-rule, no-service, unknown-identity, outside-time-window)", s)
+			e.errorf("reason", "unknown reason %q (no-rule, deny-rule, no-service, unknown-identity, outside-time-window, expired)", s)
 		case ts.expect == Allow:
 			e.errorf("reason", "an allow has no reason; reason is for expect = \"deny\"")
 		}

@@ -28,14 +28,14 @@ func parse(name string, data []byte) (*Policy, error) {
 	if _, err := toml.Decode(text, &raw); err != nil {
 		return nil, &LoadError{Problems: []Problem{tomlProblem(name, err)}}
 	}
-	b := &builder{file: name, idx: indexFile(text), ruleNames: map[string]bool{}}
+	b := &builder{file: name, now: time.Now(), idx: indexFile(text), ruleNames: map[string]bool{}}
 	p := b.build(raw)
 	if len(b.problems) > 0 {
 		return nil, &LoadError{Problems: sortProblems(b.problems)}
 	}
 	p.file = name
 	p.hash = hex.EncodeToString(sum[:])[:16]
-	p.compile(b.ruleSpecs)
+	p.compile(b.ruleSpecs, b.now)
 	p.warnings = sortProblems(append(b.warnings, b.reachWarnings(p)...))
 	return p, nil
 }
@@ -66,6 +66,7 @@ func sortProblems(ps []Problem) []Problem {
 // builder collects problems while it turns the decoded TOML into a Policy.
 type builder struct {
 	file     string
+	now      time.Time // for warnings about expired rules and CanReach
 	idx      *fileIndex
 	problems []Problem
 	warnings []Problem
