@@ -84,9 +84,9 @@ type entry struct {
 	window  *timeWindow // nil: always
 	expires time.Time   // zero: never
 	rank    uint32      // position of the rule in name order
-	allow  bool
-	audit  bool
-	rule   *Rule
+	allow   bool
+	audit   bool
+	rule    *Rule
 }
 
 func tableKey(principal uint32, target uint32) uint64 {
