@@ -402,7 +402,8 @@ func (p *Policy) Service(name string) *Service { return p.svcByName[name] }
 func (p *Policy) IdentityByAddr(a netip.Addr) *Identity { return p.lookup.idByAddr[a.Unmap()] }
 
 // IdentityBySource maps a LAN source address at site to the LAN identity
-// whose source CIDR holds it (longest prefix wins). nil when none.
+// whose source CIDR holds it (sources at one site never overlap). nil when
+// none.
 func (p *Policy) IdentityBySource(site string, a netip.Addr) *Identity {
 	return p.lookup.identityBySource(site, a)
 }
@@ -410,7 +411,8 @@ func (p *Policy) IdentityBySource(site string, a netip.Addr) *Identity {
 // SiteRoutes returns the prefixes another gateway gives site's WireGuard
 // peer as AllowedIPs: the site's own address, the addresses of identities
 // homed there (peers and LAN), the VIPs of its services and their endpoint
-// prefixes; sorted, no duplicates. nil for an unknown site. The slice is
+// prefixes but loopback ones (the serving host's own, reached through the
+// VIP); sorted, no duplicates. nil for an unknown site. The slice is
 // shared: do not modify.
 func (p *Policy) SiteRoutes(site string) []netip.Prefix { return p.lookup.siteRoutes[site] }
 

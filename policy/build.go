@@ -68,7 +68,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !contains(topKeys, k) {
-			b.errorAt(b.idx.top[k], "unknown key %q (known: %s)", k, strings.Join(topKeys, ", "))
+			b.errorAt(b.idx.top[k], "unknown key %s (known: %s)", Quote(k), strings.Join(topKeys, ", "))
 		}
 	}
 	b.buildOverlay(p, raw)
@@ -92,6 +92,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 		b.buildService(p, e, names)
 	}
 	b.checkEndpointClashes(p)
+	b.checkLANSources(p)
 	b.allocateVIPs(p, svcElems)
 	for _, e := range b.elems(raw, "rule") {
 		b.buildRule(p, e, groups)
@@ -195,19 +196,23 @@ func (e *elem) name(check func(string) error) string {
 	return n
 }
 
-// checkName accepts letters, digits, '.', '_' and '-': names appear in
-// `from` lists, test targets and logs, where ':', '*', ',' and spaces would
-// be ambiguous.
-func checkName(n string) error {
+// CheckName reports whether n may name a site, identity, group or rule: 1
+// to 64 bytes of letters, digits, '.', '_' and '-'. Names appear in `from`
+// lists, test targets and logs, where ':', '*', ',' and spaces would be
+// ambiguous.
+func CheckName(n string) error {
+	if n == "" {
+		return fmt.Errorf("empty name")
+	}
+	if len(n) > maxNameLen {
+		return fmt.Errorf("name %s is longer than %d bytes", Quote(n), maxNameLen)
+	}
 	for i := 0; i < len(n); i++ {
 		c := n[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 		if !ok {
-			return fmt.Errorf("name %q has %q (use letters, digits, '.', '_', '-')", n, c)
+			return fmt.Errorf("name %s has %q (use letters, digits, '.', '_', '-')", Quote(n), c)
 		}
-	}
-	if n == "" {
-		return fmt.Errorf("empty name")
 	}
 	return nil
 }
@@ -260,7 +265,7 @@ func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]string) {
 
 func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem) {
 	e.checkKeys(siteKeys...)
-	s := &Site{Name: e.name(checkName)}
+	s := &Site{Name: e.name(CheckName)}
 	if e.has("key") {
 		s.Key = e.key("key")
 		b.checkKeyOwner(e, s.Key, keyOwner)
@@ -302,7 +307,7 @@ func splitHostPort(s string) (string, uint16, error) {
 
 func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem, groups map[string]bool) {
 	e.checkKeys(identityKeys...)
-	id := &Identity{Name: e.name(checkName)}
+	id := &Identity{Name: e.name(CheckName)}
 	hasKey, hasAddr, hasSrc := e.has("key"), e.has("address"), e.has("source")
 	switch {
 	case hasSrc && hasKey:
@@ -353,7 +358,7 @@ func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, add
 	}
 	seen := map[string]bool{}
 	for _, g := range e.strs("groups") {
-		if err := checkName(g); err != nil {
+		if err := CheckName(g); err != nil {
 			e.errorf("groups", "group %v", err)
 			continue
 		}
@@ -371,13 +376,6 @@ func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, add
 	if _, dup := p.idByName[id.Name]; dup {
 		e.errorf("name", "duplicate identity name %q", id.Name)
 		return
-	}
-	if id.Source.IsValid() {
-		for _, o := range p.identities {
-			if o.Source == id.Source && o.Site == id.Site {
-				e.errorf("source", "source %s at site %q is already identity %q", id.Source, id.Site, o.Name)
-			}
-		}
 	}
 	id.ID = len(p.identities)
 	b.idElems = append(b.idElems, e)
@@ -445,6 +443,9 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 		var rs []PortRange
 		for _, s := range endpoints {
 			ep, err := parseEndpoint(s)
+			if err == nil {
+				err = checkEndpointPrefix(ep.Prefix, p.overlay)
+			}
 			if err != nil {
 				e.errorf("endpoints", "%v", err)
 				continue
@@ -500,6 +501,84 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 	b.svcElems = append(b.svcElems, e)
 }
 
+// Endpoint prefixes at most this wide: a service is some hosts, not a
+// network's worth of the address space (and its prefixes are routed to its
+// site as AllowedIPs).
+const (
+	minEndpointBits4 = 16
+	minEndpointBits6 = 48
+)
+
+// checkEndpointPrefix refuses endpoints no flow could sensibly go to: wider
+// than /16 (IPv4) or /48 (IPv6); holding the unspecified, a multicast or
+// the IPv4 broadcast address; inside the overlay or service prefix (those
+// are wardgate's own addresses). Loopback is allowed: a backend on the
+// gateway host itself (and tests).
+func checkEndpointPrefix(pfx netip.Prefix, o Overlay) error {
+	a := pfx.Addr()
+	switch {
+	case a.Is4() && pfx.Bits() < minEndpointBits4, a.Is6() && pfx.Bits() < minEndpointBits6:
+		return fmt.Errorf("endpoint prefix %s is wider than /%d (IPv4) or /%d (IPv6); list the backends", pfx, minEndpointBits4, minEndpointBits6)
+	case a.IsUnspecified():
+		return fmt.Errorf("endpoint %s is the unspecified address", pfx)
+	case a.IsMulticast():
+		return fmt.Errorf("endpoint %s is a multicast address", pfx)
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return fmt.Errorf("endpoint %s is the broadcast address", pfx)
+	case o.Prefix.IsValid() && pfx.Overlaps(o.Prefix):
+		return fmt.Errorf("endpoint %s overlaps the overlay prefix %s", pfx, o.Prefix)
+	case o.ServicePrefix.IsValid() && pfx.Overlaps(o.ServicePrefix):
+		return fmt.Errorf("endpoint %s overlaps the service prefix %s (VIPs)", pfx, o.ServicePrefix)
+	}
+	return nil
+}
+
+// checkLANSources reports LAN sources that overlap another LAN source at
+// the same site (a device would be two identities) or any service endpoint
+// (an address would be both a client and a backend). Loopback endpoints are
+// each gateway's own host, so they clash with nothing elsewhere.
+func (b *builder) checkLANSources(p *Policy) {
+	var pfxs []netip.Prefix
+	var ids []*Identity
+	var svcs []*Service
+	for _, id := range p.identities {
+		if id.IsLAN() {
+			pfxs = append(pfxs, id.Source)
+			ids, svcs = append(ids, id), append(svcs, nil)
+		}
+	}
+	for _, svc := range p.services {
+		for _, ep := range svc.Endpoints {
+			if !ep.Prefix.Addr().IsLoopback() {
+				pfxs = append(pfxs, ep.Prefix)
+				ids, svcs = append(ids, nil), append(svcs, svc)
+			}
+		}
+	}
+	reported := map[[2]*Identity]bool{}
+	for _, pr := range overlaps(pfxs) {
+		i, j := pr[0], pr[1]
+		switch {
+		case ids[i] != nil && ids[j] != nil:
+			// Report on the later identity in the file.
+			first, later := ids[i], ids[j]
+			if first.ID > later.ID {
+				first, later = later, first
+			}
+			if first.Site == later.Site && !reported[[2]*Identity{first, later}] {
+				reported[[2]*Identity{first, later}] = true
+				b.idElems[later.ID].errorf("source", "source %s at site %q overlaps identity %q's source %s", later.Source, later.Site, first.Name, first.Source)
+			}
+		case ids[i] != nil || ids[j] != nil:
+			id, svc, ep := ids[i], svcs[j], pfxs[j]
+			if id == nil {
+				id, svc, ep = ids[j], svcs[i], pfxs[i]
+			}
+			b.idElems[id.ID].errorf("source", "source %s overlaps service %q's endpoint %s: an address is a client or a backend, not both", id.Source, svc.Name, ep)
+		}
+	}
+}
+
 // checkEndpointClashes reports two services that list the same backend
 // address with overlapping ports of one protocol: ServiceByDst could not
 // tell them apart.
@@ -524,14 +603,18 @@ func (b *builder) checkEndpointClashes(p *Policy) {
 
 // checkSiteEndpoints reports endpoint prefixes of services at different
 // sites that overlap: a destination address must name one site, whose
-// gateway peer gets it as AllowedIPs (SiteRoutes).
+// gateway peer gets it as AllowedIPs (SiteRoutes). Loopback endpoints are
+// the serving gateway's own host, reached through the VIP, never routed
+// between sites: several sites may use them.
 func (b *builder) checkSiteEndpoints(p *Policy) {
 	var pfxs []netip.Prefix
 	var owners []*Service
 	for _, svc := range p.services {
 		for _, ep := range svc.Endpoints {
-			pfxs = append(pfxs, ep.Prefix)
-			owners = append(owners, svc)
+			if !ep.Prefix.Addr().IsLoopback() {
+				pfxs = append(pfxs, ep.Prefix)
+				owners = append(owners, svc)
+			}
 		}
 	}
 	reported := map[[2]int]bool{}

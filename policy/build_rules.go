@@ -11,7 +11,7 @@ import (
 
 func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 	e.checkKeys(ruleKeys...)
-	r := &Rule{Name: e.name(checkName), Action: Allow}
+	r := &Rule{Name: e.name(CheckName), Action: Allow}
 	spec := &ruleSpec{rule: r, pos: e.at("")}
 	switch a := e.str("action"); a {
 	case "", "allow":
@@ -119,6 +119,10 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 		}
 	}
 	r.Reason = e.str("reason")
+	if strings.IndexFunc(r.Reason, func(c rune) bool { return c < ' ' || c == 0x7f }) >= 0 {
+		e.errorf("reason", "reason %s has a control character; write one line of text", Quote(r.Reason))
+		r.Reason = ""
+	}
 	r.Audit = e.boolean("audit")
 	if r.Audit && r.Action == Allow {
 		e.errorf("audit", "audit = true is for deny rules (roll-out of a new deny)")

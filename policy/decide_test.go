@@ -377,7 +377,7 @@ func TestLookups(t *testing.T) {
 	p, err := Parse("sem.toml", []byte(semanticsTOML+`
 [[identity]]
 name = "ct-room"
-source = "192.168.20.0/24"
+source = "192.168.20.16/28"
 site = "york"
 
 [[service]]
@@ -415,7 +415,8 @@ ports = ["443/tcp"]
 	}
 	for _, c := range []struct{ site, addr, want string }{
 		{"york", "192.168.20.13", "mri"},
-		{"york", "192.168.20.14", "ct-room"},
+		{"york", "192.168.20.17", "ct-room"},
+		{"york", "192.168.20.14", ""},
 		{"leeds", "192.168.20.13", ""},
 		{"york", "192.168.21.1", ""},
 	} {

@@ -89,7 +89,9 @@ func (p *Policy) siteRoutes() map[string][]netip.Prefix {
 			routes[svc.Site] = append(routes[svc.Site], host(svc.VIP))
 		}
 		for _, ep := range svc.Endpoints {
-			routes[svc.Site] = append(routes[svc.Site], ep.Prefix)
+			if !ep.Prefix.Addr().IsLoopback() { // the serving host's own
+				routes[svc.Site] = append(routes[svc.Site], ep.Prefix)
+			}
 		}
 	}
 	for s, list := range routes {
