@@ -146,7 +146,7 @@ func TestLoadErrors(t *testing.T) {
 				`policy.toml:26:1: service "ehr": endpoint prefix 2001:db8::/32 is wider than /16 (IPv4) or /48 (IPv6); list the backends`,
 			}},
 		{name: "overlapping LAN sources", replace: [2]string{"[[identity]]", "[[site]]\nname = \"york\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.2\"\n[[identity]]"},
-			add: "[[identity]]\nname = \"ward\"\nsource = \"192.168.20.0/24\"\nsite = \"leeds\"\n[[identity]]\nname = \"mri\"\nsource = \"192.168.20.13\"\nsite = \"leeds\"\n[[identity]]\nname = \"york-mri\"\nsource = \"192.168.20.13\"\nsite = \"york\"\n",
+			add:  "[[identity]]\nname = \"ward\"\nsource = \"192.168.20.0/24\"\nsite = \"leeds\"\n[[identity]]\nname = \"mri\"\nsource = \"192.168.20.13\"\nsite = \"leeds\"\n[[identity]]\nname = \"york-mri\"\nsource = \"192.168.20.13\"\nsite = \"york\"\n",
 			want: []string{`policy.toml:33:1: identity "mri": source 192.168.20.13/32 at site "leeds" overlaps identity "ward"'s source 192.168.20.0/24`}},
 		{name: "LAN source on an endpoint", add: "[[identity]]\nname = \"ward\"\nsource = \"10.5.0.0/24\"\nsite = \"leeds\"\n[[service]]\nname = \"ehr\"\nsite = \"leeds\"\nendpoints = [\"10.5.0.7:443\"]\n",
 			want: []string{`policy.toml:25:1: identity "ward": source 10.5.0.0/24 overlaps service "ehr"'s endpoint 10.5.0.7/32: an address is a client or a backend, not both`}},
