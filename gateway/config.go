@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -152,8 +150,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		probs = append(probs, policy.Problem{File: path, Line: line, Col: colOf(line), Msg: fmt.Sprintf(format, args...)})
 	}
 	for _, k := range md.Undecoded() {
-		bad(k.String(), "unknown key %q", k.String())
+		bad(k.String(), "unknown key %s", policy.Quote(k.String()))
 	}
+	c.checkSet(md, bad)
 	c.applyDefaults()
 	c.validate(bad)
 	if len(probs) > 0 {
@@ -200,9 +199,46 @@ func (c *Config) applyDefaults() {
 	setDur(&l.Drain, d.Drain)
 }
 
+// checkSet refuses limits and durations written as zero or negative: zero
+// would silently mean the default, and a negative one makes no sense. It
+// runs before the defaults fill in what was left out.
+func (c *Config) checkSet(md toml.MetaData, bad func(key, format string, args ...any)) {
+	l := c.Limits
+	for _, v := range []struct {
+		key string
+		n   int64
+		dur bool
+	}{
+		{"limits.flows_per_identity", int64(l.FlowsPerIdentity), false},
+		{"limits.pending_per_identity", int64(l.PendingPerIdentity), false},
+		{"limits.pending_total", int64(l.PendingTotal), false},
+		{"limits.dial_timeout", int64(l.DialTimeout), true},
+		{"limits.tcp_idle", int64(l.TCPIdle), true},
+		{"limits.udp_idle", int64(l.UDPIdle), true},
+		{"limits.dns_idle", int64(l.DNSIdle), true},
+		{"limits.drain", int64(l.Drain), true},
+		{"dns.egress_ttl_min", int64(c.DNS.EgressTTLMin), true},
+		{"dns.egress_ttl_max", int64(c.DNS.EgressTTLMax), true},
+	} {
+		if !md.IsDefined(strings.Split(v.key, ".")...) || v.n > 0 {
+			continue
+		}
+		if v.dur {
+			bad(v.key, "%s = %q must be positive (leave it out for the default)", v.key, time.Duration(v.n))
+		} else {
+			bad(v.key, "%s = %d must be positive (leave it out for the default)", v.key, v.n)
+		}
+	}
+	if r := c.DNS.RatePerIdentity; md.IsDefined("dns", "rate_per_identity") && !(r > 0 && r <= 1e9) {
+		bad("dns.rate_per_identity", "dns.rate_per_identity = %v must be a positive number of queries per second", r)
+	}
+}
+
 func (c *Config) validate(bad func(key, format string, args ...any)) {
 	if c.Site == "" {
 		bad("site", "site is required: the name of this gateway's [[site]] in the policy")
+	} else if err := policy.CheckName(c.Site); err != nil {
+		bad("site", "site: %v", err)
 	}
 	if c.Policy == "" {
 		bad("policy", "policy is required: the path of the shared policy.toml")
@@ -211,43 +247,36 @@ func (c *Config) validate(bad func(key, format string, args ...any)) {
 		bad("private_key_file", "private_key_file is required")
 	}
 	if c.Enforce != "enforce" && c.Enforce != "audit" {
-		bad("enforce", "enforce %q: want \"enforce\" or \"audit\"", c.Enforce)
+		bad("enforce", "enforce %s: want \"enforce\" or \"audit\"", policy.Quote(c.Enforce))
 	}
 	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
-		bad("listen", "listen %q: want ip:port (%v)", c.Listen, err)
+		bad("listen", "listen %s: want ip:port", policy.Quote(c.Listen))
 	}
 	for _, u := range c.DNS.Upstream {
 		_, errAP := netip.ParseAddrPort(u)
 		_, errA := netip.ParseAddr(u)
 		if errAP != nil && errA != nil {
-			bad("dns.upstream", "dns upstream %q: want ip or ip:port", u)
+			bad("dns.upstream", "dns upstream %s: want ip or ip:port", policy.Quote(u))
 		}
 	}
 	if c.Admin.Metrics != "" {
 		if _, err := netip.ParseAddrPort(c.Admin.Metrics); err != nil {
-			bad("admin.metrics", "admin metrics %q: want ip:port", c.Admin.Metrics)
+			bad("admin.metrics", "admin metrics %s: want ip:port", policy.Quote(c.Admin.Metrics))
 		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		bad("log.level", "log level %q: want debug, info, warn or error", c.Log.Level)
+		bad("log.level", "log level %s: want debug, info, warn or error", policy.Quote(c.Log.Level))
 	}
-	l := c.Limits
-	for _, v := range []struct {
-		key string
-		n   int
-	}{{"limits.flows_per_identity", l.FlowsPerIdentity}, {"limits.pending_per_identity", l.PendingPerIdentity}, {"limits.pending_total", l.PendingTotal}} {
-		if v.n < 0 {
-			bad(v.key, "%s must be positive, not %d", v.key, v.n)
-		}
-	}
-	if c.DNS.EgressTTLMin < 0 || c.DNS.EgressTTLMax < 0 || (c.DNS.EgressTTLMax != 0 && c.DNS.EgressTTLMin > c.DNS.EgressTTLMax) {
-		bad("dns.egress_ttl_min", "egress_ttl_min %v must not be negative or above egress_ttl_max %v", c.DNS.EgressTTLMin, c.DNS.EgressTTLMax)
+	if c.DNS.EgressTTLMax != 0 && c.DNS.EgressTTLMin > c.DNS.EgressTTLMax {
+		bad("dns.egress_ttl_min", "egress_ttl_min %v must not be above egress_ttl_max %v", c.DNS.EgressTTLMin, c.DNS.EgressTTLMax)
 	}
 	for i, ln := range c.Listener {
 		if ln.Service == "" {
 			bad(fmt.Sprintf("listener[%d].service", i), "listener %d: service is required", i+1)
+		} else if err := policy.CheckName(ln.Service); err != nil {
+			bad(fmt.Sprintf("listener[%d].service", i), "listener %d: service: %v", i+1, err)
 		}
 		if _, _, err := ParseListen(ln.Listen); err != nil {
 			bad(fmt.Sprintf("listener[%d].listen", i), "listener %d: %v", i+1, err)
@@ -369,9 +398,11 @@ func keyLine(data []byte, dotted string) int {
 		seen = 0 // top-level keys come before any header
 	}
 	header := 0 // the line of the table's header: where a missing key belongs
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+	// Not bufio.Scanner: it gives up at a 64 KB line, and a hostile file
+	// has those; the position of the problem must still be found.
+	for i, raw := range strings.Split(string(data), "\n") {
+		n := i + 1
+		line := strings.TrimSpace(raw)
 		if strings.HasPrefix(line, "[") {
 			cur = strings.Trim(line, "[] ")
 			if cur == table {

@@ -27,6 +27,23 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad duration", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[limits]\ndial_timeout = \"soon\"\n",
 			[]string{"gateway.toml:5", "soon"}},
 		{"syntax error", "site = \"a\npolicy = 1\n", []string{"gateway.toml:1:"}},
+		{"zero and negative limits", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[limits]\ntcp_idle = \"-1s\"\ndrain = \"0s\"\nflows_per_identity = -5\npending_total = 0\n[dns]\nrate_per_identity = -1.0\negress_ttl_min = \"-30s\"\n",
+			[]string{
+				`gateway.toml:5:1: limits.tcp_idle = "-1s" must be positive (leave it out for the default)`,
+				`gateway.toml:6:1: limits.drain = "0s" must be positive`,
+				`gateway.toml:7:1: limits.flows_per_identity = -5 must be positive`,
+				`gateway.toml:8:1: limits.pending_total = 0 must be positive`,
+				`gateway.toml:10:1: dns.rate_per_identity = -1 must be a positive number of queries per second`,
+				`gateway.toml:11:1: dns.egress_ttl_min = "-30s" must be positive`,
+			}},
+		{"egress ttl min above max", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[dns]\negress_ttl_min = \"2h\"\negress_ttl_max = \"1h\"\n",
+			[]string{`gateway.toml:5:1: egress_ttl_min 2h0m0s must not be above egress_ttl_max 1h0m0s`}},
+		{"bad names and huge values", "site = \"le eds\"\npolicy = \"p\"\nprivate_key_file = \"k\"\nlisten = \"" + strings.Repeat("9", 1<<20) + "\"\n[[listener]]\nlisten = \"127.0.0.1:104\"\nservice = \"" + strings.Repeat("s", 65) + "\"\n",
+			[]string{
+				`gateway.toml:1:1: site: name "le eds" has ' '`,
+				`gateway.toml:4:1: listen "9999999999999999999999999999999999999999"... (1048576 bytes): want ip:port`,
+				`gateway.toml:7:1: listener 1: service: name "ssssssssssssssssssssssssssssssssssssssss"... (65 bytes) is longer than 64 bytes`,
+			}},
 		{"bad listeners", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[[listener]]\nlisten = \"192.168.20.1:104\"\nservice = \"pacs\"\n[[listener]]\nlisten = \"192.168.20.1:104/sctp\"\n",
 			[]string{"gateway.toml:8:1: listener 2: listen", `protocol "sctp"`, "gateway.toml:7:1: listener 2: service is required"}},
 	} {
@@ -37,8 +54,11 @@ func TestParseConfigErrors(t *testing.T) {
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
+					t.Errorf("error %.2000q lacks %q", err, w)
 				}
+			}
+			if len(err.Error()) > 2000 {
+				t.Errorf("error of %d bytes", len(err.Error()))
 			}
 		})
 	}

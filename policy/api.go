@@ -14,15 +14,19 @@
 // homed at that site, LAN identities included, or "*"), its `to` names the
 // service (or "*"), the port is one of its `ports` (a rule without ports
 // covers every port the service offers, ICMP echo included; a rule's ports
-// that the service does not offer grant nothing there), and its `when`
-// window, if any, is open. A flow to a port the service does not offer is
+// that the service does not offer grant nothing there), its `when`
+// window, if any, is open, and its `expires`, if any, has not come. A flow to a port the service does not offer is
 // denied with no-service before any rule is looked at. A deny rule with a
 // `when` denies only inside its window. An allow rule that would match but
-// for its window gives outside-time-window when nothing else allows.
+// for its window gives outside-time-window when nothing else allows; one
+// that would match (window open) but has expired gives expired, which wins
+// over outside-time-window. An expired deny rule denies nothing.
 //
 // When several rules could decide, the one named in the Decision does not
 // depend on their order: among deny rules, those without audit come first,
-// then the smallest name; among allow rules the smallest name.
+// then the smallest name; among allow rules one that never expires, else
+// the one expiring last, then the smallest name (so Decision.Expires is
+// when the flow stops being allowed, time windows aside).
 //
 // Decide answers from tables compiled at load (see decide.go): no scan over
 // the rules, no allocation. Time windows are described at timeWindow
@@ -88,10 +92,11 @@ const (
 	ReasonNoService
 	ReasonUnknownIdentity
 	ReasonOutsideTimeWindow
+	ReasonExpired
 )
 
 // String returns the DESIGN.md spelling: "no-rule", "deny-rule", "no-service",
-// "unknown-identity", "outside-time-window", "" for ReasonNone.
+// "unknown-identity", "outside-time-window", "expired", "" for ReasonNone.
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
 		return reasonNames[r]
@@ -106,6 +111,7 @@ var reasonNames = [...]string{
 	ReasonNoService:         "no-service",
 	ReasonUnknownIdentity:   "unknown-identity",
 	ReasonOutsideTimeWindow: "outside-time-window",
+	ReasonExpired:           "expired",
 }
 
 // ParseReason is the inverse of Reason.String for the deny reasons.
@@ -128,6 +134,10 @@ type Decision struct {
 	// would be denied but the rule is in roll-out, so the gateway lets it
 	// through and logs flow.audit.
 	Audit bool
+	// Expires is when the allowing rule stops granting (for an allow), or
+	// when the rule that would have allowed stopped (reason expired); zero
+	// when the rule never expires.
+	Expires time.Time
 }
 
 // Allowed reports whether the decision lets the flow through.
@@ -177,7 +187,7 @@ type Identity struct {
 	ID      int // dense index, 0..len(Identities)-1
 	Name    string
 	Key     Key          // zero for LAN identities
-	Address netip.Addr   // overlay address; invalid for LAN identities
+	Address netip.Addr   // overlay address; a LAN identity's is fixed or derived from its name (vip.go)
 	Source  netip.Prefix // LAN source; invalid for peer identities
 	Site    string       // home site
 	Groups  []string
@@ -192,6 +202,8 @@ type Identity struct {
 }
 
 // IsLAN reports whether the identity is a LAN device named by source CIDR.
+// A LAN identity has an overlay address too: its site gateway originates the
+// device's cross-site flows from it.
 func (i *Identity) IsLAN() bool { return i.Source.IsValid() }
 
 // PortRange is an inclusive range of ports for one protocol; ICMP has Lo=Hi=0.
@@ -270,6 +282,10 @@ type Rule struct {
 	Ports  []PortRange // empty: all of each service's ports
 	When   string      // "" when none
 	Audit  bool
+	// Expires: at or after it the rule grants (or denies) nothing; zero
+	// when it never expires. Reason is the operator's note on why.
+	Expires time.Time
+	Reason  string
 }
 
 // Policy is a loaded, validated, compiled policy. Immutable; safe for
@@ -379,15 +395,26 @@ func (p *Policy) Identity(name string) *Identity { return p.idByName[name] }
 // Service returns the service called name, or nil.
 func (p *Policy) Service(name string) *Service { return p.svcByName[name] }
 
-// IdentityByAddr maps an overlay source address to its peer identity
-// (cryptokey routing makes this mapping trustworthy). nil when unknown.
+// IdentityByAddr maps an overlay source address to its identity, peer or
+// LAN (cryptokey routing makes this mapping trustworthy: a peer's address
+// comes only from its key, a LAN identity's only from its site gateway).
+// nil when unknown.
 func (p *Policy) IdentityByAddr(a netip.Addr) *Identity { return p.lookup.idByAddr[a.Unmap()] }
 
 // IdentityBySource maps a LAN source address at site to the LAN identity
-// whose source CIDR holds it (longest prefix wins). nil when none.
+// whose source CIDR holds it (sources at one site never overlap). nil when
+// none.
 func (p *Policy) IdentityBySource(site string, a netip.Addr) *Identity {
 	return p.lookup.identityBySource(site, a)
 }
+
+// SiteRoutes returns the prefixes another gateway gives site's WireGuard
+// peer as AllowedIPs: the site's own address, the addresses of identities
+// homed there (peers and LAN), the VIPs of its services and their endpoint
+// prefixes but loopback ones (the serving host's own, reached through the
+// VIP); sorted, no duplicates. nil for an unknown site. The slice is
+// shared: do not modify.
+func (p *Policy) SiteRoutes(site string) []netip.Prefix { return p.lookup.siteRoutes[site] }
 
 // SiteByAddr maps an overlay address to the site gateway that owns it.
 func (p *Policy) SiteByAddr(a netip.Addr) *Site { return p.lookup.siteByAddr[a.Unmap()] }

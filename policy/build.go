@@ -15,7 +15,7 @@ var (
 	siteKeys     = []string{"name", "key", "address", "endpoint"}
 	identityKeys = []string{"name", "key", "address", "source", "site", "groups"}
 	serviceKeys  = []string{"name", "site", "endpoints", "vip", "dns", "egress", "ports"}
-	ruleKeys     = []string{"name", "action", "from", "to", "ports", "when", "audit"}
+	ruleKeys     = []string{"name", "action", "from", "to", "ports", "when", "audit", "expires", "reason"}
 	testKeys     = []string{"from", "to", "expect", "at", "reason", "rule"}
 )
 
@@ -32,6 +32,9 @@ type ruleSpec struct {
 	ports  []PortRange
 	window *timeWindow
 }
+
+// expiredAt reports whether the rule has expired at t.
+func (r *Rule) expiredAt(t time.Time) bool { return !r.Expires.IsZero() && !t.Before(r.Expires) }
 
 // testSpec is a [[test]] with its references resolved.
 type testSpec struct {
@@ -65,12 +68,12 @@ func (b *builder) build(raw map[string]any) *Policy {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !contains(topKeys, k) {
-			b.errorAt(b.idx.top[k], "unknown key %q (known: %s)", k, strings.Join(topKeys, ", "))
+			b.errorAt(b.idx.top[k], "unknown key %s (known: %s)", Quote(k), strings.Join(topKeys, ", "))
 		}
 	}
 	b.buildOverlay(p, raw)
 	keyOwner := map[Key]string{}
-	addrOwner := map[netip.Addr]string{}
+	addrOwner := map[netip.Addr]*elem{}
 	for _, e := range b.elems(raw, "site") {
 		b.buildSite(p, e, keyOwner, addrOwner)
 	}
@@ -78,6 +81,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 	for _, e := range b.elems(raw, "identity") {
 		b.buildIdentity(p, e, keyOwner, addrOwner, groups)
 	}
+	b.allocateLANAddresses(p, addrOwner)
 	for g := range groups {
 		p.groups = append(p.groups, g)
 	}
@@ -88,6 +92,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 		b.buildService(p, e, names)
 	}
 	b.checkEndpointClashes(p)
+	b.checkLANSources(p)
 	b.allocateVIPs(p, svcElems)
 	for _, e := range b.elems(raw, "rule") {
 		b.buildRule(p, e, groups)
@@ -191,19 +196,23 @@ func (e *elem) name(check func(string) error) string {
 	return n
 }
 
-// checkName accepts letters, digits, '.', '_' and '-': names appear in
-// `from` lists, test targets and logs, where ':', '*', ',' and spaces would
-// be ambiguous.
-func checkName(n string) error {
+// CheckName reports whether n may name a site, identity, group or rule: 1
+// to 64 bytes of letters, digits, '.', '_' and '-'. Names appear in `from`
+// lists, test targets and logs, where ':', '*', ',' and spaces would be
+// ambiguous.
+func CheckName(n string) error {
+	if n == "" {
+		return fmt.Errorf("empty name")
+	}
+	if len(n) > maxNameLen {
+		return fmt.Errorf("name %s is longer than %d bytes", Quote(n), maxNameLen)
+	}
 	for i := 0; i < len(n); i++ {
 		c := n[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 		if !ok {
-			return fmt.Errorf("name %q has %q (use letters, digits, '.', '_', '-')", n, c)
+			return fmt.Errorf("name %s has %q (use letters, digits, '.', '_', '-')", Quote(n), c)
 		}
-	}
-	if n == "" {
-		return fmt.Errorf("empty name")
 	}
 	return nil
 }
@@ -216,7 +225,11 @@ func checkServiceName(n string) error {
 	return nil
 }
 
-func (b *builder) checkOverlayAddr(p *Policy, e *elem, key string, a netip.Addr, addrOwner map[netip.Addr]string) {
+// checkOverlayAddr checks a fixed overlay address of a site or identity: inside
+// the prefix, not its network address, and nobody else's. A clash is
+// reported on whichever of the two comes later in the file (sites are read
+// before identities, but the later line is the one just written).
+func (b *builder) checkOverlayAddr(p *Policy, e *elem, key string, a netip.Addr, addrOwner map[netip.Addr]*elem) {
 	if !a.IsValid() {
 		return
 	}
@@ -229,10 +242,14 @@ func (b *builder) checkOverlayAddr(p *Policy, e *elem, key string, a netip.Addr,
 		}
 	}
 	if other, ok := addrOwner[a]; ok {
-		e.errorf(key, "address %s is already used by %s", a, other)
+		if first, later := other.at(key), e.at(key); later.line < first.line || later.line == first.line && later.col < first.col {
+			other.errorf(key, "address %s is already used by %s", a, e.label)
+		} else {
+			e.errorf(key, "address %s is already used by %s", a, other.label)
+		}
 		return
 	}
-	addrOwner[a] = e.label
+	addrOwner[a] = e
 }
 
 func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]string) {
@@ -246,9 +263,9 @@ func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]string) {
 	keyOwner[k] = e.label
 }
 
-func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]string) {
+func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem) {
 	e.checkKeys(siteKeys...)
-	s := &Site{Name: e.name(checkName)}
+	s := &Site{Name: e.name(CheckName)}
 	if e.has("key") {
 		s.Key = e.key("key")
 		b.checkKeyOwner(e, s.Key, keyOwner)
@@ -288,13 +305,13 @@ func splitHostPort(s string) (string, uint16, error) {
 	return host, port, err
 }
 
-func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]string, groups map[string]bool) {
+func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem, groups map[string]bool) {
 	e.checkKeys(identityKeys...)
-	id := &Identity{Name: e.name(checkName)}
+	id := &Identity{Name: e.name(CheckName)}
 	hasKey, hasAddr, hasSrc := e.has("key"), e.has("address"), e.has("source")
 	switch {
-	case hasSrc && (hasKey || hasAddr):
-		e.errorf("source", "has both source (a LAN device) and key/address (a WireGuard peer); give one or the other")
+	case hasSrc && hasKey:
+		e.errorf("source", "has both source (a LAN device) and key (a WireGuard peer); give one or the other")
 	case hasSrc:
 		s := e.str("source")
 		if s != "" {
@@ -329,7 +346,7 @@ func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, add
 		id.Key = e.key("key")
 		b.checkKeyOwner(e, id.Key, keyOwner)
 	}
-	if hasAddr && !hasSrc {
+	if hasAddr && !(hasSrc && hasKey) {
 		id.Address = e.addr("address")
 		b.checkOverlayAddr(p, e, "address", id.Address, addrOwner)
 	}
@@ -341,7 +358,7 @@ func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, add
 	}
 	seen := map[string]bool{}
 	for _, g := range e.strs("groups") {
-		if err := checkName(g); err != nil {
+		if err := CheckName(g); err != nil {
 			e.errorf("groups", "group %v", err)
 			continue
 		}
@@ -359,13 +376,6 @@ func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, add
 	if _, dup := p.idByName[id.Name]; dup {
 		e.errorf("name", "duplicate identity name %q", id.Name)
 		return
-	}
-	if id.Source.IsValid() {
-		for _, o := range p.identities {
-			if o.Source == id.Source && o.Site == id.Site {
-				e.errorf("source", "source %s at site %q is already identity %q", id.Source, id.Site, o.Name)
-			}
-		}
 	}
 	id.ID = len(p.identities)
 	b.idElems = append(b.idElems, e)
@@ -433,6 +443,9 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 		var rs []PortRange
 		for _, s := range endpoints {
 			ep, err := parseEndpoint(s)
+			if err == nil {
+				err = checkEndpointPrefix(ep.Prefix, p.overlay)
+			}
 			if err != nil {
 				e.errorf("endpoints", "%v", err)
 				continue
@@ -488,6 +501,84 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 	b.svcElems = append(b.svcElems, e)
 }
 
+// Endpoint prefixes at most this wide: a service is some hosts, not a
+// network's worth of the address space (and its prefixes are routed to its
+// site as AllowedIPs).
+const (
+	minEndpointBits4 = 16
+	minEndpointBits6 = 48
+)
+
+// checkEndpointPrefix refuses endpoints no flow could sensibly go to: wider
+// than /16 (IPv4) or /48 (IPv6); holding the unspecified, a multicast or
+// the IPv4 broadcast address; inside the overlay or service prefix (those
+// are wardgate's own addresses). Loopback is allowed: a backend on the
+// gateway host itself (and tests).
+func checkEndpointPrefix(pfx netip.Prefix, o Overlay) error {
+	a := pfx.Addr()
+	switch {
+	case a.Is4() && pfx.Bits() < minEndpointBits4, a.Is6() && pfx.Bits() < minEndpointBits6:
+		return fmt.Errorf("endpoint prefix %s is wider than /%d (IPv4) or /%d (IPv6); list the backends", pfx, minEndpointBits4, minEndpointBits6)
+	case a.IsUnspecified():
+		return fmt.Errorf("endpoint %s is the unspecified address", pfx)
+	case a.IsMulticast():
+		return fmt.Errorf("endpoint %s is a multicast address", pfx)
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return fmt.Errorf("endpoint %s is the broadcast address", pfx)
+	case o.Prefix.IsValid() && pfx.Overlaps(o.Prefix):
+		return fmt.Errorf("endpoint %s overlaps the overlay prefix %s", pfx, o.Prefix)
+	case o.ServicePrefix.IsValid() && pfx.Overlaps(o.ServicePrefix):
+		return fmt.Errorf("endpoint %s overlaps the service prefix %s (VIPs)", pfx, o.ServicePrefix)
+	}
+	return nil
+}
+
+// checkLANSources reports LAN sources that overlap another LAN source at
+// the same site (a device would be two identities) or any service endpoint
+// (an address would be both a client and a backend). Loopback endpoints are
+// each gateway's own host, so they clash with nothing elsewhere.
+func (b *builder) checkLANSources(p *Policy) {
+	var pfxs []netip.Prefix
+	var ids []*Identity
+	var svcs []*Service
+	for _, id := range p.identities {
+		if id.IsLAN() {
+			pfxs = append(pfxs, id.Source)
+			ids, svcs = append(ids, id), append(svcs, nil)
+		}
+	}
+	for _, svc := range p.services {
+		for _, ep := range svc.Endpoints {
+			if !ep.Prefix.Addr().IsLoopback() {
+				pfxs = append(pfxs, ep.Prefix)
+				ids, svcs = append(ids, nil), append(svcs, svc)
+			}
+		}
+	}
+	reported := map[[2]*Identity]bool{}
+	for _, pr := range overlaps(pfxs) {
+		i, j := pr[0], pr[1]
+		switch {
+		case ids[i] != nil && ids[j] != nil:
+			// Report on the later identity in the file.
+			first, later := ids[i], ids[j]
+			if first.ID > later.ID {
+				first, later = later, first
+			}
+			if first.Site == later.Site && !reported[[2]*Identity{first, later}] {
+				reported[[2]*Identity{first, later}] = true
+				b.idElems[later.ID].errorf("source", "source %s at site %q overlaps identity %q's source %s", later.Source, later.Site, first.Name, first.Source)
+			}
+		case ids[i] != nil || ids[j] != nil:
+			id, svc, ep := ids[i], svcs[j], pfxs[j]
+			if id == nil {
+				id, svc, ep = ids[j], svcs[i], pfxs[i]
+			}
+			b.idElems[id.ID].errorf("source", "source %s overlaps service %q's endpoint %s: an address is a client or a backend, not both", id.Source, svc.Name, ep)
+		}
+	}
+}
+
 // checkEndpointClashes reports two services that list the same backend
 // address with overlapping ports of one protocol: ServiceByDst could not
 // tell them apart.
@@ -507,4 +598,56 @@ func (b *builder) checkEndpointClashes(p *Policy) {
 			byPrefix[ep.Prefix] = append(byPrefix[ep.Prefix], owner{svc, ep})
 		}
 	}
+	b.checkSiteEndpoints(p)
+}
+
+// checkSiteEndpoints reports endpoint prefixes of services at different
+// sites that overlap: a destination address must name one site, whose
+// gateway peer gets it as AllowedIPs (SiteRoutes). Loopback endpoints are
+// the serving gateway's own host, reached through the VIP, never routed
+// between sites: several sites may use them.
+func (b *builder) checkSiteEndpoints(p *Policy) {
+	var pfxs []netip.Prefix
+	var owners []*Service
+	for _, svc := range p.services {
+		for _, ep := range svc.Endpoints {
+			if !ep.Prefix.Addr().IsLoopback() {
+				pfxs = append(pfxs, ep.Prefix)
+				owners = append(owners, svc)
+			}
+		}
+	}
+	reported := map[[2]int]bool{}
+	for _, pr := range overlaps(pfxs) {
+		a, z := owners[pr[0]], owners[pr[1]]
+		if a.Site == z.Site || reported[[2]int{a.ID, z.ID}] {
+			continue
+		}
+		reported[[2]int{a.ID, z.ID}] = true
+		b.svcElems[z.ID].errorf("endpoints", "endpoint %s overlaps service %q's endpoint %s at another site (%q, here %q): a destination address must name one site", pfxs[pr[1]], a.Name, pfxs[pr[0]], a.Site, z.Site)
+	}
+}
+
+// overlaps returns every pair (i, j), i < j, of prefixes that overlap, in
+// O(n log n + pairs): sorted by address, shorter first, two CIDR prefixes
+// either nest or are disjoint, so each prefix overlaps exactly the ones on a
+// stack of those still open that contain it.
+func overlaps(pfxs []netip.Prefix) [][2]int {
+	order := make([]int, len(pfxs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return comparePrefix(pfxs[order[a]], pfxs[order[b]]) < 0 })
+	var pairs [][2]int
+	var open []int
+	for _, i := range order {
+		for len(open) > 0 && !pfxs[open[len(open)-1]].Contains(pfxs[i].Addr()) {
+			open = open[:len(open)-1]
+		}
+		for _, j := range open {
+			pairs = append(pairs, [2]int{min(i, j), max(i, j)})
+		}
+		open = append(open, i)
+	}
+	return pairs
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Rules and tests: what they name must exist; ports, windows and
@@ -10,7 +11,7 @@ import (
 
 func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 	e.checkKeys(ruleKeys...)
-	r := &Rule{Name: e.name(checkName), Action: Allow}
+	r := &Rule{Name: e.name(CheckName), Action: Allow}
 	spec := &ruleSpec{rule: r, pos: e.at("")}
 	switch a := e.str("action"); a {
 	case "", "allow":
@@ -107,6 +108,21 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 			spec.window = w
 		}
 	}
+	if e.has("expires") {
+		r.Expires, _ = e.timeValue("expires")
+		if r.expiredAt(b.now) {
+			grants := "grants"
+			if r.Action == Deny {
+				grants = "denies"
+			}
+			e.warnf("expires", "expired at %s: it %s nothing now; remove it", r.Expires.Format(time.RFC3339), grants)
+		}
+	}
+	r.Reason = e.str("reason")
+	if strings.IndexFunc(r.Reason, func(c rune) bool { return c < ' ' || c == 0x7f }) >= 0 {
+		e.errorf("reason", "reason %s has a control character; write one line of text", Quote(r.Reason))
+		r.Reason = ""
+	}
 	r.Audit = e.boolean("audit")
 	if r.Audit && r.Action == Allow {
 		e.errorf("audit", "audit = true is for deny rules (roll-out of a new deny)")
@@ -169,7 +185,7 @@ func (b *builder) buildTest(p *Policy, e *elem) {
 		r, ok := ParseReason(s)
 		switch {
 		case !ok:
-			e.errorf("reason", "unknown reason %q (no-rule, deny-rule, no-service, unknown-identity, outside-time-window)", s)
+			e.errorf("reason", "unknown reason %q (no-rule, deny-rule, no-service, unknown-identity, outside-time-window, expired)", s)
 		case ts.expect == Allow:
 			e.errorf("reason", "an allow has no reason; reason is for expect = \"deny\"")
 		}

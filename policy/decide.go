@@ -21,8 +21,9 @@ import (
 //
 // Rule order never matters: deny beats allow, and when several rules could
 // decide, the one reported is chosen by a fixed ranking (for deny, rules
-// without audit first, then by name; otherwise by name), so shuffling the
-// file changes no decision.
+// without audit first, then by name; for allow, the one granting longest,
+// then by name; otherwise by name), so shuffling the file changes no
+// decision. Expiry is one comparison per matching entry, like a window.
 type decideTables struct {
 	nIDs, nGroups, nSites int
 	principals            [][]uint32       // by Identity.ID, ascending (also in Identity.prins)
@@ -31,6 +32,7 @@ type decideTables struct {
 	reach                 []uint64 // CanReach bitset: identity ID * words + service ID / 64
 	words                 int
 	specs                 []*ruleSpec // for explain
+	compiledAt            time.Time   // CanReach leaves out allow rules expired by then
 
 	// Used while compiling only.
 	table   map[uint64][]entry
@@ -78,17 +80,24 @@ const anyService = 0xffffffff
 
 // entry is one rule under one (principal, target) key.
 type entry struct {
-	ports  []PortRange // nil: every port the service offers (ICMP included)
-	window *timeWindow // nil: always
-	rank   uint32      // position of the rule in name order
-	allow  bool
-	audit  bool
-	rule   *Rule
+	ports   []PortRange // nil: every port the service offers (ICMP included)
+	window  *timeWindow // nil: always
+	expires time.Time   // zero: never
+	rank    uint32      // position of the rule in name order
+	allow   bool
+	audit   bool
+	rule    *Rule
 }
 
 func tableKey(principal uint32, target uint32) uint64 {
 	return uint64(principal)<<32 | uint64(target)
 }
+
+// expiredAt reports whether the entry's rule has expired at t.
+func (e *entry) expiredAt(t time.Time) bool { return !e.expires.IsZero() && !t.Before(e.expires) }
+
+// alwaysDenies: a deny entry in force at every time (no window, no expiry).
+func (e *entry) alwaysDenies() bool { return !e.allow && e.window == nil && e.expires.IsZero() }
 
 func (e *entry) matches(port uint16, proto Proto) bool {
 	if e.ports == nil {
@@ -103,10 +112,10 @@ func (e *entry) matches(port uint16, proto Proto) bool {
 }
 
 // compile builds the lookups and the decision tables.
-func (p *Policy) compile(specs []*ruleSpec) {
+func (p *Policy) compile(specs []*ruleSpec, now time.Time) {
 	p.buildLookups()
 	d := &p.dec
-	d.specs = specs
+	d.specs, d.compiledAt = specs, now
 	d.nIDs, d.nGroups, d.nSites = len(p.identities), len(p.groups), len(p.sites)
 	groupIdx := make(map[string]int, len(p.groups))
 	for i, g := range p.groups {
@@ -148,7 +157,7 @@ func (p *Policy) compile(specs []*ruleSpec) {
 	d.hasAny = make([]bool, nPrincipals)
 	d.hasSvc = make([]bool, nPrincipals)
 	for i, s := range specs {
-		e := entry{ports: s.ports, window: s.window, rank: d.rank[i], allow: s.rule.Action == Allow, audit: s.rule.Audit, rule: s.rule}
+		e := entry{ports: s.ports, window: s.window, expires: s.rule.Expires, rank: d.rank[i], allow: s.rule.Action == Allow, audit: s.rule.Audit, rule: s.rule}
 		if len(e.ports) == 0 {
 			e.ports = nil
 		}
@@ -268,13 +277,21 @@ func (p *Policy) ownService(svc *Service) *Service {
 
 // verdictState accumulates what the matching entries say.
 type verdictState struct {
-	allow, deny, outside *entry
+	allow, deny, outside, expired *entry
 }
 
 func (v *verdictState) add(list []entry, port uint16, proto Proto, t time.Time) {
 	for i := range list {
 		e := &list[i]
 		if !e.matches(port, proto) {
+			continue
+		}
+		if e.expiredAt(t) {
+			// Grants and denies nothing; an allow that would match now
+			// explains the denial.
+			if e.allow && (e.window == nil || e.window.active(t)) && (v.expired == nil || e.rank < v.expired.rank) {
+				v.expired = e
+			}
 			continue
 		}
 		if e.window != nil && !e.window.active(t) {
@@ -288,10 +305,25 @@ func (v *verdictState) add(list []entry, port uint16, proto Proto, t time.Time) 
 			if v.deny == nil || denyBefore(e, v.deny) {
 				v.deny = e
 			}
-		case v.allow == nil || e.rank < v.allow.rank:
+		case v.allow == nil || allowBefore(e, v.allow):
 			v.allow = e
 		}
 	}
+}
+
+// allowBefore ranks allow rules: the one that grants longest reports (never
+// expiring, else the later expiry), then by name.
+func allowBefore(a, b *entry) bool {
+	if !a.expires.Equal(b.expires) {
+		switch {
+		case a.expires.IsZero():
+			return true
+		case b.expires.IsZero():
+			return false
+		}
+		return a.expires.After(b.expires)
+	}
+	return a.rank < b.rank
 }
 
 // denyBefore ranks deny rules: an enforcing rule reports before an audit
@@ -328,7 +360,9 @@ func (p *Policy) decide(id *Identity, svc *Service, port uint16, proto Proto, t 
 	case v.deny != nil:
 		return Decision{Verdict: Deny, Rule: v.deny.rule.Name, Reason: ReasonDenyRule, Audit: v.deny.audit}
 	case v.allow != nil:
-		return Decision{Verdict: Allow, Rule: v.allow.rule.Name}
+		return Decision{Verdict: Allow, Rule: v.allow.rule.Name, Expires: v.allow.expires}
+	case v.expired != nil:
+		return Decision{Verdict: Deny, Rule: v.expired.rule.Name, Reason: ReasonExpired, Expires: v.expired.expires}
 	case v.outside != nil:
 		return Decision{Verdict: Deny, Rule: v.outside.rule.Name, Reason: ReasonOutsideTimeWindow}
 	}

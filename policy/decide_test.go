@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -198,6 +199,120 @@ func TestDecideSemantics(t *testing.T) {
 	}
 }
 
+// expiryTOML adds time-limited rules to semanticsTOML.
+const expiryTOML = `
+[[rule]]
+name = "locum-dicom"
+from = ["nurse"]
+to = ["pacs"]
+ports = ["104/tcp"]
+expires = "2026-03-05T00:00:00Z"
+reason = "locum cover, ticket 4711"
+
+[[rule]]
+name = "locum-dicom-longer"
+from = ["nurse"]
+to = ["pacs"]
+ports = ["104/tcp"]
+expires = 2026-04-01T00:00:00Z
+
+[[rule]]
+name = "a-rad-ehr-temp"
+from = ["rad"]
+to = ["ehr"]
+expires = "2026-04-01T00:00:00Z"
+
+[[rule]]
+name = "print-freeze"
+action = "deny"
+from = ["nurse"]
+to = ["print"]
+expires = "2026-03-05T00:00:00Z"
+
+[[rule]]
+name = "nurse-pacs-old"
+from = ["nurse"]
+to = ["pacs"]
+ports = ["443/tcp"]
+expires = "2026-03-01T00:00:00Z"
+
+[[rule]]
+name = "nurse-ehr-old-weekends"
+from = ["nurse"]
+to = ["pacs"]
+ports = ["4000/udp"]
+when = "sat,sun"
+expires = "2026-03-01T00:00:00Z"
+`
+
+func TestDecideExpiry(t *testing.T) {
+	p, err := Parse("exp.toml", []byte(semanticsTOML+expiryTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mar5 := time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC)
+	apr1 := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	mon := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	sat := time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		from, to string
+		port     uint16
+		proto    Proto
+		at       time.Time
+		want     Decision
+	}{
+		// The rule granting longest reports, so Expires is when the flow
+		// stops being allowed.
+		{"nurse", "pacs", 104, ProtoTCP, mon, Decision{Verdict: Allow, Rule: "locum-dicom-longer", Expires: apr1}},
+		{"nurse", "pacs", 104, ProtoTCP, mar5, Decision{Verdict: Allow, Rule: "locum-dicom-longer", Expires: apr1}},
+		{"nurse", "pacs", 104, ProtoTCP, apr1.Add(-time.Nanosecond), Decision{Verdict: Allow, Rule: "locum-dicom-longer", Expires: apr1}},
+		// At expires exactly: nothing granted; the reason says why.
+		{"nurse", "pacs", 104, ProtoTCP, apr1, Decision{Reason: ReasonExpired, Rule: "locum-dicom", Expires: mar5}},
+		// A rule that never expires beats a smaller name that does.
+		{"rad", "ehr", 443, ProtoTCP, mon, Decision{Verdict: Allow, Rule: "clinical-ehr"}},
+		// An expiring deny denies until it expires.
+		{"nurse", "print", 9100, ProtoTCP, mon, Decision{Reason: ReasonDenyRule, Rule: "print-freeze"}},
+		{"nurse", "print", 9100, ProtoTCP, mar5, Decision{Verdict: Allow, Rule: "york-print"}},
+		// Expired beats outside-time-window: that rule would have allowed now.
+		{"nurse", "pacs", 443, ProtoTCP, mon, Decision{Reason: ReasonExpired, Rule: "nurse-pacs-old", Expires: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}},
+		{"nurse", "pacs", 443, ProtoTCP, time.Date(2026, 3, 7, 2, 0, 0, 0, time.UTC), Decision{Verdict: Allow, Rule: "nurse-pacs-nights"}},
+		// An expired rule outside its window would not have allowed anyway.
+		{"nurse", "pacs", 4000, ProtoUDP, mon, Decision{Reason: ReasonNoRule}},
+		{"nurse", "pacs", 4000, ProtoUDP, sat, Decision{Reason: ReasonExpired, Rule: "nurse-ehr-old-weekends", Expires: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}},
+	}
+	for _, tt := range tests {
+		got := p.Decide(p.Identity(tt.from), p.Service(tt.to), tt.port, tt.proto, tt.at)
+		if got.Verdict != tt.want.Verdict || got.Rule != tt.want.Rule || got.Reason != tt.want.Reason || !got.Expires.Equal(tt.want.Expires) {
+			t.Errorf("%s -> %s %d/%s at %s: got %+v, want %+v", tt.from, tt.to, tt.port, tt.proto, tt.at, got, tt.want)
+		}
+	}
+	if r := p.ruleByName("locum-dicom"); r.Reason != "locum cover, ticket 4711" {
+		t.Errorf("rule reason %q", r.Reason)
+	}
+	_, text := p.Explain(p.Identity("nurse"), p.Service("pacs"), 104, ProtoTCP, mon)
+	if want := `allow: rule "locum-dicom-longer" lets nurse reach pacs on 104/tcp, allowed until 2026-04-01T00:00:00Z`; text != want {
+		t.Errorf("explain allow:\n%s\nwant\n%s", text, want)
+	}
+	_, text = p.Explain(p.Identity("nurse"), p.Service("pacs"), 104, ProtoTCP, apr1)
+	if want := `deny: rule "locum-dicom" let nurse reach pacs on 104/tcp until 2026-03-05T00:00:00Z; it has expired (reason: locum cover, ticket 4711)`; text != want {
+		t.Errorf("explain expired:\n%s\nwant\n%s", text, want)
+	}
+	// Every rule here expired before the wall clock of this test: check
+	// warns about each, and CanReach leaves out expired allows.
+	var warned []string
+	for _, w := range p.Warnings() {
+		if strings.Contains(w.Msg, "expired at") {
+			warned = append(warned, w.Error())
+		}
+	}
+	if len(warned) != 6 || !strings.Contains(warned[0], `exp.toml:130:1: rule "locum-dicom": expired at 2026-03-05T00:00:00Z: it grants nothing now; remove it`) {
+		t.Errorf("expiry warnings:\n%s", strings.Join(warned, "\n"))
+	}
+	if p.CanReach(p.Identity("nurse"), p.Service("pacs")) != true { // nurse-pacs-nights
+		t.Error("CanReach lost a live rule")
+	}
+}
+
 // TestDecideAcrossReload: identities and services of an older policy are
 // matched by name in a newer one.
 func TestDecideAcrossReload(t *testing.T) {
@@ -262,7 +377,7 @@ func TestLookups(t *testing.T) {
 	p, err := Parse("sem.toml", []byte(semanticsTOML+`
 [[identity]]
 name = "ct-room"
-source = "192.168.20.0/24"
+source = "192.168.20.16/28"
 site = "york"
 
 [[service]]
@@ -300,7 +415,8 @@ ports = ["443/tcp"]
 	}
 	for _, c := range []struct{ site, addr, want string }{
 		{"york", "192.168.20.13", "mri"},
-		{"york", "192.168.20.14", "ct-room"},
+		{"york", "192.168.20.17", "ct-room"},
+		{"york", "192.168.20.14", ""},
 		{"leeds", "192.168.20.13", ""},
 		{"york", "192.168.21.1", ""},
 	} {

@@ -41,7 +41,13 @@ func (p *Policy) explain(d Decision, id *Identity, svc *Service, port uint16, pr
 	r := p.ruleByName(d.Rule)
 	switch d.Reason {
 	case ReasonNone:
-		return fmt.Sprintf("allow: rule %q lets %s reach %s on %s%s", d.Rule, p.matchingFrom(r, id), svc.Name, flow, windowNote(r))
+		s := fmt.Sprintf("allow: rule %q lets %s reach %s on %s%s", d.Rule, p.matchingFrom(r, id), svc.Name, flow, windowNote(r))
+		if !d.Expires.IsZero() {
+			s += fmt.Sprintf(", allowed until %s%s", d.Expires.Format(time.RFC3339), reasonNote(r))
+		}
+		return s
+	case ReasonExpired:
+		return fmt.Sprintf("deny: rule %q let %s reach %s on %s until %s; it has expired%s", d.Rule, p.matchingFrom(r, id), svc.Name, flow, d.Expires.Format(time.RFC3339), reasonNote(r))
 	case ReasonDenyRule:
 		s := fmt.Sprintf("deny: rule %q denies %s reaching %s on %s%s", d.Rule, p.matchingFrom(r, id), svc.Name, flow, windowNote(r))
 		if d.Audit {
@@ -71,6 +77,13 @@ func windowNote(r *Rule) string {
 		return ""
 	}
 	return " (" + r.When + ")"
+}
+
+func reasonNote(r *Rule) string {
+	if r == nil || r.Reason == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (reason: %s)", r.Reason)
 }
 
 func describeIdentity(id *Identity) string {

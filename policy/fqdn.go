@@ -45,7 +45,7 @@ func checkDNSName(s string) error {
 		return fmt.Errorf("empty DNS name")
 	}
 	if len(s) > 253 {
-		return fmt.Errorf("DNS name %q is longer than 253 characters", s)
+		return fmt.Errorf("DNS name %s is longer than 253 characters", Quote(s))
 	}
 	for _, l := range strings.Split(s, ".") {
 		if err := checkLabel(l); err != nil {
@@ -60,7 +60,7 @@ func checkLabel(l string) error {
 		return fmt.Errorf("empty label")
 	}
 	if len(l) > 63 {
-		return fmt.Errorf("label %q is longer than 63 characters", l)
+		return fmt.Errorf("label %s is longer than 63 characters", Quote(l))
 	}
 	for i := 0; i < len(l); i++ {
 		c := l[i]

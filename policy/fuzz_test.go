@@ -67,7 +67,7 @@ func TestBrokenFiles(t *testing.T) {
 			`testdata/refs.toml:28:1: rule "radiology-reads-pacs": time window "mon-fri 07:00-20:00 Europe/Lundon": unknown time zone "Europe/Lundon"`,
 		}},
 		{"testdata/inline.toml", []string{
-			`testdata/inline.toml:8:1: rule "r": unknown key "bogus" (known: name, action, from, to, ports, when, audit)`,
+			`testdata/inline.toml:8:1: rule "r": unknown key "bogus" (known: name, action, from, to, ports, when, audit, expires, reason)`,
 		}},
 	}
 	for _, tt := range tests {

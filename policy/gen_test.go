@@ -20,6 +20,7 @@ func testKey(n int) string {
 type genSpec struct {
 	sites, identities, lan, groups, services, egress, rules int
 	windows                                                 bool // some rules get time windows
+	expiry                                                  bool // some rules expire
 	denies                                                  bool // some rules deny
 }
 
@@ -50,6 +51,16 @@ var genWindows = []string{
 	"22:00-06:00",
 	"tue-thu 09:00-17:30 America/New_York",
 	"fri-mon 00:00-12:00 Asia/Kolkata",
+}
+
+// genExpiries fall before, inside and after the probe times of
+// random_test.go (one exactly on a probe), and one far ahead.
+var genExpiries = []string{
+	"2026-03-20T00:00:00Z",
+	"2026-03-27T00:00:00Z",
+	"2026-03-28T02:00:00Z",
+	"2026-03-29T12:00:00+01:00",
+	"2099-01-01T00:00:00Z",
 }
 
 // genPolicy generates a realistic policy: identities in a few groups at
@@ -170,6 +181,9 @@ func genPolicy(rng *rand.Rand, s genSpec) genItems {
 		}
 		if s.windows && rng.IntN(5) == 0 {
 			fmt.Fprintf(&b, "when = %q\n", genWindows[rng.IntN(len(genWindows))])
+		}
+		if s.expiry && rng.IntN(4) == 0 {
+			fmt.Fprintf(&b, "expires = %q\n", genExpiries[rng.IntN(len(genExpiries))])
 		}
 		if deny && rng.IntN(3) == 0 {
 			b.WriteString("audit = true\n")

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 )
@@ -15,6 +17,31 @@ import (
 // maxFileSize bounds what the loader accepts; a policy is kilobytes to a few
 // megabytes.
 const maxFileSize = 64 << 20
+
+// Bounds on what one value may hold, so that no message, log line or table
+// grows with a hostile file: every string value (and every key) is at most
+// maxValueLen bytes, every name (site, identity, group, rule) at most
+// maxNameLen. DNS names keep their RFC 1035 limits (63-byte labels,
+// 253-byte names). A message quotes at most quoteLen bytes of a value.
+const (
+	maxValueLen = 256
+	maxNameLen  = 64
+	quoteLen    = 40
+	maxMsgLen   = 1024
+)
+
+// Quote formats s for a message like %q, but cut to its first 40 bytes
+// with the full length said, so that a huge value gives a short message.
+func Quote(s string) string {
+	if len(s) <= quoteLen {
+		return strconv.Quote(s)
+	}
+	cut := quoteLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:cut], len(s))
+}
 
 // parse is Parse: decode, index positions, build and validate, compile.
 func parse(name string, data []byte) (*Policy, error) {
@@ -28,14 +55,14 @@ func parse(name string, data []byte) (*Policy, error) {
 	if _, err := toml.Decode(text, &raw); err != nil {
 		return nil, &LoadError{Problems: []Problem{tomlProblem(name, err)}}
 	}
-	b := &builder{file: name, idx: indexFile(text), ruleNames: map[string]bool{}}
+	b := &builder{file: name, now: time.Now(), idx: indexFile(text), ruleNames: map[string]bool{}}
 	p := b.build(raw)
 	if len(b.problems) > 0 {
 		return nil, &LoadError{Problems: sortProblems(b.problems)}
 	}
 	p.file = name
 	p.hash = hex.EncodeToString(sum[:])[:16]
-	p.compile(b.ruleSpecs)
+	p.compile(b.ruleSpecs, b.now)
 	p.warnings = sortProblems(append(b.warnings, b.reachWarnings(p)...))
 	return p, nil
 }
@@ -45,8 +72,11 @@ func tomlProblem(file string, err error) Problem {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		msg := pe.Message
+		if len(msg) > maxMsgLen {
+			msg = msg[:maxMsgLen] + "..."
+		}
 		if pe.LastKey != "" {
-			msg = fmt.Sprintf("%s (after key %q)", msg, pe.LastKey)
+			msg = fmt.Sprintf("%s (after key %s)", msg, Quote(pe.LastKey))
 		}
 		return Problem{File: file, Line: pe.Position.Line, Col: pe.Position.Col, Msg: "syntax error: " + msg}
 	}
@@ -66,6 +96,7 @@ func sortProblems(ps []Problem) []Problem {
 // builder collects problems while it turns the decoded TOML into a Policy.
 type builder struct {
 	file     string
+	now      time.Time // for warnings about expired rules and CanReach
 	idx      *fileIndex
 	problems []Problem
 	warnings []Problem
@@ -78,11 +109,20 @@ type builder struct {
 }
 
 func (b *builder) errorAt(p pos, format string, args ...any) {
-	b.problems = append(b.problems, Problem{File: b.file, Line: p.line, Col: p.col, Msg: fmt.Sprintf(format, args...)})
+	b.problems = append(b.problems, Problem{File: b.file, Line: p.line, Col: p.col, Msg: capMsg(fmt.Sprintf(format, args...))})
 }
 
 func (b *builder) warnAt(p pos, format string, args ...any) {
-	b.warnings = append(b.warnings, Problem{File: b.file, Line: p.line, Col: p.col, Msg: fmt.Sprintf(format, args...)})
+	b.warnings = append(b.warnings, Problem{File: b.file, Line: p.line, Col: p.col, Msg: capMsg(fmt.Sprintf(format, args...))})
+}
+
+// capMsg is the last guard on message size; values are already bounded
+// and quoted short, so it should never cut.
+func capMsg(s string) string {
+	if len(s) > maxMsgLen {
+		return s[:maxMsgLen] + "..."
+	}
+	return s
 }
 
 // elem is one table of the file ([overlay] or an element of [[rule]] ...)
@@ -122,7 +162,7 @@ func (b *builder) elems(raw map[string]any, kind string) []*elem {
 		e := &elem{b: b, kind: kind, index: i, m: m, pos: b.idx.elem(kind, i)}
 		e.label = fmt.Sprintf("%s %d", kind, i+1)
 		if n, ok := m["name"].(string); ok && n != "" {
-			e.label = fmt.Sprintf("%s %q", kind, n)
+			e.label = kind + " " + Quote(n)
 		}
 		out[i] = e
 	}
@@ -159,7 +199,7 @@ func (e *elem) checkKeys(allowed ...string) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !contains(allowed, k) {
-			e.errorf(k, "unknown key %q (known: %s)", k, strings.Join(allowed, ", "))
+			e.errorf(k, "unknown key %s (known: %s)", Quote(k), strings.Join(allowed, ", "))
 		}
 	}
 }
@@ -174,7 +214,19 @@ func (e *elem) str(key string) string {
 	if !ok {
 		e.errorf(key, "%s must be a string, not %s", key, tomlType(v))
 	}
+	if !e.bounded(key, s) {
+		return ""
+	}
 	return s
+}
+
+// bounded reports a value longer than maxValueLen.
+func (e *elem) bounded(key, s string) bool {
+	if len(s) > maxValueLen {
+		e.errorf(key, "%s %s is longer than the %d bytes accepted", key, Quote(s), maxValueLen)
+		return false
+	}
+	return true
 }
 
 // required is str that reports a missing or empty value.
@@ -184,10 +236,8 @@ func (e *elem) required(key string) string {
 		return ""
 	}
 	s := e.str(key)
-	if s == "" {
-		if _, ok := e.m[key].(string); ok {
-			e.errorf(key, "%s is empty", key)
-		}
+	if v, ok := e.m[key].(string); ok && v == "" {
+		e.errorf(key, "%s is empty", key)
 	}
 	return s
 }
@@ -209,6 +259,9 @@ func (e *elem) strs(key string) []string {
 		if !ok {
 			e.errorf(key, "%s must be an array of strings; it holds %s", key, tomlType(x))
 			return nil
+		}
+		if !e.bounded(key, s) {
+			continue
 		}
 		out = append(out, s)
 	}
@@ -239,7 +292,7 @@ func (e *elem) timeValue(key string) (time.Time, bool) {
 	case string:
 		t, err := time.Parse(time.RFC3339, x)
 		if err != nil {
-			e.errorf(key, "%s %q is not an RFC 3339 time such as 2026-03-02T09:30:00Z", key, x)
+			e.errorf(key, "%s %s is not an RFC 3339 time such as 2026-03-02T09:30:00Z", key, Quote(x))
 			return time.Time{}, false
 		}
 		return t, true

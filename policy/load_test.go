@@ -3,10 +3,13 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // baseTOML is a small valid policy of 22 lines; cases append from line 23.
@@ -66,7 +69,7 @@ func TestLoadErrors(t *testing.T) {
 				`policy.toml:26:1: rule "r": unknown service "ehr"`,
 			}},
 		{name: "unknown key in rule", add: "[[rule]]\nname = \"r\"\nfrom = [\"*\"]\nto = [\"*\"]\n  prots = [\"443/tcp\"]\n",
-			want: []string{`policy.toml:27:3: rule "r": unknown key "prots" (known: name, action, from, to, ports, when, audit)`}},
+			want: []string{`policy.toml:27:3: rule "r": unknown key "prots" (known: name, action, from, to, ports, when, audit, expires, reason)`}},
 		{name: "unknown top-level key", replace: [2]string{"[overlay]", "version = 2\n[overlay]"},
 			want: []string{`policy.toml:1:1: unknown key "version" (known: overlay, site, identity, service, rule, test)`}},
 		{name: "key after a table belongs to it", add: "version = 2\n",
@@ -105,7 +108,7 @@ func TestLoadErrors(t *testing.T) {
 				`policy.toml:30:1: identity "carol": key is not a WireGuard key (32 bytes, base64): "AAAA"`,
 			}},
 		{name: "key and source", add: "[[identity]]\nname = \"mri\"\nkey = \"" + k3 + "\"\nsource = \"192.168.20.13/32\"\nsite = \"leeds\"\n",
-			want: []string{`policy.toml:26:1: identity "mri": has both source (a LAN device) and key/address (a WireGuard peer); give one or the other`}},
+			want: []string{`policy.toml:26:1: identity "mri": has both source (a LAN device) and key (a WireGuard peer); give one or the other`}},
 		{name: "neither key nor source", add: "[[identity]]\nname = \"mri\"\nsite = \"leeds\"\n",
 			want: []string{`policy.toml:23:1: identity "mri": needs key and address (a WireGuard peer) or source (a LAN device)`}},
 		{name: "key without address", add: "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\nsite = \"leeds\"\n",
@@ -116,7 +119,44 @@ func TestLoadErrors(t *testing.T) {
 				`policy.toml:29:1: identity "ct": source 100.80.9.0/24 overlaps the overlay prefix 100.80.0.0/16; LAN sources are site LAN addresses`,
 			}},
 		{name: "same source twice", add: "[[identity]]\nname = \"mri\"\nsource = \"192.168.20.13\"\nsite = \"leeds\"\n[[identity]]\nname = \"ct\"\nsource = \"192.168.20.13/32\"\nsite = \"leeds\"\n",
-			want: []string{`policy.toml:29:1: identity "ct": source 192.168.20.13/32 at site "leeds" is already identity "mri"`}},
+			want: []string{`policy.toml:29:1: identity "ct": source 192.168.20.13/32 at site "leeds" overlaps identity "mri"'s source 192.168.20.13/32`}},
+		{name: "LAN address outside prefix and taken", add: "[[identity]]\nname = \"mri\"\nsource = \"192.168.20.13\"\naddress = \"10.0.0.1\"\nsite = \"leeds\"\n[[identity]]\nname = \"ct\"\nsource = \"192.168.20.14\"\naddress = \"100.80.1.10\"\nsite = \"leeds\"\n",
+			want: []string{
+				`policy.toml:26:1: identity "mri": address 10.0.0.1 is outside the overlay prefix 100.80.0.0/16`,
+				`policy.toml:31:1: identity "ct": address 100.80.1.10 is already used by identity "alice"`,
+			}},
+		{name: "duplicate address points at the later line", replace: [2]string{"[[site]]", "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.1.10\"\nsite = \"leeds\"\n[[site]]"},
+			want: []string{`policy.toml:19:1: identity "alice": address 100.80.1.10 is already used by identity "bob"`}},
+		{name: "site address after an identity's", replace: [2]string{"[[site]]", "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.1\"\nsite = \"leeds\"\n[[site]]"},
+			want: []string{`policy.toml:14:1: site "leeds": address 100.80.0.1 is already used by identity "bob"`}},
+		{name: "endpoints of two sites overlap", replace: [2]string{"[[identity]]", "[[site]]\nname = \"york\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.2\"\n[[identity]]"},
+			add: "[[service]]\nname = \"ehr\"\nsite = \"york\"\nendpoints = [\"10.1.0.0/24:80\", \"127.0.0.10:8080\"]\n[[service]]\nname = \"lab\"\nsite = \"leeds\"\nendpoints = [\"10.1.0.0/28:81\"]\n",
+			want: []string{
+				`policy.toml:34:1: service "lab": endpoint 10.1.0.0/28 overlaps service "ehr"'s endpoint 10.1.0.0/24 at another site ("york", here "leeds"): a destination address must name one site`,
+			}},
+		{name: "bad endpoints", add: "[[service]]\nname = \"ehr\"\nsite = \"leeds\"\nendpoints = [\"0.0.0.0/0:443\", \"10.0.0.0/8:443\", \"[::]:443\", \"224.0.0.1:443\", \"255.255.255.255:80\", \"100.80.0.5:443\", \"100.81.0.0/24:443\", \"[2001:db8::/32]:443\", \"[2001:db8::/48]:443\", \"127.0.0.1:8443\"]\n",
+			want: []string{
+				`policy.toml:26:1: service "ehr": endpoint prefix 0.0.0.0/0 is wider than /16 (IPv4) or /48 (IPv6); list the backends`,
+				`policy.toml:26:1: service "ehr": endpoint prefix 10.0.0.0/8 is wider than /16 (IPv4) or /48 (IPv6); list the backends`,
+				`policy.toml:26:1: service "ehr": endpoint ::/128 is the unspecified address`,
+				`policy.toml:26:1: service "ehr": endpoint 224.0.0.1/32 is a multicast address`,
+				`policy.toml:26:1: service "ehr": endpoint 255.255.255.255/32 is the broadcast address`,
+				`policy.toml:26:1: service "ehr": endpoint 100.80.0.5/32 overlaps the overlay prefix 100.80.0.0/16`,
+				`policy.toml:26:1: service "ehr": endpoint 100.81.0.0/24 overlaps the service prefix 100.81.0.0/16 (VIPs)`,
+				`policy.toml:26:1: service "ehr": endpoint prefix 2001:db8::/32 is wider than /16 (IPv4) or /48 (IPv6); list the backends`,
+			}},
+		{name: "overlapping LAN sources", replace: [2]string{"[[identity]]", "[[site]]\nname = \"york\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.2\"\n[[identity]]"},
+			add:  "[[identity]]\nname = \"ward\"\nsource = \"192.168.20.0/24\"\nsite = \"leeds\"\n[[identity]]\nname = \"mri\"\nsource = \"192.168.20.13\"\nsite = \"leeds\"\n[[identity]]\nname = \"york-mri\"\nsource = \"192.168.20.13\"\nsite = \"york\"\n",
+			want: []string{`policy.toml:33:1: identity "mri": source 192.168.20.13/32 at site "leeds" overlaps identity "ward"'s source 192.168.20.0/24`}},
+		{name: "LAN source on an endpoint", add: "[[identity]]\nname = \"ward\"\nsource = \"10.5.0.0/24\"\nsite = \"leeds\"\n[[service]]\nname = \"ehr\"\nsite = \"leeds\"\nendpoints = [\"10.5.0.7:443\"]\n",
+			want: []string{`policy.toml:25:1: identity "ward": source 10.5.0.0/24 overlaps service "ehr"'s endpoint 10.5.0.7/32: an address is a client or a backend, not both`}},
+		{name: "long and odd values", add: "[[rule]]\nname = \"" + strings.Repeat("r", 65) + "\"\nfrom = [\"" + strings.Repeat("x", 300) + "\"]\nto = [\"pacs\"]\nreason = \"two\\nlines\"\n" + strings.Repeat("k", 100) + " = 1\n",
+			want: []string{
+				`policy.toml:24:1: rule "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"... (65 bytes): name "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"... (65 bytes) is longer than 64 bytes`,
+				`policy.toml:25:1: rule "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"... (65 bytes): from "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"... (300 bytes) is longer than the 256 bytes accepted`,
+				`policy.toml:27:1: rule "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"... (65 bytes): reason "two\nlines" has a control character; write one line of text`,
+				`policy.toml:28:1: rule "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"... (65 bytes): unknown key "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"... (100 bytes) (known: name, action, from, to, ports, when, audit, expires, reason)`,
+			}},
 		{name: "unknown identity site", add: "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.1.11\"\nsite = \"york\"\n",
 			want: []string{`policy.toml:27:1: identity "bob": unknown site "york"`}},
 		{name: "vip outside", add: "[[service]]\nname = \"ehr\"\nsite = \"leeds\"\nvip = \"100.82.0.1\"\nendpoints = [\"127.0.0.11:443\"]\n",
@@ -177,7 +217,7 @@ func TestLoadErrors(t *testing.T) {
 				`policy.toml:30:1: test 1 (bob -> ehr:443): unknown service "ehr"`,
 				`policy.toml:31:1: test 1 (bob -> ehr:443): expect "maybe" must be "allow" or "deny"`,
 				`policy.toml:34:1: test 2 (alice -> pacs:99999): port 99999 out of range 1-65535 in "99999" (want SERVICE, SERVICE:PORT[/PROTO] or SERVICE:icmp)`,
-				`policy.toml:36:1: test 2 (alice -> pacs:99999): unknown reason "nope" (no-rule, deny-rule, no-service, unknown-identity, outside-time-window)`,
+				`policy.toml:36:1: test 2 (alice -> pacs:99999): unknown reason "nope" (no-rule, deny-rule, no-service, unknown-identity, outside-time-window, expired)`,
 				`policy.toml:37:1: test 2 (alice -> pacs:99999): at "yesterday" is not an RFC 3339 time such as 2026-03-02T09:30:00Z`,
 			}},
 		{name: "egress with endpoints and vip", add: "[[service]]\nname = \"web\"\negress = [\"*.nhs.uk\"]\nports = [\"443/tcp\", \"icmp\"]\nendpoints = [\"127.0.0.12:443\"]\nvip = \"100.81.0.9\"\n",
@@ -309,5 +349,61 @@ to = ["ehr"]
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// heapAfter runs f and returns how much the live heap grew (after a GC)
+// and how long f took.
+func heapAfter(f func()) (grew int64, took time.Duration) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	f()
+	took = time.Since(start)
+	runtime.ReadMemStats(&after) // no GC: what f left, garbage included
+	return int64(after.HeapAlloc) - int64(before.HeapAlloc), took
+}
+
+// TestLoadBounded: what `check` does (load, compile, run the tests) on a
+// 50,000-rule policy, and on a file with a 10 MB string, stays within
+// generous bounds of memory, and the error for the huge value is short.
+func TestLoadBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large inputs")
+	}
+	rng := rand.New(rand.NewPCG(50000, 1))
+	spec := genSpec{sites: 10, identities: 5000, lan: 50, groups: 100, services: 500, egress: 10, rules: 50000, windows: true, expiry: true, denies: true}
+	text := []byte(genPolicy(rng, spec).text())
+	var p *Policy
+	var err error
+	grew, took := heapAfter(func() {
+		p, err = Parse("big.toml", text)
+		if err == nil {
+			p.RunTests()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("50,000 rules (%d KB): loaded in %v, heap grew %d MB", len(text)>>10, took, grew>>20)
+	if grew > 1<<30 {
+		t.Errorf("loading 50,000 rules grew the heap by %d MB", grew>>20)
+	}
+
+	for _, tc := range []struct{ name, text string }{
+		{"rule name", baseTOML + "[[rule]]\nname = \"" + strings.Repeat("r", 10<<20) + "\"\nfrom = [\"*\"]\nto = [\"*\"]\n"},
+		{"key", baseTOML + "[[rule]]\n" + strings.Repeat("k", 10<<20) + " = 1\n"},
+		{"endpoint", baseTOML + "[[service]]\nname = \"x\"\nsite = \"leeds\"\nendpoints = [\"" + strings.Repeat("1", 10<<20) + "\"]\n"},
+	} {
+		var err error
+		grew, took := heapAfter(func() { _, err = Parse("huge.toml", []byte(tc.text)) })
+		t.Logf("10 MB %s: refused in %v, heap grew %d MB: %v", tc.name, took, grew>>20, err)
+		if err == nil || len(err.Error()) > 400 {
+			t.Errorf("10 MB %s: error of %d bytes", tc.name, len(fmt.Sprint(err)))
+		}
+		if grew > 512<<20 {
+			t.Errorf("10 MB %s grew the heap by %d MB", tc.name, grew>>20)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 )
 
@@ -15,6 +16,7 @@ type lookupTables struct {
 	byCIDR     []svcEndpoint                // CIDR endpoints, longest prefix first
 	byName     map[string]*Service          // NAME.DOMAIN and dns names
 	egress     []*Service                   // services with egress patterns
+	siteRoutes map[string][]netip.Prefix    // see Policy.SiteRoutes
 }
 
 type svcEndpoint struct {
@@ -36,9 +38,8 @@ func (p *Policy) buildLookups() {
 	for _, id := range p.identities {
 		if id.IsLAN() {
 			l.lanBySite[id.Site] = append(l.lanBySite[id.Site], id)
-		} else {
-			l.idByAddr[id.Address] = id
 		}
+		l.idByAddr[id.Address] = id
 	}
 	for _, list := range l.lanBySite {
 		sort.SliceStable(list, func(i, j int) bool { return list[i].Source.Bits() > list[j].Source.Bits() })
@@ -66,6 +67,46 @@ func (p *Policy) buildLookups() {
 		}
 	}
 	sort.SliceStable(l.byCIDR, func(i, j int) bool { return l.byCIDR[i].ep.Prefix.Bits() > l.byCIDR[j].ep.Prefix.Bits() })
+	l.siteRoutes = p.siteRoutes()
+}
+
+func (p *Policy) siteRoutes() map[string][]netip.Prefix {
+	routes := make(map[string][]netip.Prefix, len(p.sites))
+	host := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+	for _, s := range p.sites {
+		routes[s.Name] = append(routes[s.Name], host(s.Address))
+	}
+	for _, id := range p.identities {
+		if _, ok := routes[id.Site]; ok {
+			routes[id.Site] = append(routes[id.Site], host(id.Address))
+		}
+	}
+	for _, svc := range p.services {
+		if _, ok := routes[svc.Site]; !ok {
+			continue
+		}
+		if svc.VIP.IsValid() {
+			routes[svc.Site] = append(routes[svc.Site], host(svc.VIP))
+		}
+		for _, ep := range svc.Endpoints {
+			if !ep.Prefix.Addr().IsLoopback() { // the serving host's own
+				routes[svc.Site] = append(routes[svc.Site], ep.Prefix)
+			}
+		}
+	}
+	for s, list := range routes {
+		slices.SortFunc(list, comparePrefix)
+		routes[s] = slices.Clip(slices.Compact(list))
+	}
+	return routes
+}
+
+// comparePrefix orders by address, then shorter prefix first.
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 func (l *lookupTables) identityBySource(site string, a netip.Addr) *Identity {

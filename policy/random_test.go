@@ -23,7 +23,7 @@ func naiveDecide(p *Policy, id *Identity, svc *Service, port uint16, proto Proto
 	if !svc.Offers(port, proto) {
 		return Decision{Reason: ReasonNoService}
 	}
-	var allows, denies, outside []*Rule
+	var allows, denies, outside, expired []*Rule
 	for _, r := range p.Rules() {
 		if !naiveFrom(r, id) || !naiveTo(r, svc) {
 			continue
@@ -37,17 +37,25 @@ func naiveDecide(p *Policy, id *Identity, svc *Service, port uint16, proto Proto
 				continue
 			}
 		}
+		open := true
 		if r.When != "" {
 			w, err := parseTimeWindow(r.When)
 			if err != nil {
 				panic(err)
 			}
-			if !w.active(t) {
-				if r.Action == Allow {
-					outside = append(outside, r)
-				}
-				continue
+			open = w.active(t)
+		}
+		if !r.Expires.IsZero() && !t.Before(r.Expires) {
+			if r.Action == Allow && open {
+				expired = append(expired, r)
 			}
+			continue
+		}
+		if !open {
+			if r.Action == Allow {
+				outside = append(outside, r)
+			}
+			continue
 		}
 		if r.Action == Deny {
 			denies = append(denies, r)
@@ -69,8 +77,23 @@ func naiveDecide(p *Policy, id *Identity, svc *Service, port uint16, proto Proto
 		return Decision{Verdict: Deny, Rule: denies[0].Name, Reason: ReasonDenyRule, Audit: denies[0].Audit}
 	}
 	if len(allows) > 0 {
-		slices.SortFunc(allows, byName)
-		return Decision{Verdict: Allow, Rule: allows[0].Name}
+		// The rule granting longest: never expiring, else the latest.
+		slices.SortFunc(allows, func(a, b *Rule) int {
+			switch {
+			case a.Expires.Equal(b.Expires):
+				return byName(a, b)
+			case a.Expires.IsZero():
+				return -1
+			case b.Expires.IsZero():
+				return 1
+			}
+			return b.Expires.Compare(a.Expires)
+		})
+		return Decision{Verdict: Allow, Rule: allows[0].Name, Expires: allows[0].Expires}
+	}
+	if len(expired) > 0 {
+		slices.SortFunc(expired, byName)
+		return Decision{Verdict: Deny, Rule: expired[0].Name, Reason: ReasonExpired, Expires: expired[0].Expires}
 	}
 	if len(outside) > 0 {
 		slices.SortFunc(outside, byName)
@@ -103,13 +126,13 @@ func naiveTo(r *Rule, svc *Service) bool {
 	return false
 }
 
-// naiveCanReach tries every offered port at every minute of a week, in the
-// zones the generator uses: some allow at some time, and no deny that
-// applies at all times.
+// naiveCanReach: some allow not expired by now, at some time, and no deny
+// that applies at all times (no window, no expiry).
 func naiveCanReach(p *Policy, id *Identity, svc *Service) bool {
+	now := time.Now()
 	try := func(port uint16, proto Proto) bool {
 		for _, r := range p.Rules() {
-			if r.Action != Allow || !naiveFrom(r, id) || !naiveTo(r, svc) {
+			if r.Action != Allow || !naiveFrom(r, id) || !naiveTo(r, svc) || (!r.Expires.IsZero() && !now.Before(r.Expires)) {
 				continue
 			}
 			if len(r.Ports) > 0 && !slices.ContainsFunc(r.Ports, func(pr PortRange) bool { return pr.Contains(port, proto) }) {
@@ -118,7 +141,7 @@ func naiveCanReach(p *Policy, id *Identity, svc *Service) bool {
 			// Allowed at some time; now is any deny always in force?
 			denied := false
 			for _, d := range p.Rules() {
-				if d.Action != Deny || d.When != "" || !naiveFrom(d, id) || !naiveTo(d, svc) {
+				if d.Action != Deny || d.When != "" || !d.Expires.IsZero() || !naiveFrom(d, id) || !naiveTo(d, svc) {
 					continue
 				}
 				if len(d.Ports) == 0 || slices.ContainsFunc(d.Ports, func(pr PortRange) bool { return pr.Contains(port, proto) }) {
@@ -170,7 +193,7 @@ func TestDecideMatchesNaive(t *testing.T) {
 	for seed := uint64(1); seed <= 12; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		spec := genSpec{sites: 1 + rng.IntN(3), identities: 5 + rng.IntN(25), lan: rng.IntN(4), groups: 1 + rng.IntN(6),
-			services: 3 + rng.IntN(12), egress: rng.IntN(3), rules: 1 + rng.IntN(60), windows: true, denies: true}
+			services: 3 + rng.IntN(12), egress: rng.IntN(3), rules: 1 + rng.IntN(60), windows: true, expiry: true, denies: true}
 		text := genPolicy(rng, spec).text()
 		p, err := Parse("gen.toml", []byte(text))
 		if err != nil {
@@ -204,7 +227,7 @@ func TestDecideMatchesNaive(t *testing.T) {
 func TestShuffleNeverChangesDecisions(t *testing.T) {
 	for seed := uint64(1); seed <= 6; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 99))
-		spec := genSpec{sites: 3, identities: 25, lan: 3, groups: 5, services: 12, egress: 2, rules: 50, windows: true, denies: true}
+		spec := genSpec{sites: 3, identities: 25, lan: 3, groups: 5, services: 12, egress: 2, rules: 50, windows: true, expiry: true, denies: true}
 		items := genPolicy(rng, spec)
 		base, err := Parse("gen.toml", []byte(items.text()))
 		if err != nil {

@@ -1,6 +1,9 @@
 package policy
 
-import "math/bits"
+import (
+	"math/bits"
+	"time"
+)
 
 // canReach reads the bitset computed at load.
 func (p *Policy) canReach(id *Identity, svc *Service) bool {
@@ -18,8 +21,9 @@ func (p *Policy) canReach(id *Identity, svc *Service) bool {
 }
 
 // compileReach fills the CanReach bitset: id can reach svc when some port
-// the service offers is granted by an allow rule (at some time) and not
-// taken away by a deny rule that applies at all times.
+// the service offers is granted by an allow rule (at some time, and not
+// expired when the policy was loaded) and not taken away by a deny rule
+// that applies at all times (no window, no expiry).
 //
 // Checking every (identity, service) pair would cost identities x services,
 // so it goes by principal: each principal gets a row of the services its
@@ -62,10 +66,10 @@ func (p *Policy) compileReach() {
 		if d.hasAny[pr] {
 			list := d.table[tableKey(uint32(pr), anyService)]
 			for i, ports := range sigPorts {
-				if touches(ports, list, true) {
+				if touches(ports, list, true, d.compiledAt) {
 					orInto(row(allowRow, pr), sigMask[i])
 				}
-				if touches(ports, list, false) {
+				if touches(ports, list, false, d.compiledAt) {
 					orInto(row(denyRow, pr), sigMask[i])
 				}
 			}
@@ -73,10 +77,10 @@ func (p *Policy) compileReach() {
 		for _, sid := range d.targets[pr] {
 			list := d.table[tableKey(uint32(pr), sid)]
 			ports := p.services[sid].Ports
-			if touches(ports, list, true) {
+			if touches(ports, list, true, d.compiledAt) {
 				row(allowRow, pr)[sid/64] |= 1 << (sid % 64)
 			}
-			if touches(ports, list, false) {
+			if touches(ports, list, false, d.compiledAt) {
 				row(denyRow, pr)[sid/64] |= 1 << (sid % 64)
 			}
 		}
@@ -113,7 +117,7 @@ func (p *Policy) compileReach() {
 						specific = append(specific, &list[i])
 					}
 				}
-				if !reachable(p.services[sid].Ports, specific, anyEntries) {
+				if !reachable(p.services[sid].Ports, specific, anyEntries, d.compiledAt) {
 					reach[w] &^= 1 << (sid % 64)
 				}
 			}
@@ -127,13 +131,13 @@ func orInto(dst, src []uint64) {
 	}
 }
 
-// touches reports whether an allow entry (allow = true) or an always-active
-// deny entry (allow = false) of list covers some port the service offers
-// (ports plus ICMP).
-func touches(ports []PortRange, list []entry, allow bool) bool {
+// touches reports whether an allow entry not expired at now (allow = true)
+// or an always-active deny entry (allow = false) of list covers some port
+// the service offers (ports plus ICMP).
+func touches(ports []PortRange, list []entry, allow bool, now time.Time) bool {
 	for i := range list {
 		e := &list[i]
-		if e.allow != allow || (!allow && e.window != nil) {
+		if e.allow != allow || (!allow && !e.alwaysDenies()) || (allow && e.expiredAt(now)) {
 			continue
 		}
 		if e.ports == nil {
@@ -159,11 +163,11 @@ var icmpRange = PortRange{Proto: ProtoICMP}
 // reachable reports whether, among the offered ports (ports plus ICMP),
 // some port is allowed by an entry of specific or any and denied by no
 // always-active deny entry. It does not allocate.
-func reachable(ports []PortRange, specific, any []*entry) bool {
+func reachable(ports []PortRange, specific, any []*entry, now time.Time) bool {
 	lists := [2][]*entry{specific, any}
 	for _, list := range lists {
 		for _, e := range list {
-			if !e.allow && e.window == nil && e.ports == nil {
+			if e.alwaysDenies() && e.ports == nil {
 				return false // everything the service offers is denied
 			}
 		}
@@ -172,7 +176,7 @@ func reachable(ports []PortRange, specific, any []*entry) bool {
 	denied := func(port uint16, proto Proto) bool {
 		for _, list := range lists {
 			for _, e := range list {
-				if e.allow || e.window != nil {
+				if !e.alwaysDenies() {
 					continue
 				}
 				for _, r := range e.ports {
@@ -192,7 +196,7 @@ func reachable(ports []PortRange, specific, any []*entry) bool {
 		}
 		for _, list := range lists {
 			for _, e := range list {
-				if e.allow || e.window != nil {
+				if !e.alwaysDenies() {
 					continue
 				}
 				for _, r := range e.ports {
@@ -221,7 +225,7 @@ func reachable(ports []PortRange, specific, any []*entry) bool {
 	}
 	for _, list := range lists {
 		for _, e := range list {
-			if !e.allow {
+			if !e.allow || e.expiredAt(now) {
 				continue
 			}
 			for _, o := range ports {

@@ -7,7 +7,7 @@ import (
 	"sort"
 )
 
-// VIP allocation. A service without a fixed `vip` gets an address derived
+// Derived addresses. A service without a fixed `vip` gets an address derived
 // from its name alone: FNV-1a of the name picks a host in service_prefix, and
 // a collision moves on to the next free address. Services are allocated in
 // name order after every fixed VIP is reserved, so the result does not depend
@@ -15,6 +15,10 @@ import (
 // existing VIP unless the two names collide (rare: a /16 has 65,534 hosts).
 // The network address, and for IPv4 the broadcast address, are never used.
 // Egress-only services get no VIP.
+//
+// A LAN identity without an `address` gets its overlay address the same way
+// inside [overlay] prefix, after every site's and identity's fixed address
+// is reserved, in name order among the LAN identities.
 
 // usableVIP reports whether a (inside sp) may be a VIP.
 func usableVIP(sp netip.Prefix, a netip.Addr) bool {
@@ -96,15 +100,46 @@ func (b *builder) allocateVIPs(p *Policy, _ []*elem) {
 	}
 	sort.Slice(auto, func(i, j int) bool { return auto[i].Name < auto[j].Name })
 	for _, svc := range auto {
-		off := vipHash(svc.Name) % n
-		for {
-			a := hostAt(sp, off+1)
-			if _, taken := used[a]; !taken {
-				svc.VIP = a
-				used[a] = svc.Name
-				break
-			}
-			off = (off + 1) % n
+		svc.VIP = deriveAddr(sp, n, svc.Name, func(a netip.Addr) bool { _, ok := used[a]; return ok })
+		used[svc.VIP] = svc.Name
+	}
+}
+
+// deriveAddr picks the address of name among the n host offsets of pfx:
+// FNV-1a of the name, then the next offset that is not taken. The caller
+// makes sure one is free.
+func deriveAddr(pfx netip.Prefix, n uint64, name string, taken func(netip.Addr) bool) netip.Addr {
+	off := vipHash(name) % n
+	for {
+		if a := hostAt(pfx, off+1); !taken(a) {
+			return a
 		}
+		off = (off + 1) % n
+	}
+}
+
+// allocateLANAddresses gives each LAN identity without a fixed address one
+// derived from its name (see above). addrOwner holds every fixed address.
+func (b *builder) allocateLANAddresses(p *Policy, addrOwner map[netip.Addr]*elem) {
+	pfx := p.overlay.Prefix
+	var auto []*Identity
+	for _, id := range p.identities {
+		if id.IsLAN() && !id.Address.IsValid() {
+			auto = append(auto, id)
+		}
+	}
+	if !pfx.IsValid() || len(auto) == 0 {
+		return
+	}
+	n := hostSpace(pfx)
+	if uint64(len(addrOwner))+uint64(len(auto)) > n {
+		b.errorAt(b.idx.tables["overlay"].key("prefix"), "overlay: prefix %s has %d usable addresses, too few for %d sites and identities", pfx, n, len(addrOwner)+len(auto))
+		return
+	}
+	sort.Slice(auto, func(i, j int) bool { return auto[i].Name < auto[j].Name })
+	derived := map[netip.Addr]bool{}
+	for _, id := range auto {
+		id.Address = deriveAddr(pfx, n, id.Name, func(a netip.Addr) bool { _, fixed := addrOwner[a]; return fixed || derived[a] })
+		derived[id.Address] = true
 	}
 }

@@ -64,3 +64,43 @@ func TestExplain(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainExpiry: a time-limited rule shows when the allow ends, in the
+// sentence and as --json "expires"; after it, the denial says expired.
+func TestExplainExpiry(t *testing.T) {
+	text, err := os.ReadFile(examplePolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(t.TempDir(), "policy.toml")
+	extra := "\n[[rule]]\nname = \"khan-weekend-cover\"\nfrom = [\"dr-khan-laptop\"]\nto = [\"pacs\"]\nports = [\"11112/tcp\"]\nexpires = \"2026-03-09T00:00:00Z\"\nreason = \"weekend cover\"\n"
+	if err := os.WriteFile(pol, append(text, extra...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		at, verdict, rule, reason, expires string
+	}{
+		{"2026-03-07T15:00:00Z", "allow", "khan-weekend-cover", "", "2026-03-09T00:00:00Z"},
+		{"2026-03-14T15:00:00Z", "deny", "khan-weekend-cover", "expired", "2026-03-09T00:00:00Z"},
+	} {
+		code, out, errs := runCLI("explain", "-c", pol, "--from", "dr-khan-laptop", "--to", "pacs:11112", "--at", tc.at, "--json")
+		if code != 0 {
+			t.Fatalf("explain at %s: exit %d: %s", tc.at, code, errs)
+		}
+		var got struct{ Verdict, Rule, Reason, Expires, Explanation string }
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("explain --json: %v: %q", err, out)
+		}
+		if got.Verdict != tc.verdict || got.Rule != tc.rule || got.Reason != tc.reason || got.Expires != tc.expires {
+			t.Errorf("explain at %s = %+v, want %s %q %q %q", tc.at, got, tc.verdict, tc.rule, tc.reason, tc.expires)
+		}
+	}
+	_, out, _ := runCLI("explain", "-c", pol, "--from", "dr-khan-laptop", "--to", "pacs:11112", "--at", "2026-03-07T15:00:00Z")
+	if !strings.Contains(out, "allowed until 2026-03-09T00:00:00Z (reason: weekend cover)") {
+		t.Errorf("explain text: %q", out)
+	}
+	code, _, errs := runCLI("check", "-c", pol)
+	if code != 0 || !strings.Contains(errs, `warning: `+pol+`:`) || !strings.Contains(errs, `rule "khan-weekend-cover": expired at 2026-03-09T00:00:00Z: it grants nothing now; remove it`) {
+		t.Errorf("check of an expired rule: exit %d (want 0 and a warning)\n%s", code, errs)
+	}
+}

@@ -17,6 +17,9 @@ type explainResult struct {
 	Rule    string `json:"rule"`
 	Reason  string `json:"reason"`
 	Port    string `json:"port,omitempty"`
+	// Expires is when the allowing rule stops granting (or when the rule
+	// that would have allowed expired), RFC 3339; absent when never.
+	Expires string `json:"expires,omitempty"`
 	Text    string `json:"explanation,omitempty"`
 }
 
@@ -72,10 +75,14 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	var results []explainResult
 	for _, pr := range ports {
 		d, text := pol.Explain(id, svc, pr.Lo, pr.Proto, when)
-		results = append(results, explainResult{
+		r := explainResult{
 			Verdict: d.Verdict.String(), Rule: d.Rule, Reason: d.Reason.String(),
 			Port: portString(pr.Lo, pr.Proto), Text: text,
-		})
+		}
+		if !d.Expires.IsZero() {
+			r.Expires = d.Expires.UTC().Format(time.RFC3339)
+		}
+		results = append(results, r)
 	}
 	if len(results) == 0 {
 		fmt.Fprintf(stderr, "wardgate explain: service %q offers no ports\n", svcName)
