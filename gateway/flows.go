@@ -3,38 +3,41 @@ package gateway
 import (
 	"io"
 	"net"
-	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/wardgate/wardgate/policy"
+	"github.com/wardgate/wardgate/overlay"
 )
 
-// flow is one live, allowed connection. Its identity, service and port are
-// kept by name so that a reload can decide it again with the new policy.
+// flow is one live, allowed connection: terminated here (two sockets
+// spliced) or relayed to another site as packets (relay). Its identity,
+// service and port are kept by name so that a reload can decide it again
+// with the new policy.
 type flow struct {
-	key      uint64 // in this gateway's flow table
-	id       string // in audit lines; the same at both ends of a site link
-	identity string
-	site     string // the identity's home site
-	fromSite string // the site that relayed it here; "" when local
-	service  string
-	src, dst netip.AddrPort
-	proto    policy.Proto
-	port     uint16
-	rule     string
-	start    time.Time
+	key    uint64 // in this gateway's flow table
+	fields flowFields
+	start  time.Time
 
 	// bytesIn counts bytes from the client towards the service, bytesOut
-	// bytes from the service back to the client.
+	// bytes from the service back to the client; a relayed flow counts in
+	// its relay instead.
 	bytesIn, bytesOut atomic.Int64
+	relay             *overlay.Relay
 
 	// conns are closed to end the flow at once (revocation, shutdown, idle
 	// timeout); revoked records why, for flow.end.
 	conns   flowConns
 	revoked atomic.Bool
+}
+
+// bytes returns the flow's byte counts so far.
+func (f *flow) bytes() (in, out int64) {
+	if f.relay != nil {
+		return f.relay.Bytes()
+	}
+	return f.bytesIn.Load(), f.bytesOut.Load()
 }
 
 // stop ends the flow: every conn it has, and any it gets later.
@@ -116,6 +119,10 @@ type FlowInfo struct {
 	Start    time.Time `json:"start"`
 	BytesIn  int64     `json:"bytes_in"`
 	BytesOut int64     `json:"bytes_out"`
+	// Relayed is set for a flow this gateway relays to another site as
+	// packets (the serving site terminates it).
+	Relayed     bool   `json:"relayed,omitempty"`
+	CommunityID string `json:"community_id"`
 }
 
 // flowTable holds the live flows.
@@ -128,12 +135,10 @@ type flowTable struct {
 
 func newFlowTable() *flowTable { return &flowTable{flows: make(map[uint64]*flow)} }
 
-// add registers f; a flow without an ID (not relayed) gets SITE-N.
+// add registers f under the ID SITE-N.
 func (t *flowTable) add(f *flow, site string) {
 	f.key = t.next.Add(1)
-	if f.id == "" {
-		f.id = site + "-" + strconv.FormatUint(f.key, 10)
-	}
+	f.fields.id = site + "-" + strconv.FormatUint(f.key, 10)
 	t.mu.Lock()
 	t.flows[f.key] = f
 	t.mu.Unlock()
@@ -163,9 +168,12 @@ func (t *flowTable) len() int {
 }
 
 func (f *flow) info() FlowInfo {
+	ff := &f.fields
+	in, out := f.bytes()
 	return FlowInfo{
-		ID: f.id, Identity: f.identity, Site: f.site, FromSite: f.fromSite, Service: f.service,
-		Src: f.src.String(), Dst: f.dst.String(), Proto: f.proto.String(), Port: f.port,
-		Rule: f.rule, Start: f.start, BytesIn: f.bytesIn.Load(), BytesOut: f.bytesOut.Load(),
+		ID: ff.id, Identity: ff.identity, Site: ff.site, FromSite: ff.fromSite, Service: ff.service,
+		Src: ff.src.String(), Dst: ff.dst.String(), Proto: ff.proto.String(), Port: ff.dst.Port(),
+		Rule: ff.rule, Start: f.start, BytesIn: in, BytesOut: out, Relayed: f.relay != nil,
+		CommunityID: ff.communityID,
 	}
 }

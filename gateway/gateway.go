@@ -141,9 +141,10 @@ func (g *Gateway) start(opts Options) error {
 		Address:    st.site.Address,
 		TCP:        overlay.TCPConfig{MaxInFlight: cfg.Limits.PendingTotal},
 		Handler: overlay.Handler{
-			TCP:  g.handleTCP,
-			UDP:  g.admitUDP,
-			Ping: g.allowPing,
+			TCP:   g.handleTCP,
+			UDP:   g.admitUDP,
+			Ping:  g.allowPing,
+			Route: g.routeFlow,
 		},
 		Logger: g.log,
 	})
@@ -307,8 +308,11 @@ func (g *Gateway) allowPing(src, dst netip.Addr) bool {
 }
 
 // peersFor is the WireGuard peer set of this site: every identity homed
-// here and every other site's gateway, each with its overlay address as
-// AllowedIPs, so that cryptokey routing binds source address to key.
+// here, with its overlay address as AllowedIPs, and every other site's
+// gateway, with the addresses it answers for (policy.SiteRoutes: its own,
+// its identities', its services' VIPs and endpoints). Cryptokey routing
+// then binds each source address to one key, and sends each destination
+// to the one site that serves it.
 func peersFor(st *state) ([]overlay.Peer, error) {
 	var peers []overlay.Peer
 	for _, id := range st.pol.Identities() {
@@ -326,8 +330,8 @@ func peersFor(st *state) ([]overlay.Peer, error) {
 		}
 		p := overlay.Peer{
 			PublicKey:           overlay.Key(s.Key),
-			AllowedIPs:          []netip.Prefix{netip.PrefixFrom(s.Address, s.Address.BitLen())},
-			PersistentKeepalive: 25 * time.Second,
+			AllowedIPs:          st.pol.SiteRoutes(s.Name),
+			PersistentKeepalive: siteKeepalive,
 		}
 		if s.Endpoint != "" {
 			ep, err := resolveEndpoint(s.Endpoint)
@@ -340,6 +344,10 @@ func peersFor(st *state) ([]overlay.Peer, error) {
 	}
 	return peers, nil
 }
+
+// siteKeepalive keeps gateway-to-gateway sessions warm, and makes a
+// gateway that starts initiate its handshakes to the other sites at once.
+const siteKeepalive = 25 * time.Second
 
 // resolveEndpoint turns host:port into an address, resolving names once.
 func resolveEndpoint(s string) (netip.AddrPort, error) {

@@ -21,8 +21,12 @@ import (
 // unknown-identity; known ones are decided as any flow.
 //
 // The port asked for is the listener's own port when the service offers
-// it, else the service's first port of that protocol. In the audit log the
-// destination is the service's VIP and that port.
+// it, else the service's first port of that protocol. In the overlay (and
+// in the audit log) the flow is the device's own overlay address, with its
+// source port, to the service's VIP and that port; lan_src records the
+// device's LAN address. For a service at another site the flow is dialed
+// from that overlay address, so the serving gateway identifies the device
+// and both gateways' records carry the same community_id.
 
 // startListeners opens every [[listener]]; they close with teardown.
 func (g *Gateway) startListeners() error {
@@ -67,7 +71,10 @@ func (g *Gateway) acceptLAN(ln net.Listener, service string, port uint16) {
 func (g *Gateway) lanVerdict(src netip.AddrPort, service string, port uint16, proto policy.Proto) verdict {
 	st := g.state.Load()
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	v := verdict{src: src, proto: proto, id: st.pol.IdentityBySource(st.site.Name, src.Addr())}
+	v := verdict{src: src, lanSrc: src, proto: proto, id: st.pol.IdentityBySource(st.site.Name, src.Addr())}
+	if v.id != nil {
+		v.src = netip.AddrPortFrom(v.id.Address, src.Port())
+	}
 	if svc := st.pol.Service(service); svc != nil && svc.VIP.IsValid() {
 		v.svc = svc
 		v.dst = netip.AddrPortFrom(svc.VIP, servicePort(svc, port, proto))

@@ -89,30 +89,23 @@ func failedTests(p *policy.Policy) string {
 	return strings.Join(out, "; ")
 }
 
-// revoke decides every live flow again with st and ends those it denies.
+// revoke decides every live flow again with st and ends those it no
+// longer lets through, each with flow.revoked.
 func (g *Gateway) revoke(st *state) int {
 	n := 0
 	for _, f := range g.flows.snapshot() {
-		id := st.pol.Identity(f.identity)
-		svc := st.pol.Service(f.service)
-		v := verdict{id: id, svc: svc, src: f.src, dst: f.dst, proto: f.proto}
-		v.d = st.pol.Decide(id, svc, f.port, f.proto, g.now())
+		ff := &f.fields
+		id := st.pol.Identity(ff.identity)
+		svc := st.pol.Service(ff.service)
+		v := verdict{id: id, svc: svc, src: ff.src, dst: ff.dst, proto: ff.proto, fromSite: ff.fromSite}
+		v.d = st.pol.Decide(id, svc, ff.dst.Port(), ff.proto, g.now())
 		if g.passes(v) {
 			continue
 		}
 		f.revoked.Store(true)
 		f.conns.abortAll()
 		n++
-		attrs := []slog.Attr{
-			slog.String("flow", f.id), slog.String("identity", f.identity), slog.String("site", f.site),
-			slog.String("src", f.src.String()), slog.String("dst", f.dst.String()),
-			slog.String("service", f.service), slog.String("proto", f.proto.String()),
-			slog.Int("port", int(f.port)), slog.String("reason", v.d.Reason.String()),
-		}
-		if v.d.Rule != "" {
-			attrs = append(attrs, slog.String("rule", v.d.Rule))
-		}
-		g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventFlowRevoked, attrs...)
+		g.logRevoked(f, v.d)
 	}
 	return n
 }

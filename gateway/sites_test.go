@@ -173,13 +173,16 @@ func TestSites(t *testing.T) {
 		}
 		here := m.gws["leeds"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr"})
 		there := m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr", "from_site": "leeds"})
-		if here["flow"] == nil || here["flow"] != there["flow"] {
-			t.Errorf("flow IDs differ: leeds %v, york %v", here["flow"], there["flow"])
+		if here["community_id"] == nil || here["community_id"] != there["community_id"] || here["src"] != there["src"] || here["dst"] != there["dst"] {
+			t.Errorf("the two records of one flow differ: leeds %v, york %v", here, there)
 		}
 		if there["site"] != "leeds" || there["rule"] != "clinical-ehr" {
 			t.Errorf("york's flow.allow: %v", there)
 		}
-		end := m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.end", "flow": here["flow"]})
+		if m.gws["leeds"].audit.waitEvent(t, map[string]any{"event": "flow.end", "flow": here["flow"]})["bytes_in"].(float64) != 256<<10 {
+			t.Error("leeds's relayed flow.end does not count the bytes")
+		}
+		end := m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.end", "community_id": here["community_id"]})
 		if end["bytes_in"].(float64) != 256<<10 {
 			t.Errorf("york flow.end bytes_in = %v", end["bytes_in"])
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
+	"strings"
 	"sync"
 
 	"github.com/wardgate/wardgate/overlay"
@@ -12,8 +14,8 @@ import (
 )
 
 // clientSide is how a TCP flow talks to the side it came from: the overlay
-// (a SYN waiting for SYN-ACK or RST), a site link (a CONNECT stream waiting
-// for its status) or a LAN listener (an accepted socket).
+// (a SYN waiting for SYN-ACK or RST, from a client here or relayed by
+// another site) or a LAN listener (an accepted socket).
 type clientSide struct {
 	deny   func(reason string)      // refused by policy or a cap, nothing dialed
 	fail   func()                   // allowed, but the backend refused
@@ -29,6 +31,11 @@ func (g *Gateway) handleTCP(r *overlay.TCPRequest) {
 		return
 	}
 	v := g.decide(g.state.Load(), r.Src, r.Dst, policy.ProtoTCP)
+	if reason := g.unrelayed(v); reason != "" {
+		r.Reject()
+		g.logDecision(v, nil, reason)
+		return
+	}
 	g.serveTCP(v, clientSide{deny: func(string) { r.Reject() }, fail: r.Reject, accept: r.Accept})
 }
 
@@ -83,19 +90,25 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	g.logEnd(f, endReason(f, err))
 }
 
-// dialFlow connects an allowed flow to its service: a local backend, or the
-// service's own site over the site link (which decides again there).
+// dialFlow connects an allowed flow to its service: a local backend, or,
+// for a LAN device behind a listener, the service's own site, from the
+// device's overlay address (the site decides again there).
 func (g *Gateway) dialFlow(ctx context.Context, v verdict, f *flow) (net.Conn, error) {
 	if g.isRemote(v) {
-		return g.dialSite(ctx, f, v.svc)
+		if !g.links.up(v.svc.Site) {
+			return nil, errSiteDown(v.svc.Site)
+		}
+		ctx, cancel := context.WithTimeout(ctx, g.cfg.Limits.DialTimeout)
+		defer cancel()
+		c, err := g.overlay.DialTCPFrom(ctx, v.src, v.dst)
+		if err != nil && strings.Contains(err.Error(), "port is in use") {
+			// The device's source port is still held by its previous
+			// flow (gVisor's TIME_WAIT): any port will do.
+			c, err = g.overlay.DialTCPFrom(ctx, netip.AddrPortFrom(v.src.Addr(), 0), v.dst)
+		}
+		return c, err
 	}
 	return g.dialTCP(ctx, g.backends(v.svc, v.dst, v.proto))
-}
-
-// isRemote reports whether v's service lives at another site. Flows relayed
-// here are always served here: a gateway never relays onward.
-func (g *Gateway) isRemote(v verdict) bool {
-	return v.fromSite == "" && v.svc.Site != "" && v.svc.Site != g.cfg.Site
 }
 
 // endReason is the error text of flow.end: why the flow ended, when it was

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -25,6 +24,10 @@ func (g *Gateway) admitUDP(src, dst netip.AddrPort) func(net.Conn) {
 		return nil
 	}
 	v := g.decide(g.state.Load(), src, dst, policy.ProtoUDP)
+	if reason := g.unrelayed(v); reason != "" {
+		g.logDecision(v, nil, reason)
+		return nil
+	}
 	serve := g.admitUDPVerdict(v, nil)
 	if serve == nil {
 		return nil
@@ -70,18 +73,15 @@ func (g *Gateway) udpIdle(port uint16) time.Duration {
 	return g.cfg.Limits.UDPIdle
 }
 
-// dialUDPFlow connects a UDP flow to its backend: a local socket, or a
-// datagram stream over the site link to the service's site.
+// dialUDPFlow connects a UDP flow to its backend: a local socket, or, for
+// a LAN device behind a listener, the service's site from the device's
+// overlay address.
 func (g *Gateway) dialUDPFlow(v verdict, f *flow) (net.Conn, error) {
 	if g.isRemote(v) {
-		// The stream lives as long as the flow: its context ends with it.
-		ctx, cancel := context.WithCancel(context.Background())
-		f.conns.add(ctxCloser{cancel})
-		c, err := g.dialSite(ctx, f, v.svc)
-		if err != nil {
-			return nil, err
+		if !g.links.up(v.svc.Site) {
+			return nil, errSiteDown(v.svc.Site)
 		}
-		return newDatagramConn(c.(*streamConn)), nil
+		return g.overlay.DialUDPFrom(v.src, v.dst)
 	}
 	addrs := g.backends(v.svc, v.dst, v.proto)
 	if len(addrs) == 0 {
@@ -153,20 +153,4 @@ func relayDatagrams(dst, src net.Conn, n interface{ Add(int64) int64 }, idle *id
 			n.Add(int64(nr))
 		}
 	}
-}
-
-// serveRelayedUDP serves a UDP flow another site relayed here: datagrams
-// framed on the stream, a local backend socket.
-func (g *Gateway) serveRelayedUDP(v verdict, deny func(reason string), accept func() (net.Conn, error)) {
-	serve := g.admitUDPVerdict(v, deny)
-	if serve == nil {
-		return
-	}
-	serve(func() (net.Conn, error) {
-		c, err := accept()
-		if err != nil {
-			return nil, err
-		}
-		return newDatagramConn(c.(*streamConn)), nil
-	})
 }

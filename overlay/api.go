@@ -182,26 +182,36 @@ func (o *Overlay) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, er
 }
 
 // DialTCPFrom opens a TCP connection inside the overlay from src (any
-// address: the stack spoofs) to dst. A site gateway uses it to carry a LAN
-// device's flow to another site from the device's own overlay address, so
-// the serving site identifies the device, not the gateway.
-func (o *Overlay) DialTCPFrom(ctx context.Context, src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
-	src, dst = src.Unmap(), netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-	if src.Is4() != dst.Addr().Is4() {
-		return nil, fmt.Errorf("overlay: dial %v from %v: address families differ", dst, src)
+// address: the stack spoofs; port 0 picks one) to dst. A site gateway uses
+// it to carry a LAN device's flow to another site from the device's own
+// overlay address, so the serving site identifies the device, not the
+// gateway.
+func (o *Overlay) DialTCPFrom(ctx context.Context, src, dst netip.AddrPort) (net.Conn, error) {
+	src, dst, err := sameFamily(src, dst)
+	if err != nil {
+		return nil, err
 	}
-	return gonet.DialTCPWithBind(ctx, o.stack, fullAddr(netip.AddrPortFrom(src, 0)), fullAddr(dst), protoOf(dst.Addr()))
+	return gonet.DialTCPWithBind(ctx, o.stack, fullAddr(src), fullAddr(dst), protoOf(dst.Addr()))
 }
 
 // DialUDPFrom is DialTCPFrom for UDP: a conn that sends datagrams from src
 // to dst and reads the replies.
-func (o *Overlay) DialUDPFrom(src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
-	src, dst = src.Unmap(), netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-	if src.Is4() != dst.Addr().Is4() {
-		return nil, fmt.Errorf("overlay: dial %v from %v: address families differ", dst, src)
+func (o *Overlay) DialUDPFrom(src, dst netip.AddrPort) (net.Conn, error) {
+	src, dst, err := sameFamily(src, dst)
+	if err != nil {
+		return nil, err
 	}
-	la, ra := fullAddr(netip.AddrPortFrom(src, 0)), fullAddr(dst)
+	la, ra := fullAddr(src), fullAddr(dst)
 	return gonet.DialUDP(o.stack, &la, &ra, protoOf(dst.Addr()))
+}
+
+func sameFamily(src, dst netip.AddrPort) (netip.AddrPort, netip.AddrPort, error) {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if src.Addr().Is4() != dst.Addr().Is4() {
+		return src, dst, fmt.Errorf("overlay: dial %v from %v: address families differ", dst, src)
+	}
+	return src, dst, nil
 }
 
 // Relays is the number of flows being relayed.

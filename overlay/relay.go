@@ -26,7 +26,7 @@ const relayTick = 250 * time.Millisecond // coarse clock and sweep period
 
 // relayFinLinger is how long a TCP flow stays after both sides sent FIN, so
 // that the last ACKs and retransmissions still pass; a variable for tests.
-var relayFinLinger = 5 * time.Second
+var relayFinLinger = 2 * time.Second
 
 const (
 	// DefaultRelayIdle ends a relay that saw no packet for this long when

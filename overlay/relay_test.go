@@ -323,7 +323,7 @@ func TestRelayDropsWhatWasNotAsked(t *testing.T) {
 	c.Write([]byte("hello"))
 	recv(t, n.routed, "route")
 
-	u, err := n.serve.DialUDPFrom(vipA.Addr(), netip.AddrPortFrom(n.clientAddr, 7000))
+	u, err := n.serve.DialUDPFrom(vipA, netip.AddrPortFrom(n.clientAddr, 7000))
 	if err != nil {
 		t.Fatal(err)
 	}
