@@ -239,35 +239,32 @@ func addrOf(a net.Addr) (netip.Addr, bool) {
 // logQuery writes dns.block or dns.audit (always) or dns.query (when
 // QueryLog is set); a rate-limited query is only counted (logRateLimited).
 func (f *Filter) logQuery(q *query, code int) {
-	attrs := [...]slog.Attr{
+	if q.limited {
+		return
+	}
+	var buf [7]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("identity", q.id.Name),
 		slog.String("site", q.id.Site),
 		slog.String("qname", q.name),
 		slog.String("qtype", typeString(q.qtype)),
 		slog.String("rcode", dns.RcodeToString[code]),
-		{}, {},
-	}
-	n := 5
+	)
 	event := "dns.query"
 	switch {
-	case q.limited:
-		return
 	case q.blocked != "":
 		event = "dns.block"
-		attrs[n] = slog.String("rule", q.blocked)
-		n++
+		attrs = append(attrs, slog.String("rule", q.blocked))
 	case q.audit != nil:
 		event = "dns.audit"
 		if q.audit.Rule != "" {
-			attrs[n] = slog.String("rule", q.audit.Rule)
-			n++
+			attrs = append(attrs, slog.String("rule", q.audit.Rule))
 		}
-		attrs[n] = slog.String("reason", q.audit.Reason.String())
-		n++
+		attrs = append(attrs, slog.String("reason", q.audit.Reason.String()))
 	case !f.cfg.QueryLog:
 		return
 	}
-	f.cfg.Audit.LogAttrs(context.Background(), slog.LevelInfo, event, attrs[:n]...)
+	f.cfg.Audit.LogAttrs(context.Background(), slog.LevelInfo, event, attrs...)
 }
 
 // logRateLimited writes dns.ratelimited: how many of id's queries the rate

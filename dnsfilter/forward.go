@@ -217,18 +217,32 @@ func (f *forwarder) exchange(ctx context.Context, m *dns.Msg, upstream string) (
 	if err == nil && r.Truncated {
 		r, err = f.try(ctx, f.tcp, m, upstream)
 	}
+	if err == nil {
+		err = checkReply(m.Question[0], r)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", upstream, err)
 	}
+	return r, nil
+}
+
+// checkReply accepts an upstream reply to q that is NOERROR or NXDOMAIN.
+func checkReply(q dns.Question, r *dns.Msg) error {
 	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
-		return nil, fmt.Errorf("upstream %s: %s", upstream, dns.RcodeToString[r.Rcode])
+		return fmt.Errorf("rcode %s", rcodeString(r.Rcode))
 	}
-	q := m.Question[0]
 	if len(r.Question) != 1 || r.Question[0].Qtype != q.Qtype || r.Question[0].Qclass != q.Qclass ||
 		!strings.EqualFold(r.Question[0].Name, q.Name) {
-		return nil, fmt.Errorf("upstream %s: answer to another question", upstream)
+		return errors.New("answer to another question")
 	}
-	return r, nil
+	return nil
+}
+
+func rcodeString(code int) string {
+	if s, ok := dns.RcodeToString[code]; ok {
+		return s
+	}
+	return fmt.Sprintf("RCODE%d", code)
 }
 
 func (f *forwarder) try(ctx context.Context, c *dns.Client, m *dns.Msg, upstream string) (*dns.Msg, error) {
