@@ -231,6 +231,10 @@ func TestInternal(t *testing.T) {
 		"fe80::1": true, "fd00::1": true, "fc00::1": true, "::ffff:10.0.0.1": true,
 		"100.80.1.1": true, "100.81.0.10": true, // overlay and service prefixes (inside 100.64/10 anyway)
 		"93.184.216.34": false, "100.128.0.1": false, "8.8.8.8": false, "2606:4700::1111": false,
+		// NAT64 and 6to4 addresses are as internal as the IPv4 they embed.
+		"64:ff9b::a00:1": true, "64:ff9b::6450:10a": true, "64:ff9b::7f00:1": true, "2002:c0a8:101::1": true,
+		"64:ff9b:1::a00:1": true, "64:ff9b:1:a:50:1::": true,
+		"64:ff9b::808:808": false, "2002:808:808::1": false, "64:ff9b:1::808:808": false, "64:ff9b:1::": false,
 	} {
 		if got := internal(netip.MustParseAddr(a), ov); got != want {
 			t.Errorf("internal(%s) = %v", a, got)
