@@ -87,10 +87,9 @@
 // (egress.go): when the identity can reach an egress service (or would but
 // for audit, as for service names above) with a pattern matching the
 // question name (the name the client asked, whatever CNAMEs the answer
-// went through),
-// the A and AAAA addresses of the reply are recorded as reachable by that
-// identity through that service, for the record's TTL clamped to
-// [EgressTTLMin, EgressTTLMax]. Filter.EgressService answers the flow
+// went through), the A and AAAA addresses of the reply are recorded as
+// reachable by that identity through that service, for the record's TTL
+// clamped to [EgressTTLMin, EgressTTLMax]. Filter.EgressService answers the flow
 // handler from that table.
 //
 // Every reply then gets an OPT record when the request had one, is
@@ -114,18 +113,18 @@
 //
 // The zero Config works once Policy and Upstreams are set:
 //
-//	EgressTTLMin          30s    shortest time a learned egress address is allowed
-//	EgressTTLMax          1h     longest time a learned egress address is allowed
-//	MaxEgressPerIdentity  4096   learned addresses per identity; the oldest go first
-//	RatePerIdentity       200    queries per second per identity, sustained
-//	Burst                 400    queries per identity in a burst
-//	CacheSize             10000  cached questions (LRU); negative: no cache
-//	Timeout               2s     per try of one upstream
-//	MaxInflightPerIdentity 64    upstream exchanges one identity waits on at once
-//	TCPPerIdentity        16     open DNS-over-TCP connections per identity
-//	TCPIdleTimeout        10s    a TCP connection idle that long after a query is closed
-//	Auditing              nil    enforcing (the gateway passes its live enforce mode)
-//	Audit, Logger         nil discards (the gateway passes its audit and operational loggers)
+//	EgressTTLMin           30s    shortest time a learned egress address is allowed
+//	EgressTTLMax           1h     longest time a learned egress address is allowed
+//	MaxEgressPerIdentity   4096   learned addresses per identity; the oldest go first
+//	RatePerIdentity        200    queries per second per identity, sustained
+//	Burst                  400    queries per identity in a burst
+//	CacheSize              10000  cached questions (LRU); negative: no cache
+//	Timeout                2s     per try of one upstream
+//	MaxInflightPerIdentity 64     upstream exchanges one identity waits on at once
+//	TCPPerIdentity         16     open DNS-over-TCP connections per identity
+//	TCPIdleTimeout         10s    a TCP connection idle that long after a query is closed
+//	Auditing               nil    enforcing (the gateway passes its live enforce mode)
+//	Audit, Logger          nil    discards (the gateway passes its audit and operational loggers)
 //
 // Measured in-process (ServeDNS with unpack and pack, two goroutines on 2
 // cores shared with other work; BenchmarkServe*): 330k-460k queries/s from
