@@ -176,7 +176,9 @@ func normalizeUpstream(u string) (string, error) {
 }
 
 // View is what the filter reads of a policy; *policy.Policy satisfies it.
-// It exists so that the stages can be tested against a small fake.
+// It exists so that the stages can be tested against a small fake. Views
+// are compared with == to notice a policy reload, so an implementation
+// must be comparable (a pointer, as *policy.Policy is).
 type View interface {
 	Overlay() policy.Overlay
 	IdentityByAddr(netip.Addr) *policy.Identity
