@@ -54,8 +54,28 @@ type Config struct {
 	// Timeout is the time one upstream gets for one try. Default 2s.
 	Timeout time.Duration
 
-	// Audit receives dns.query and dns.block events, the event name as the
-	// message. nil discards.
+	// MaxInflightPerIdentity bounds the upstream exchanges one identity
+	// waits on at once (its questions that missed the cache); beyond it
+	// that identity's next such question is SERVFAIL at once, so that
+	// names that never resolve cannot take every upstream slot from the
+	// others. Default 64 (of 1024 over all identities).
+	MaxInflightPerIdentity int
+
+	// TCPPerIdentity bounds the DNS-over-TCP connections one identity has
+	// open; one more is closed as soon as it is accepted. Default 16.
+	TCPPerIdentity int
+
+	// TCPIdleTimeout closes a DNS-over-TCP connection that sent no query
+	// for that long (the first query must come within Timeout). Default 10s.
+	TCPIdleTimeout time.Duration
+
+	// Auditing reports whether the gateway is in audit mode (gateway.toml
+	// enforce = "audit"): service names hidden by policy are answered and
+	// logged as dns.audit. Read on every query; nil means enforcing.
+	Auditing func() bool
+
+	// Audit receives dns.query, dns.block, dns.audit and dns.ratelimited
+	// events, the event name as the message. nil discards.
 	Audit *slog.Logger
 
 	// Logger receives operational messages. nil discards.
@@ -64,13 +84,16 @@ type Config struct {
 
 // Defaults; see the package documentation.
 const (
-	DefaultEgressTTLMin         = 30 * time.Second
-	DefaultEgressTTLMax         = time.Hour
-	DefaultMaxEgressPerIdentity = 4096
-	DefaultRatePerIdentity      = 200
-	DefaultBurst                = 400
-	DefaultCacheSize            = 10000
-	DefaultTimeout              = 2 * time.Second
+	DefaultEgressTTLMin           = 30 * time.Second
+	DefaultEgressTTLMax           = time.Hour
+	DefaultMaxEgressPerIdentity   = 4096
+	DefaultRatePerIdentity        = 200
+	DefaultBurst                  = 400
+	DefaultCacheSize              = 10000
+	DefaultTimeout                = 2 * time.Second
+	DefaultMaxInflightPerIdentity = 64
+	DefaultTCPPerIdentity         = 16
+	DefaultTCPIdleTimeout         = 10 * time.Second
 )
 
 // withDefaults returns c with zero fields set to their defaults, or an
@@ -100,7 +123,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
-	if c.MaxEgressPerIdentity < 0 || c.RatePerIdentity < 0 || c.Burst < 0 || c.Timeout < 0 {
+	if c.MaxInflightPerIdentity == 0 {
+		c.MaxInflightPerIdentity = DefaultMaxInflightPerIdentity
+	}
+	if c.TCPPerIdentity == 0 {
+		c.TCPPerIdentity = DefaultTCPPerIdentity
+	}
+	if c.TCPIdleTimeout == 0 {
+		c.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if c.Auditing == nil {
+		c.Auditing = func() bool { return false }
+	}
+	if c.MaxEgressPerIdentity < 0 || c.RatePerIdentity < 0 || c.Burst < 0 || c.Timeout < 0 ||
+		c.MaxInflightPerIdentity < 0 || c.TCPPerIdentity < 0 || c.TCPIdleTimeout < 0 {
 		return c, errors.New("dnsfilter: negative limit in config")
 	}
 	if c.Audit == nil {
@@ -140,14 +176,18 @@ func normalizeUpstream(u string) (string, error) {
 }
 
 // View is what the filter reads of a policy; *policy.Policy satisfies it.
-// It exists so that the stages can be tested against a small fake.
+// It exists so that the stages can be tested against a small fake. Views
+// are compared with == to notice a policy reload, so an implementation
+// must be comparable (a pointer, as *policy.Policy is).
 type View interface {
 	Overlay() policy.Overlay
 	IdentityByAddr(netip.Addr) *policy.Identity
 	Service(name string) *policy.Service
 	ServiceByName(fqdn string) *policy.Service
 	EgressServices(fqdn string) []*policy.Service
+	Services() []*policy.Service
 	CanReach(id *policy.Identity, svc *policy.Service) bool
+	ReachDecision(id *policy.Identity, svc *policy.Service) policy.Decision
 }
 
 var _ View = (*policy.Policy)(nil)

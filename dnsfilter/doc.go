@@ -11,7 +11,13 @@
 //   - a response is dropped: answers are never answered;
 //   - the identity is the source address of the query, mapped by
 //     policy.IdentityByAddr; no policy or an unknown source: REFUSED;
-//   - a per-identity token bucket (RatePerIdentity, Burst): REFUSED when empty;
+//   - a per-identity token bucket (RatePerIdentity, Burst): REFUSED when
+//     empty. Refused queries are counted, not logged one by one: a
+//     dns.ratelimited event (identity, site, the last refused qname and
+//     qtype, suppressed: how many, interval) comes with the first refusal,
+//     then with the first query at least 10s after the last such event, so
+//     a flood writes one line per identity per 10s and the count of its end
+//     comes with the identity's next query;
 //   - an opcode other than QUERY: NOTIMP; not exactly one question: FORMERR;
 //     a class other than IN: REFUSED; an EDNS version other than 0: BADVERS;
 //   - qtype ANY, AXFR, IXFR, MAILA, MAILB (and the meta types OPT, TSIG,
@@ -43,49 +49,82 @@
 //     NXDOMAIN and never forwarded; the apex has only its SOA. So are the
 //     reverse names (in-addr.arpa, ip6.arpa) of addresses in the overlay
 //     and service prefixes.
+//     Audit: a hidden service name is answered all the same when its flows
+//     would be let through as flow.audit: when Auditing() (the gateway's
+//     enforce = "audit"), or when policy.ReachDecision says only deny
+//     rules with audit = true hide it. Such an answer is always logged as
+//     dns.audit with the deny's rule (when one decided) and reason
+//     (no-rule, deny-rule). A name hidden by an enforcing deny rule stays
+//     NXDOMAIN unless the gateway is in audit mode.
 //  3. forward (forward.go): everything else is forwarded to the upstreams
 //     (UDP, retried over TCP when truncated, a per-try timeout, failover in
 //     order starting at the upstream that last answered), through a bounded
 //     cache that honours TTLs and caches negative answers (RFC 2308: the SOA
 //     TTL or MINIMUM, whichever is less, at most 60s; 60s without an SOA).
-//     Concurrent identical questions share one upstream exchange. Answers
-//     pointing into private space (RFC 1918, RFC 6598 100.64/10, ULA),
-//     loopback, link-local, unspecified, 0/8, or the overlay and service
-//     prefixes are stripped before they are cached (DNS rebinding), unless
-//     the name matches an AllowInternal pattern. When stripping leaves no
-//     address the reply is NOERROR with whatever else remains (a CNAME, or
-//     nothing): the name exists, it just has nothing the client may use.
-//     SERVFAIL when every upstream failed.
+//     Concurrent identical questions share one upstream exchange. A
+//     question waiting on an upstream (leading an exchange or sharing one)
+//     counts against its identity's share, MaxInflightPerIdentity; beyond
+//     it that identity's question is SERVFAIL at once, the others'
+//     unaffected; cached answers cost no share. Upstream exchanges in
+//     flight are bounded over all identities too (1024; beyond: SERVFAIL).
+//     Before a reply is cached, DNS rebinding is stripped from its answer
+//     and additional sections (rebind.go):
+//     A and AAAA records pointing into private space (RFC 1918, RFC 6598
+//     100.64/10, ULA), loopback, link-local, unspecified, 0/8, the overlay
+//     and service prefixes, NAT64 (64:ff9b::/96, and every RFC 6052
+//     position in 64:ff9b:1::/48) or 6to4 (2002::/16) addresses embedding
+//     such an IPv4 address, or at a service's endpoint addresses (public
+//     ones too), unless the name matches an AllowInternal pattern; and,
+//     whatever AllowInternal says, records owned by or CNAME/DNAME records
+//     pointing to DOMAIN, its subdomains or a service's extra dns names
+//     (an outside name must not alias an internal one). When stripping
+//     leaves no address the reply is NOERROR with whatever else remains (a
+//     CNAME, or nothing): the name exists, it just has nothing the client
+//     may use. SERVFAIL when every upstream failed.
 //
 // After the forward stage, and before the reply is written (so that the
 // client's next connection already finds it), FQDN egress learning
-// (egress.go): when the
-// identity can reach an egress service with a pattern matching the question
-// name (the name the client asked, whatever CNAMEs the answer went through),
-// the A and AAAA addresses of the reply are recorded as reachable by that
-// identity through that service, for the record's TTL clamped to
-// [EgressTTLMin, EgressTTLMax]. Filter.EgressService answers the flow
+// (egress.go): when the identity can reach an egress service (or would but
+// for audit, as for service names above) with a pattern matching the
+// question name (the name the client asked, whatever CNAMEs the answer
+// went through), the A and AAAA addresses of the reply are recorded as
+// reachable by that identity through that service, for the record's TTL
+// clamped to [EgressTTLMin, EgressTTLMax]. Filter.EgressService answers the flow
 // handler from that table.
 //
 // Every reply then gets an OPT record when the request had one, is
 // truncated to the client's UDP size over UDP, and is logged as dns.query
 // when QueryLog is set (identity, site, qname, qtype, rcode; refused queries
-// of known identities included). A blocked query is logged once, as
-// dns.block, with the same fields and rule, the blocklist entry that matched. A panic while
-// answering one query is recovered and logged, and the query gets SERVFAIL.
+// of known identities included, but for the rate-limited ones, counted in
+// dns.ratelimited). A blocked query is logged once, as dns.block, with the
+// same fields and rule, the blocklist entry that matched; an answer given
+// for audit once, as dns.audit (above). A panic while answering one query
+// is recovered and logged, and the query gets SERVFAIL.
+//
+// Over TCP (Serve) a connection is admitted by identity: one from an
+// unknown source, or beyond TCPPerIdentity open ones of the same identity,
+// is closed as soon as it is accepted. A connection's first query must
+// come within Timeout, the next ones within TCPIdleTimeout, else it is
+// closed. Malformed messages the miekg/dns server cannot parse get FORMERR
+// when their header parses, and nothing otherwise (any reply to garbage
+// could be used to amplify).
 //
 // # Defaults
 //
 // The zero Config works once Policy and Upstreams are set:
 //
-//	EgressTTLMin          30s    shortest time a learned egress address is allowed
-//	EgressTTLMax          1h     longest time a learned egress address is allowed
-//	MaxEgressPerIdentity  4096   learned addresses per identity; the oldest go first
-//	RatePerIdentity       200    queries per second per identity, sustained
-//	Burst                 400    queries per identity in a burst
-//	CacheSize             10000  cached questions (LRU); negative: no cache
-//	Timeout               2s     per try of one upstream
-//	Audit, Logger         nil discards (the gateway passes its audit and operational loggers)
+//	EgressTTLMin           30s    shortest time a learned egress address is allowed
+//	EgressTTLMax           1h     longest time a learned egress address is allowed
+//	MaxEgressPerIdentity   4096   learned addresses per identity; the oldest go first
+//	RatePerIdentity        200    queries per second per identity, sustained
+//	Burst                  400    queries per identity in a burst
+//	CacheSize              10000  cached questions (LRU); negative: no cache
+//	Timeout                2s     per try of one upstream
+//	MaxInflightPerIdentity 64     upstream exchanges one identity waits on at once
+//	TCPPerIdentity         16     open DNS-over-TCP connections per identity
+//	TCPIdleTimeout         10s    a TCP connection idle that long after a query is closed
+//	Auditing               nil    enforcing (the gateway passes its live enforce mode)
+//	Audit, Logger          nil    discards (the gateway passes its audit and operational loggers)
 //
 // Measured in-process (ServeDNS with unpack and pack, two goroutines on 2
 // cores shared with other work; BenchmarkServe*): 330k-460k queries/s from
@@ -128,6 +167,7 @@
 //		Blocklists: cfg.DNS.Blocklists,
 //		Audit:      auditLogger,
 //		Logger:     logger,
+//		Auditing:   auditing.Load, // enforce = "audit", live
 //	})
 //	go f.Serve(ctx, udpConn, tcpListener) // gVisor listeners on SITE_ADDRESS:53
 //
@@ -135,9 +175,7 @@
 //
 //	svc := f.EgressService(id, dst.Addr(), dst.Port(), proto) // nil: deny, no-service
 //
-// Stats gives running totals for the metrics endpoint. Upstream exchanges
-// in flight are bounded (1024, over all identities); a question beyond that
-// is SERVFAIL at once.
+// Stats gives running totals for the metrics endpoint.
 //
 // A Filter starts no goroutines of its own (those of Serve end before it
 // returns), and
@@ -147,7 +185,8 @@
 //
 // The policy is read through Config.Policy on every query, so a policy
 // reload takes effect at once; answers already in the forward cache were
-// stripped with the overlay prefixes of the policy at that time. Blocklists
+// stripped against the policy at that time (its prefixes, domain, service
+// names and endpoints). Blocklists
 // are swapped with ReloadBlocklists, which keeps the cache and the learned
 // egress addresses, and changes nothing when a list fails to load.
 package dnsfilter

@@ -178,7 +178,11 @@ func (t *egressTable) len(identity string) int {
 }
 
 // learn records the addresses of a forwarded answer for the egress
-// services the identity can reach whose patterns match the question.
+// services whose patterns match the question and that the identity can
+// reach, or would reach but for audit (the gateway in audit mode, or only
+// deny rules with audit = true in the way): then its flows are decided,
+// let through and logged flow.audit, rather than denied for want of a
+// service.
 func (f *Filter) learn(q *query, reply *dns.Msg) {
 	svcs := q.view.EgressServices(q.name)
 	if len(svcs) == 0 {
@@ -186,7 +190,7 @@ func (f *Filter) learn(q *query, reply *dns.Msg) {
 	}
 	names := make([]string, 0, len(svcs))
 	for _, s := range svcs {
-		if q.view.CanReach(q.id, s) {
+		if q.view.CanReach(q.id, s) || f.cfg.Auditing() || q.view.ReachDecision(q.id, s).Audit {
 			names = append(names, s.Name)
 		}
 	}

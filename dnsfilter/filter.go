@@ -42,7 +42,9 @@ type query struct {
 	qtype uint16
 	req   *dns.Msg
 
-	blocked string // set by the block stage: the entry that matched
+	limited bool             // refused by the rate limit: not logged one by one
+	blocked string           // set by the block stage: the entry that matched
+	audit   *policy.Decision // set by the services stage: why policy would hide the answer
 }
 
 // New builds a Filter, loading the blocklists. It does no network I/O.
@@ -78,7 +80,7 @@ func newFilter(cfg Config, view func() View, now func() time.Time) (*Filter, err
 	f.blocks.Store(bl)
 	f.stages = []stage{
 		blockStage{list: f.blocks.Load},
-		serviceStage{},
+		serviceStage{auditing: cfg.Auditing},
 		forwardStage{fwd: f.fwd, learn: f.learn},
 	}
 	return f, nil
@@ -145,11 +147,12 @@ func (f *Filter) resolve(remote net.Addr, r *dns.Msg) (*dns.Msg, *query) {
 	if len(r.Question) == 1 {
 		q.name, q.qtype = canonical(r.Question[0].Name), r.Question[0].Qtype
 	}
-	if ok, first := f.limiter.allow(id.Name, f.now()); !ok {
-		if first {
-			f.cfg.Logger.Warn("dns rate limit reached; refusing queries", "identity", id.Name,
-				"rate", f.cfg.RatePerIdentity, "burst", f.cfg.Burst)
-		}
+	ok, report := f.limiter.allow(id.Name, q.name, q.qtype, f.now())
+	if report.suppressed > 0 {
+		f.logRateLimited(id, report)
+	}
+	if !ok {
+		q.limited = true
 		return rcode(r, dns.RcodeRefused), q
 	}
 	switch {
@@ -233,27 +236,51 @@ func addrOf(a net.Addr) (netip.Addr, bool) {
 	return ap.Addr().Unmap(), err == nil
 }
 
-// logQuery writes dns.block (always) or dns.query (when QueryLog is set).
+// logQuery writes dns.block or dns.audit (always) or dns.query (when
+// QueryLog is set); a rate-limited query is only counted (logRateLimited).
 func (f *Filter) logQuery(q *query, code int) {
-	event := "dns.query"
-	if q.blocked != "" {
-		event = "dns.block"
-	} else if !f.cfg.QueryLog {
+	if q.limited {
 		return
 	}
-	attrs := [...]slog.Attr{
+	var buf [7]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("identity", q.id.Name),
 		slog.String("site", q.id.Site),
 		slog.String("qname", q.name),
 		slog.String("qtype", typeString(q.qtype)),
 		slog.String("rcode", dns.RcodeToString[code]),
-		slog.String("rule", q.blocked),
+	)
+	event := "dns.query"
+	switch {
+	case q.blocked != "":
+		event = "dns.block"
+		attrs = append(attrs, slog.String("rule", q.blocked))
+	case q.audit != nil:
+		event = "dns.audit"
+		if q.audit.Rule != "" {
+			attrs = append(attrs, slog.String("rule", q.audit.Rule))
+		}
+		attrs = append(attrs, slog.String("reason", q.audit.Reason.String()))
+	case !f.cfg.QueryLog:
+		return
 	}
-	n := len(attrs)
-	if q.blocked == "" {
-		n--
-	}
-	f.cfg.Audit.LogAttrs(context.Background(), slog.LevelInfo, event, attrs[:n]...)
+	f.cfg.Audit.LogAttrs(context.Background(), slog.LevelInfo, event, attrs...)
+}
+
+// logRateLimited writes dns.ratelimited: how many of id's queries the rate
+// limit refused since the last such line, and the last of them.
+func (f *Filter) logRateLimited(id *policy.Identity, r rateReport) {
+	f.cfg.Audit.LogAttrs(context.Background(), slog.LevelInfo, "dns.ratelimited",
+		slog.String("identity", id.Name),
+		slog.String("site", id.Site),
+		slog.String("qname", r.qname),
+		slog.String("qtype", typeString(r.qtype)),
+		slog.String("rcode", dns.RcodeToString[dns.RcodeRefused]),
+		slog.Int("suppressed", r.suppressed),
+		slog.String("interval", rateLogInterval.String()),
+	)
+	f.cfg.Logger.Warn("dns rate limit reached; refusing queries", "identity", id.Name,
+		"refused", r.suppressed, "rate", f.cfg.RatePerIdentity, "burst", f.cfg.Burst)
 }
 
 func typeString(t uint16) string {

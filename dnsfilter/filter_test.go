@@ -244,19 +244,3 @@ func TestServeNoLeak(t *testing.T) {
 		t.Errorf("%d goroutines after Serve returned, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
-
-func TestLimiterFirstRefusal(t *testing.T) {
-	l := newLimiter(1, 1)
-	now := time.Now()
-	var got []string
-	for range 3 {
-		ok, first := l.allow("a", now)
-		got = append(got, map[[2]bool]string{{true, false}: "ok", {false, true}: "first", {false, false}: "again"}[[2]bool{ok, first}])
-	}
-	now = now.Add(time.Second)
-	ok, _ := l.allow("a", now)
-	_, first := l.allow("a", now)
-	if strings.Join(got, " ") != "ok first again" || !ok || !first {
-		t.Errorf("got %v, then %v %v", got, ok, first)
-	}
-}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/wardgate/wardgate/policy"
 )
 
 // upstreamUDPSize is the EDNS buffer size advertised to upstreams (the DNS
@@ -24,8 +23,9 @@ const upstreamUDPSize = 1232
 const maxInflight = 1024
 
 var (
-	errNoUpstream = errors.New("dnsfilter: no upstream configured")
-	errOverloaded = errors.New("dnsfilter: too many upstream exchanges in flight")
+	errNoUpstream   = errors.New("dnsfilter: no upstream configured")
+	errOverloaded   = errors.New("dnsfilter: too many upstream exchanges in flight")
+	errIdentityBusy = errors.New("dnsfilter: identity has too many upstream exchanges in flight")
 )
 
 // forwarder resolves questions through the upstreams and the cache; see
@@ -40,10 +40,13 @@ type forwarder struct {
 	log       *slog.Logger
 	preferred atomic.Uint32 // index of the upstream tried first
 	inflight  chan struct{} // semaphore of maxInflight
+	perID     int           // MaxInflightPerIdentity
 	stats     *counters
+	guard     atomic.Pointer[rebindGuard] // of the policy last seen
 
 	mu    sync.Mutex
 	calls map[cacheKey]*call // exchanges in flight, for coalescing
+	waits map[string]int     // by identity: questions waiting on an upstream
 }
 
 // call is one upstream exchange that concurrent identical questions share.
@@ -64,7 +67,9 @@ func newForwarder(cfg Config, allow *nameSet, now func() time.Time, stats *count
 		now:       now,
 		log:       cfg.Logger,
 		calls:     make(map[cacheKey]*call),
+		waits:     make(map[string]int),
 		inflight:  make(chan struct{}, maxInflight),
+		perID:     cfg.MaxInflightPerIdentity,
 		stats:     stats,
 	}
 }
@@ -77,7 +82,7 @@ type forwardStage struct {
 
 func (s forwardStage) answer(ctx context.Context, q *query) *dns.Msg {
 	key := cacheKey{name: q.name, qtype: q.qtype, class: q.req.Question[0].Qclass}
-	e, err := s.fwd.lookup(ctx, key, q.view.Overlay())
+	e, err := s.fwd.lookup(ctx, key, q.id.Name, q.view)
 	if err != nil {
 		s.fwd.log.Debug("dns forward failed", "qname", q.name, "qtype", dns.TypeToString[q.qtype], "err", err)
 		m := new(dns.Msg)
@@ -93,14 +98,22 @@ func (s forwardStage) answer(ctx context.Context, q *query) *dns.Msg {
 }
 
 // lookup answers key from the cache, or from one upstream exchange shared
-// by every concurrent identical question.
-func (f *forwarder) lookup(ctx context.Context, key cacheKey, ov policy.Overlay) (*cacheEntry, error) {
+// by every concurrent identical question. A question that has to wait on
+// an upstream counts against its identity's share (errIdentityBusy beyond
+// it), whether it leads the exchange or joins one.
+func (f *forwarder) lookup(ctx context.Context, key cacheKey, identity string, view View) (*cacheEntry, error) {
 	if e := f.cache.get(key, f.now()); e != nil {
 		f.stats.cacheHits.Add(1)
 		return e, nil
 	}
 	f.stats.cacheMisses.Add(1)
 	f.mu.Lock()
+	if f.waits[identity] >= f.perID {
+		f.mu.Unlock()
+		return nil, errIdentityBusy
+	}
+	f.waits[identity]++
+	defer f.release(identity)
 	if c, ok := f.calls[key]; ok {
 		f.mu.Unlock()
 		select {
@@ -114,7 +127,7 @@ func (f *forwarder) lookup(ctx context.Context, key cacheKey, ov policy.Overlay)
 	f.calls[key] = c
 	f.mu.Unlock()
 
-	c.e, c.err = f.fetch(ctx, key, ov)
+	c.e, c.err = f.fetch(ctx, key, view)
 
 	f.mu.Lock()
 	delete(f.calls, key)
@@ -123,9 +136,18 @@ func (f *forwarder) lookup(ctx context.Context, key cacheKey, ov policy.Overlay)
 	return c.e, c.err
 }
 
+// release ends one of identity's waits on an upstream.
+func (f *forwarder) release(identity string) {
+	f.mu.Lock()
+	if f.waits[identity]--; f.waits[identity] <= 0 {
+		delete(f.waits, identity)
+	}
+	f.mu.Unlock()
+}
+
 // fetch asks the upstreams in turn, starting with the one that answered
 // last, strips the answer and caches it.
-func (f *forwarder) fetch(ctx context.Context, key cacheKey, ov policy.Overlay) (*cacheEntry, error) {
+func (f *forwarder) fetch(ctx context.Context, key cacheKey, view View) (*cacheEntry, error) {
 	n := len(f.upstreams)
 	if n == 0 {
 		return nil, errNoUpstream
@@ -158,18 +180,33 @@ func (f *forwarder) fetch(ctx context.Context, key cacheKey, ov policy.Overlay) 
 		if i > 0 && f.preferred.CompareAndSwap(uint32(start), uint32(idx)) {
 			f.log.Warn("dns upstream failed over", "from", f.upstreams[start], "to", f.upstreams[idx], "err", errors.Join(errs...))
 		}
-		now := f.now()
-		ttl := cacheTTL(r)
-		if f.allow.match(key.name) == "" {
-			stripInternal(r, ov)
-		}
-		e := &cacheEntry{key: key, msg: r, stored: now, expires: now.Add(ttl)}
-		if ttl > 0 {
-			f.cache.put(e)
-		}
-		return e, nil
+		return f.store(key, r, view), nil
 	}
 	return nil, errors.Join(errs...)
+}
+
+// store strips an upstream reply (see rebindGuard) and caches it for its
+// TTL, which is taken before stripping.
+func (f *forwarder) store(key cacheKey, r *dns.Msg, view View) *cacheEntry {
+	now := f.now()
+	ttl := cacheTTL(r)
+	f.guardFor(view).strip(r, f.allow.match(key.name) != "")
+	e := &cacheEntry{key: key, msg: r, stored: now, expires: now.Add(ttl)}
+	if ttl > 0 {
+		f.cache.put(e)
+	}
+	return e
+}
+
+// guardFor returns the rebinding guard of view, building it when the
+// policy changed since the last one.
+func (f *forwarder) guardFor(view View) *rebindGuard {
+	if g := f.guard.Load(); g != nil && g.view == view {
+		return g
+	}
+	g := newRebindGuard(view)
+	f.guard.Store(g)
+	return g
 }
 
 // exchange asks one upstream over UDP, and again over TCP when the answer
@@ -180,18 +217,32 @@ func (f *forwarder) exchange(ctx context.Context, m *dns.Msg, upstream string) (
 	if err == nil && r.Truncated {
 		r, err = f.try(ctx, f.tcp, m, upstream)
 	}
+	if err == nil {
+		err = checkReply(m.Question[0], r)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", upstream, err)
 	}
+	return r, nil
+}
+
+// checkReply accepts an upstream reply to q that is NOERROR or NXDOMAIN.
+func checkReply(q dns.Question, r *dns.Msg) error {
 	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
-		return nil, fmt.Errorf("upstream %s: %s", upstream, dns.RcodeToString[r.Rcode])
+		return fmt.Errorf("rcode %s", rcodeString(r.Rcode))
 	}
-	q := m.Question[0]
 	if len(r.Question) != 1 || r.Question[0].Qtype != q.Qtype || r.Question[0].Qclass != q.Qclass ||
 		!strings.EqualFold(r.Question[0].Name, q.Name) {
-		return nil, fmt.Errorf("upstream %s: answer to another question", upstream)
+		return errors.New("answer to another question")
 	}
-	return r, nil
+	return nil
+}
+
+func rcodeString(code int) string {
+	if s, ok := dns.RcodeToString[code]; ok {
+		return s
+	}
+	return fmt.Sprintf("RCODE%d", code)
 }
 
 func (f *forwarder) try(ctx context.Context, c *dns.Client, m *dns.Msg, upstream string) (*dns.Msg, error) {

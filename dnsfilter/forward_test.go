@@ -1,10 +1,13 @@
 package dnsfilter
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -228,6 +231,10 @@ func TestInternal(t *testing.T) {
 		"fe80::1": true, "fd00::1": true, "fc00::1": true, "::ffff:10.0.0.1": true,
 		"100.80.1.1": true, "100.81.0.10": true, // overlay and service prefixes (inside 100.64/10 anyway)
 		"93.184.216.34": false, "100.128.0.1": false, "8.8.8.8": false, "2606:4700::1111": false,
+		// NAT64 and 6to4 addresses are as internal as the IPv4 they embed.
+		"64:ff9b::a00:1": true, "64:ff9b::6450:10a": true, "64:ff9b::7f00:1": true, "2002:c0a8:101::1": true,
+		"64:ff9b:1::a00:1": true, "64:ff9b:1:a:50:1::": true,
+		"64:ff9b::808:808": false, "2002:808:808::1": false, "64:ff9b:1::808:808": false, "64:ff9b:1::": false,
 	} {
 		if got := internal(netip.MustParseAddr(a), ov); got != want {
 			t.Errorf("internal(%s) = %v", a, got)
@@ -318,5 +325,122 @@ func TestStatsAndOverload(t *testing.T) {
 	}
 	if n := up.queries.Load(); n != 2 {
 		t.Errorf("%d upstream queries, want 2", n)
+	}
+}
+
+// TestInflightSharePerIdentity: alice asks names the upstream never
+// answers, as many at once as she likes; she gets her share of the
+// upstream slots and SERVFAIL beyond it, and bob still resolves although
+// her share is more than the slots left over without the per-identity
+// bound.
+func TestInflightSharePerIdentity(t *testing.T) {
+	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		if strings.HasPrefix(r.Question[0].Name, "never") {
+			return // a name that never resolves
+		}
+		answerA("93.184.216.34", 300)(w, r)
+	})
+	const share = 4
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, Timeout: time.Second, MaxInflightPerIdentity: share}, testView())
+	f.fwd.inflight = make(chan struct{}, 2*share) // room for alice's share and bob's, not for 20 of alice's
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var servfail atomic.Int64
+	for i := range 20 {
+		wg.Go(func() {
+			if m := ask(t, f, aliceAddr, fmt.Sprintf("never%d.example.com", i), dns.TypeA); m.Rcode == dns.RcodeServerFailure {
+				servfail.Add(1)
+			}
+		})
+	}
+	// Every one of alice's questions reached the upstream or was refused.
+	for up.queries.Load()+servfail.Load() < 20 {
+		time.Sleep(time.Millisecond)
+	}
+	if n := servfail.Load(); n != 20-share {
+		t.Errorf("%d of alice's 20 questions refused at once, want %d", n, 20-share)
+	}
+	if m := ask(t, f, bobAddr, "example.com", dns.TypeA); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+		t.Errorf("bob while alice holds her share: %s %v", dns.RcodeToString[m.Rcode], answers(m))
+	}
+	// A cached answer costs no share: alice gets it while hers is full.
+	if m := ask(t, f, aliceAddr, "example.com", dns.TypeA); m.Rcode != dns.RcodeSuccess {
+		t.Errorf("alice from the cache: %s", dns.RcodeToString[m.Rcode])
+	}
+	if n := up.queries.Load(); n != share+1 {
+		t.Errorf("%d upstream queries, want alice's %d and bob's 1", n, share)
+	}
+}
+
+// TestRebindingTrustNames: upstream answers that alias into the overlay
+// domain or a service's names, that embed internal IPv4 addresses in
+// NAT64 or 6to4 addresses, or that name a service endpoint's address
+// (public or not) are stripped; the same kinds of address that embed or
+// are public space pass.
+func TestRebindingTrustNames(t *testing.T) {
+	v := testView()
+	v.svcs[0].Endpoints = []policy.Endpoint{
+		{Prefix: netip.MustParsePrefix("198.51.100.7/32")},
+		{Prefix: netip.MustParsePrefix("203.0.113.0/28")},
+	}
+	answersFor := map[string][]string{
+		"alias.example.com.": {"alias.example.com. 300 IN CNAME ehr.nhs.internal.", "ehr.nhs.internal. 300 IN A 93.184.216.34"},
+		"deep.example.com.":  {"deep.example.com. 300 IN CNAME a.b.NHS.Internal.", "a.b.nhs.internal. 300 IN A 93.184.216.34"},
+		"extra.example.com.": {"extra.example.com. 300 IN CNAME pacs.leeds.example.", "pacs.leeds.example. 300 IN A 93.184.216.34"},
+		"dname.example.com.": {"dname.example.com. 300 IN DNAME nhs.internal."},
+		"chain.example.com.": {"chain.example.com. 300 IN CNAME cdn.example.net.", "cdn.example.net. 300 IN A 93.184.216.34"},
+		"nat64.example.com.": {"nat64.example.com. 300 IN AAAA 64:ff9b::10.1.2.3", "nat64.example.com. 300 IN AAAA 64:ff9b::93.184.216.34"},
+		"local64.example.com.": {"local64.example.com. 300 IN AAAA 64:ff9b:1::c0a8:101", // 192.168.1.1 at /96
+			"local64.example.com. 300 IN AAAA 64:ff9b:1:a:50:1::",         // 10.80.0.1 at /56
+			"local64.example.com. 300 IN AAAA 64:ff9b:1:ac10:5:500::",     // 172.16.5.5 at /48
+			"local64.example.com. 300 IN AAAA 64:ff9b:1:0:5d:b8d8:2200:0", // 93.184.216.34 at /64
+			"local64.example.com. 300 IN AAAA 64:ff9b:1::5db8:d822"},      // 93.184.216.34 at /96
+		"6to4.example.com.":     {"6to4.example.com. 300 IN AAAA 2002:6450:10a::1", "6to4.example.com. 300 IN AAAA 2002:5db8:d822::1"},
+		"endpoint.example.com.": {"endpoint.example.com. 300 IN A 198.51.100.7", "endpoint.example.com. 300 IN A 203.0.113.9", "endpoint.example.com. 300 IN A 198.51.100.8"},
+		"app.corp.example.":     {"app.corp.example. 300 IN A 198.51.100.7", "app.corp.example. 300 IN A 10.0.0.1"},
+		"alias.corp.example.":   {"alias.corp.example. 300 IN CNAME ehr.nhs.internal.", "ehr.nhs.internal. 300 IN A 93.184.216.34"},
+	}
+	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		for _, s := range answersFor[r.Question[0].Name] {
+			if rr := mustRR("%s", s); rr.Header().Rrtype == r.Question[0].Qtype || rr.Header().Rrtype == dns.TypeCNAME || rr.Header().Rrtype == dns.TypeDNAME {
+				m.Answer = append(m.Answer, rr)
+			}
+		}
+		m.Extra = []dns.RR{mustRR("ns.nhs.internal. 300 IN A 93.184.216.35")}
+		w.WriteMsg(m)
+	})
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, AllowInternal: []string{"**.corp.example"}}, v)
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		want  []string
+	}{
+		{"alias.example.com", dns.TypeA, nil},
+		{"deep.example.com", dns.TypeA, nil},
+		{"extra.example.com", dns.TypeA, nil},
+		{"dname.example.com", dns.TypeA, nil},
+		{"chain.example.com", dns.TypeA, []string{"CNAME cdn.example.net.", "93.184.216.34"}},
+		{"nat64.example.com", dns.TypeAAAA, []string{"64:ff9b::5db8:d822"}},
+		{"local64.example.com", dns.TypeAAAA, []string{"64:ff9b:1:0:5d:b8d8:2200:0", "64:ff9b:1::5db8:d822"}},
+		{"6to4.example.com", dns.TypeAAAA, []string{"2002:5db8:d822::1"}},
+		{"endpoint.example.com", dns.TypeA, []string{"198.51.100.8"}},
+	} {
+		m := ask(t, f, aliceAddr, tc.name, tc.qtype)
+		if got := answers(m); m.Rcode != dns.RcodeSuccess || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %s %v, want NOERROR %v", tc.name, dns.RcodeToString[m.Rcode], got, tc.want)
+		}
+		if len(m.Extra) != 0 {
+			t.Errorf("%s: glue for a name of the trust kept: %v", tc.name, m.Extra)
+		}
+	}
+	// allow_internal lets private and endpoint addresses through, never an
+	// alias into the trust.
+	if got := answers(ask(t, f, aliceAddr, "app.corp.example", dns.TypeA)); !reflect.DeepEqual(got, []string{"198.51.100.7", "10.0.0.1"}) {
+		t.Errorf("allow_internal: %v", got)
+	}
+	if got := answers(ask(t, f, aliceAddr, "alias.corp.example", dns.TypeA)); got != nil {
+		t.Errorf("allow_internal alias into the trust: %v", got)
 	}
 }

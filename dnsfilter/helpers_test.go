@@ -25,6 +25,8 @@ type fakeView struct {
 	ids   []*policy.Identity
 	svcs  []*policy.Service
 	reach map[string]map[string]bool
+	// hidden: why a service is hidden from an identity, when not no-rule.
+	hidden map[string]map[string]policy.Decision
 }
 
 func (v *fakeView) Overlay() policy.Overlay { return v.ov }
@@ -74,8 +76,22 @@ func (v *fakeView) EgressServices(fqdn string) []*policy.Service {
 	return out
 }
 
+func (v *fakeView) Services() []*policy.Service { return v.svcs }
+
 func (v *fakeView) CanReach(id *policy.Identity, svc *policy.Service) bool {
 	return v.reach[id.Name][svc.Name]
+}
+
+// ReachDecision is Allow where reach says so, else what hidden says, else
+// a denial for want of a rule.
+func (v *fakeView) ReachDecision(id *policy.Identity, svc *policy.Service) policy.Decision {
+	if v.CanReach(id, svc) {
+		return policy.Decision{Verdict: policy.Allow}
+	}
+	if d, ok := v.hidden[id.Name][svc.Name]; ok {
+		return d
+	}
+	return policy.Decision{Verdict: policy.Deny, Reason: policy.ReasonNoRule}
 }
 
 // testView: alice (100.80.1.10) reaches pacs, pacs6, nhs-web; bob

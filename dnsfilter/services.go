@@ -11,9 +11,11 @@ const serviceTTL = 60
 
 // serviceStage answers the overlay domain and the services' extra dns
 // names from the policy; see the package documentation.
-type serviceStage struct{}
+type serviceStage struct {
+	auditing func() bool // the gateway is in audit mode
+}
 
-func (serviceStage) answer(_ context.Context, q *query) *dns.Msg {
+func (s serviceStage) answer(_ context.Context, q *query) *dns.Msg {
 	ov := q.view.Overlay()
 	if a, ok := reverseAddr(q.name); ok && (ov.Prefix.Contains(a) || ov.ServicePrefix.Contains(a)) {
 		// Reverse names of overlay addresses are ours too: never forwarded,
@@ -34,7 +36,16 @@ func (serviceStage) answer(_ context.Context, q *query) *dns.Msg {
 	m.SetReply(q.req)
 	m.Authoritative = true
 	m.RecursionAvailable = true
-	if svc == nil || !q.view.CanReach(q.id, svc) {
+	if svc != nil && !q.view.CanReach(q.id, svc) {
+		// Hidden by policy; answered anyway when the flows would be let
+		// through (audit mode, or only deny rules in roll-out hide it).
+		if d := q.view.ReachDecision(q.id, svc); d.Audit || s.auditing() {
+			q.audit = &d
+		} else {
+			svc = nil
+		}
+	}
+	if svc == nil {
 		if q.name == domain { // the apex exists and has nothing but its SOA
 			return apexReply(m, q, domain)
 		}
