@@ -44,11 +44,11 @@ func (p *Policy) ReachDecision(id *Identity, svc *Service) Decision {
 		return out
 	}
 	isAllow := func(e *entry) bool { return e.allow }
-	if !reachable(svc.Ports, keep(specific, isAllow), keep(anySvc, isAllow)) {
+	if !reachable(svc.Ports, keep(specific, isAllow), keep(anySvc, isAllow), p.dec.compiledAt) {
 		return Decision{Verdict: Deny, Reason: ReasonNoRule}
 	}
 	enforcing := func(e *entry) bool { return e.allow || !e.audit }
-	audit := reachable(svc.Ports, keep(specific, enforcing), keep(anySvc, enforcing))
+	audit := reachable(svc.Ports, keep(specific, enforcing), keep(anySvc, enforcing), p.dec.compiledAt)
 	// Name the deny rule of the kind that hides it: an audit one when
 	// only those do, else an enforcing one.
 	var deny *entry
