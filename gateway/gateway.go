@@ -88,7 +88,9 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 		g.now = time.Now
 	}
 	if g.log == nil {
-		g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(cfg.Log.Level)}))
+		// Repeated lines about one source collapse into a count: a flood
+		// must not flood the operational log too.
+		g.log = slog.New(newRepeatFilter(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: parseLevel(cfg.Log.Level)})))
 	}
 	if g.audit == nil {
 		w, err := g.openAudit()
@@ -262,6 +264,7 @@ func (g *Gateway) startDNS() error {
 		Burst:           int(2 * d.RatePerIdentity),
 		Audit:           g.audit,
 		Logger:          g.log,
+		Auditing:        g.auditing.Load,
 	})
 	if err != nil {
 		return err
