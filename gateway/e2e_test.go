@@ -189,7 +189,7 @@ func startTestGateway(t testing.TB, sw *memnet.Switch, key testKey, site, policy
 
 // startTestGatewayAt starts a gateway listening on 127.0.0.1:port of sw
 // with its files in dir (a restart reuses the dir).
-func startTestGatewayAt(t testing.TB, sw *memnet.Switch, key testKey, site string, port int, dir, policyText, extra string) *testGateway {
+func startTestGatewayAt(t testing.TB, sw *memnet.Switch, key testKey, site string, port int, dir, policyText, extra string, opts ...func(*Options)) *testGateway {
 	t.Helper()
 	write := func(name, content string, mode os.FileMode) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
@@ -204,11 +204,15 @@ func startTestGatewayAt(t testing.TB, sw *memnet.Switch, key testKey, site strin
 		t.Fatal(err)
 	}
 	tg := &testGateway{key: key, sw: sw, audit: &syncBuffer{}, dir: dir}
-	tg.gw, err = Start(cfg, Options{
+	o := Options{
 		Bind:   sw.Bind(netip.MustParseAddr("127.0.0.1")),
 		Audit:  NewAuditLogger(tg.audit),
 		Logger: slogToTest(t),
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	tg.gw, err = Start(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,12 +61,14 @@ type Gateway struct {
 	listeners []io.Closer // LAN [[listener]] sockets
 	admin     *adminServer
 	metrics   *metrics
-	// stopWatch ends the handshake watcher; watchDone says it has.
-	stopWatch chan struct{}
-	watchDone chan struct{}
-	dns       *dnsfilter.Filter
-	dnsStop   context.CancelFunc
-	dnsDone   chan struct{}
+	// stopWatch ends the handshake watcher and the flow recheck;
+	// watchDone and recheckDone say they have.
+	stopWatch   chan struct{}
+	watchDone   chan struct{}
+	recheckDone chan struct{}
+	dns         *dnsfilter.Filter
+	dnsStop     context.CancelFunc
+	dnsDone     chan struct{}
 	// egress, when set, finds the egress service an identity may reach at
 	// an address it learnt from DNS (dnsfilter's FQDN egress).
 	egress func(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service
@@ -171,6 +173,11 @@ func (g *Gateway) start(opts Options) error {
 		defer close(g.watchDone)
 		g.watchHandshakes(g.stopWatch)
 	}()
+	g.recheckDone = make(chan struct{})
+	go func() {
+		defer close(g.recheckDone)
+		g.recheckFlows(g.stopWatch)
+	}()
 	if err := g.startListeners(); err != nil {
 		return err
 	}
@@ -193,6 +200,7 @@ func (g *Gateway) teardown() {
 	if g.stopWatch != nil {
 		close(g.stopWatch)
 		<-g.watchDone
+		<-g.recheckDone
 		g.stopWatch = nil
 	}
 	if g.links != nil {
