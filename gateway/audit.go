@@ -44,5 +44,8 @@ const (
 	EventFlowRevoked   = "flow.revoked"
 	EventConfigReload  = "config.reload"
 	EventConfigError   = "config.error"
+	EventConfigEnforce = "config.enforce" // the enforce mode changed (from, to)
+	EventGatewayStart  = "gateway.start"  // version, policy hash, enforce mode
+	EventGatewayStop   = "gateway.stop"
 	EventPeerHandshake = "peer.handshake"
 )

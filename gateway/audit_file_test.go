@@ -295,7 +295,7 @@ func TestAuditGatewayFullDisk(t *testing.T) {
 	}
 	m := startMonitored(t, "[log]\naudit = \"/dev/full\"\n", nil)
 	for range 2 {
-		if err := m.gw.Reload(); err != nil { // each writes config.reload
+		if _, err := m.gw.Reload(); err != nil { // each writes config.reload
 			t.Fatal(err)
 		}
 	}
@@ -312,13 +312,13 @@ func TestAuditGatewayFullDisk(t *testing.T) {
 func TestAuditGatewayReopenOnReload(t *testing.T) {
 	m := startMonitored(t, "[log]\naudit = \"audit.jsonl\"\n", nil)
 	path := filepath.Join(m.dir, "audit.jsonl")
-	if err := m.gw.Reload(); err != nil {
+	if _, err := m.gw.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.gw.Reload(); err != nil {
+	if _, err := m.gw.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	old, cur := readEvents(t, path+".1"), readEvents(t, path)

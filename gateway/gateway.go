@@ -38,6 +38,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock used for time-window decisions; nil is time.Now.
 	Now func() time.Time
+	// Version is the build's version, for the gateway.start audit event.
+	Version string
 }
 
 // Gateway is a running wardgate gateway.
@@ -73,6 +75,7 @@ type Gateway struct {
 	// an address it learnt from DNS (dnsfilter's FQDN egress).
 	egress func(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service
 
+	version  string
 	closing  atomic.Bool
 	flowsWG  sync.WaitGroup
 	reloadMu sync.Mutex
@@ -106,6 +109,10 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	st := g.state.Load()
+	g.version = opts.Version
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStart,
+		slog.String("site", st.site.Name), slog.String("version", g.version),
+		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()), slog.String("enforce", cfg.Enforce))
 	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
 		"port", g.overlay.Port(), "policy", st.pol.File(), "hash", st.pol.Hash())
 	if g.auditing.Load() {
@@ -252,6 +259,9 @@ func (g *Gateway) Close() error {
 		}
 		<-done
 	}
+	st := g.state.Load()
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStop,
+		slog.String("site", st.site.Name), slog.String("version", g.version), slog.String("hash", st.pol.Hash()))
 	g.teardown()
 	return nil
 }

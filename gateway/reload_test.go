@@ -69,7 +69,7 @@ func TestReloadBadFileChangesNothing(t *testing.T) {
 	r := newReloadRig(t)
 	before := r.tg.gw.Policy().Hash()
 	r.write(t, r.policy("\n[[rule]]\nname = \"broken\"\nfrom = [\"group:nobody\"]\nto = [\"ehr\"]\n"))
-	err := r.tg.gw.Reload()
+	_, err := r.tg.gw.Reload()
 	var le *policy.LoadError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), "policy.toml:") || !strings.Contains(err.Error(), "nobody") {
 		t.Fatalf("reload of a bad file: %v", err)
@@ -98,7 +98,7 @@ func TestReloadRevokesLiveFlows(t *testing.T) {
 	text += fmt.Sprintf("\n[[identity]]\nname = \"carol\"\nkey = %q\naddress = \"100.80.1.12\"\nsite = \"leeds\"\ngroups = [\"admin\"]\n", newTestKey(t).pubB64())
 	r.write(t, text)
 	start := time.Now()
-	if err := r.tg.gw.Reload(); err != nil {
+	if _, err := r.tg.gw.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	held.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -167,12 +167,12 @@ func TestReloadUnderTraffic(t *testing.T) {
 	for i := range 200 {
 		if i%2 == 0 {
 			r.write(t, good[(i/2)%2])
-			if err := r.tg.gw.Reload(); err != nil {
+			if _, err := r.tg.gw.Reload(); err != nil {
 				t.Fatalf("good reload %d: %v", i, err)
 			}
 		} else {
 			r.write(t, bad)
-			if err := r.tg.gw.Reload(); err == nil {
+			if _, err := r.tg.gw.Reload(); err == nil {
 				t.Fatalf("bad reload %d accepted", i)
 			}
 		}
@@ -244,7 +244,7 @@ func TestAuditMode(t *testing.T) {
 	gw := filepath.Join(r.tg.dir, "gateway.toml")
 	text, _ := os.ReadFile(gw)
 	os.WriteFile(gw, bytes.Replace(text, []byte("enforce = \"audit\"\n"), nil, 1), 0o644)
-	if err := r.tg.gw.Reload(); err != nil {
+	if _, err := r.tg.gw.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.roundTrip(r.alice); err != nil {
@@ -254,4 +254,59 @@ func TestAuditMode(t *testing.T) {
 	if err := r.roundTrip(bob); err == nil {
 		t.Error("bob's would-be denial passes in an enforcing gateway")
 	}
+}
+
+// TestEnforceChangesLeaveATrail: start and stop are audit events; turning
+// enforcement off (and on) is config.enforce plus an enforce field on
+// config.reload; a refused reload that asked for audit mode changes
+// nothing, the enforce mode included.
+func TestEnforceChangesLeaveATrail(t *testing.T) {
+	r := newReloadRig(t)
+	r.tg.audit.waitEvent(t, map[string]any{"event": "gateway.start", "site": "leeds", "enforce": "enforce", "hash": r.tg.gw.Policy().Hash()})
+	gwFile := filepath.Join(r.tg.dir, "gateway.toml")
+	orig, err := os.ReadFile(gwFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setGateway := func(extra string) {
+		if err := os.WriteFile(gwFile, append([]byte(extra), orig...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Audit mode and a blocklist that does not exist: refused as a whole.
+	setGateway("enforce = \"audit\"\n[dns]\nblocklists = [\"missing.txt\"]\n")
+	if _, err := r.tg.gw.Reload(); err == nil {
+		t.Fatal("a reload with a missing blocklist was accepted")
+	}
+	if st := r.tg.gw.Status(); !st.Enforcing {
+		t.Fatal("a refused reload switched the gateway to audit mode")
+	}
+	if err := r.roundTrip(r.bob); err == nil { // bob has no rule for ehr
+		t.Fatal("a would-be denial passed after a refused reload")
+	}
+
+	setGateway("enforce = \"audit\"\n")
+	ch, err := r.tg.gw.Reload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Enforce != "audit" || ch.PreviousEnforce != "enforce" || ch.PolicyHash != ch.PreviousHash {
+		t.Errorf("changes %+v", ch)
+	}
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.enforce", "enforce": "audit", "previous_enforce": "enforce"})
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.reload", "enforce": "audit"})
+
+	setGateway("")
+	r.write(t, r.policy(fmt.Sprintf("\n[[identity]]\nname = \"carol\"\nkey = %q\naddress = \"100.80.1.12\"\nsite = \"leeds\"\ngroups = [\"admin\"]\n", newTestKey(t).pubB64())))
+	if ch, err = r.tg.gw.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if ch.Enforce != "enforce" || len(ch.PeersAdded) != 1 || ch.PeersAdded[0] != "carol" || ch.PolicyHash == ch.PreviousHash {
+		t.Errorf("changes %+v", ch)
+	}
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.enforce", "enforce": "enforce", "previous_enforce": "audit"})
+
+	r.tg.gw.Close()
+	r.tg.audit.waitEvent(t, map[string]any{"event": "gateway.stop", "site": "leeds"})
 }

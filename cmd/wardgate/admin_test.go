@@ -47,7 +47,7 @@ func serveFake(t *testing.T, f *fakeGateway) string {
 	mux.HandleFunc("GET /v1/flows", func(w http.ResponseWriter, r *http.Request) { send(w, 200, f.flows) })
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		if f.reloadOK {
-			send(w, 200, gateway.ReloadResult{OK: true, PolicyHash: "feedfacefeedface"})
+			send(w, 200, gateway.ReloadResult{OK: true, ReloadChanges: &gateway.ReloadChanges{PolicyHash: "feedfacefeedface", PreviousHash: "0123456789abcdef", Enforce: "audit", PreviousEnforce: "enforce", PeersAdded: []string{"carol"}, Revoked: 2}})
 			return
 		}
 		send(w, 422, gateway.ReloadResult{Error: "bad", Problems: []string{`policy.toml:41:1: rule "x": unknown group "radiolgy"`}})

@@ -118,7 +118,7 @@ func flowRow(e event) row {
 // config.reload event.
 func (p *play) reload(ctx context.Context, site, what string) error {
 	mark := p.w.audit.mark()
-	if err := p.w.gws[site].Reload(); err != nil {
+	if _, err := p.w.gws[site].Reload(); err != nil {
 		return fmt.Errorf("reload %s: %w", site, err)
 	}
 	e, err := p.waitEvent(ctx, mark, "config.reload at "+site, is(site, "config.reload"))
