@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/policy"
@@ -20,7 +21,15 @@ type clientSide struct {
 	deny   func(reason string)      // refused by policy or a cap, nothing dialed
 	fail   func()                   // allowed, but the backend refused
 	accept func() (net.Conn, error) // the backend accepted: complete the client
+	// abandon makes a pending accept return at once (a client that does
+	// not complete its handshake); nil when accept does not wait.
+	abandon func()
 }
+
+// handshakeWait bounds how long an allowed flow whose backend accepted
+// waits for the client to complete its TCP handshake; a variable for
+// tests.
+var handshakeWait = 5 * time.Second
 
 // handleTCP decides a new TCP connection from the overlay and, when it is
 // allowed, dials the backend before completing the client's handshake, so
@@ -36,7 +45,7 @@ func (g *Gateway) handleTCP(r *overlay.TCPRequest) {
 		g.logDecision(v, nil, reason)
 		return
 	}
-	g.serveTCP(v, clientSide{deny: func(string) { r.Reject() }, fail: r.Reject, accept: r.Accept})
+	g.serveTCP(v, clientSide{deny: func(string) { r.Reject() }, fail: r.Reject, accept: r.Accept, abandon: r.Abandon})
 }
 
 // serveTCP runs one TCP flow whose verdict is made: refuse, or dial the
@@ -67,14 +76,32 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	f.conns.add(ctxCloser{cancel})
 
 	backend, err := g.dialFlow(ctx, v, f)
-	setupDone()
 	if err != nil {
+		setupDone()
 		cs.fail()
 		g.logEnd(f, err.Error())
 		return
 	}
 	f.conns.add(backend)
+	// The client's handshake completes only now. A client that never sends
+	// its ACK (a half-open scan) must not hold the backend connection: it
+	// is closed after handshakeWait, and until accept returns the flow
+	// still counts against the identity's pending limit.
+	giveUp := time.AfterFunc(handshakeWait, func() {
+		backend.Close()
+		if cs.abandon != nil {
+			cs.abandon()
+		}
+	})
 	client, err := cs.accept()
+	setupDone()
+	if !giveUp.Stop() {
+		if client != nil {
+			client.Close()
+		}
+		g.logEnd(f, "the client did not complete its handshake")
+		return
+	}
 	if err != nil {
 		backend.Close()
 		g.logEnd(f, "accept: "+err.Error())

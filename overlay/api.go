@@ -56,6 +56,10 @@ func (r *TCPRequest) Accept() (net.Conn, error) { return r.accept() }
 // Reject resets the connection at once: the client sees "connection refused".
 func (r *TCPRequest) Reject() { r.reject() }
 
+// Abandon, called while Accept waits for the client's final ACK, resets the
+// half-open connection so that Accept returns an error at once.
+func (r *TCPRequest) Abandon() { r.abandon() }
+
 // Handler receives new flows. Both funcs must be set.
 type Handler struct {
 	// TCP runs in its own goroutine per SYN and may block (to dial a backend).

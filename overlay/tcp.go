@@ -103,6 +103,22 @@ func (r *TCPRequest) accept() (net.Conn, error) {
 	return st.conn, nil
 }
 
+// abandon ends an Accept that is still waiting for the client's final ACK:
+// the half-open connection is reset, and Accept returns an error at once
+// instead of after gVisor's own handshake timeout (two minutes). It is
+// for a handler that gives up on a client that never completes (a
+// half-open scan).
+func (r *TCPRequest) abandon() {
+	st := r.st
+	if st == nil {
+		return
+	}
+	ep := st.o.stack.FindTransportEndpoint(protoOf(r.Dst.Addr()), tcp.ProtocolNumber, st.fr.ID(), nicID)
+	if ep != nil {
+		ep.Abort()
+	}
+}
+
 // TCPConn is an accepted overlay connection. Besides net.Conn it half-closes
 // (CloseWrite) and can be aborted.
 type TCPConn struct {
