@@ -32,7 +32,14 @@ func (g *Gateway) admitUDP(src, dst netip.AddrPort) func(net.Conn) {
 	if serve == nil {
 		return nil
 	}
-	return func(client net.Conn) { serve(func() (net.Conn, error) { return client, nil }) }
+	return func(client net.Conn) {
+		serve(func() (net.Conn, error) {
+			if client == nil {
+				return nil, errors.New("the overlay could not set up the flow")
+			}
+			return client, nil
+		})
+	}
 }
 
 // admitUDPVerdict refuses v (logging why, and telling deny when set) or

@@ -66,10 +66,12 @@ type Handler struct {
 	TCP func(r *TCPRequest)
 	// UDP is called synchronously on the packet path for the first datagram
 	// of a new (src, dst) flow and must not block. Returning nil refuses the
-	// flow with ICMP port unreachable. Otherwise the returned func runs in its
-	// own goroutine with a conn bound to the flow (Read/Write datagrams to and
-	// from src as dst); closing the conn ends the flow and releases it so a
-	// later datagram starts a new flow.
+	// flow with ICMP port unreachable. Otherwise the returned func always
+	// runs, in its own goroutine, with a conn bound to the flow (Read/Write
+	// datagrams to and from src as dst); closing the conn ends the flow and
+	// releases it so a later datagram starts a new flow. When the stack
+	// cannot give the flow an endpoint, the func runs with a nil conn, so
+	// that the handler can release what it took for the flow.
 	UDP func(src, dst netip.AddrPort) func(c net.Conn)
 	// Ping is asked whether an ICMP echo request from src to dst may be
 	// answered; dst may be any address (service VIPs). The gateway's own

@@ -35,6 +35,9 @@ func (o *Overlay) handleUDP(id stack.TransportEndpointID, pkt *stack.PacketBuffe
 	}).HandlePacket(id, pkt)
 	if err != nil {
 		o.log.Warn("overlay: UDP flow endpoint", "src", src, "dst", dst, "err", err.String())
+		// fn still runs, with no conn, so that the handler releases what
+		// it took for the flow (its slot, its flow-table entry).
+		go o.runUDP(src, dst, nil, fn)
 		return true
 	}
 	c := gonet.NewUDPConn(&wq, ep)
@@ -56,11 +59,15 @@ func (o *Overlay) askUDP(src, dst netip.AddrPort) (fn func(net.Conn)) {
 // runUDP runs one flow. The conn is closed when fn returns (or panics), which
 // releases the endpoint so that a later datagram starts a new flow.
 func (o *Overlay) runUDP(src, dst netip.AddrPort, c *gonet.UDPConn, fn func(net.Conn)) {
-	defer c.Close()
 	defer func() {
 		if p := recover(); p != nil {
 			o.log.Error("overlay: panic in UDP flow", "src", src, "dst", dst, "panic", fmt.Sprint(p))
 		}
 	}()
+	if c == nil {
+		fn(nil)
+		return
+	}
+	defer c.Close()
 	fn(c)
 }
