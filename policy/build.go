@@ -10,7 +10,7 @@ import (
 
 // Keys each table accepts. Anything else is an error.
 var (
-	topKeys      = []string{"overlay", "site", "identity", "service", "rule", "test"}
+	topKeys      = []string{"overlay", "groups", "site", "identity", "service", "rule", "test"}
 	overlayKeys  = []string{"prefix", "service_prefix", "domain"}
 	siteKeys     = []string{"name", "key", "address", "endpoint"}
 	identityKeys = []string{"name", "key", "address", "source", "site", "groups"}
@@ -77,11 +77,18 @@ func (b *builder) build(raw map[string]any) *Policy {
 	for _, e := range b.elems(raw, "site") {
 		b.buildSite(p, e, keyOwner, addrOwner)
 	}
+	declared := b.declaredGroups(raw)
 	groups := map[string]bool{}
 	for _, e := range b.elems(raw, "identity") {
 		b.buildIdentity(p, e, keyOwner, addrOwner, groups)
 	}
 	b.allocateLANAddresses(p, addrOwner)
+	for _, g := range declared {
+		if !groups[g] {
+			b.warnAt(b.idx.top["groups"], "group %s has no members", Quote(g))
+			groups[g] = true
+		}
+	}
 	for g := range groups {
 		p.groups = append(p.groups, g)
 	}
@@ -101,6 +108,30 @@ func (b *builder) build(raw map[string]any) *Policy {
 		b.buildTest(p, e)
 	}
 	return p
+}
+
+// declaredGroups reads the top-level `groups`: groups that rules may name
+// before any identity is in them.
+func (b *builder) declaredGroups(raw map[string]any) []string {
+	if _, ok := raw["groups"]; !ok {
+		return nil
+	}
+	e := &elem{b: b, kind: "groups", m: raw, pos: &elemPos{head: b.idx.top["groups"]}, label: "groups"}
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range e.strs("groups") {
+		if err := CheckName(g); err != nil {
+			e.errorf("", "group %v", err)
+			continue
+		}
+		if seen[g] {
+			e.errorf("", "group %s declared twice", Quote(g))
+			continue
+		}
+		seen[g] = true
+		out = append(out, g)
+	}
+	return out
 }
 
 func (b *builder) buildOverlay(p *Policy, raw map[string]any) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func TestLoadErrors(t *testing.T) {
 		want    []string
 	}{
 		{name: "unknown group", add: "[[rule]]\nname = \"radiology-reads-pacs\"\nfrom = [\"group:radiolgy\"]\nto = [\"pacs\"]\n",
-			want: []string{`policy.toml:25:1: rule "radiology-reads-pacs": unknown group "radiolgy"`}},
+			want: []string{`policy.toml:25:1: rule "radiology-reads-pacs": unknown group "radiolgy" (did you mean "radiology"?)`}},
 		{name: "unknown identity site service kind", add: "[[rule]]\nname = \"r\"\nfrom = [\"bob\", \"site:york\", \"team:x\"]\nto = [\"ehr\", \"*\"]\n",
 			want: []string{
 				`policy.toml:25:1: rule "r": unknown identity "bob"`,
@@ -71,11 +72,11 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown key in rule", add: "[[rule]]\nname = \"r\"\nfrom = [\"*\"]\nto = [\"*\"]\n  prots = [\"443/tcp\"]\n",
 			want: []string{`policy.toml:27:3: rule "r": unknown key "prots" (known: name, action, from, to, ports, when, audit, expires, reason)`}},
 		{name: "unknown top-level key", replace: [2]string{"[overlay]", "version = 2\n[overlay]"},
-			want: []string{`policy.toml:1:1: unknown key "version" (known: overlay, site, identity, service, rule, test)`}},
+			want: []string{`policy.toml:1:1: unknown key "version" (known: overlay, groups, site, identity, service, rule, test)`}},
 		{name: "key after a table belongs to it", add: "version = 2\n",
 			want: []string{`policy.toml:23:1: service "pacs": unknown key "version" (known: name, site, endpoints, vip, dns, egress, ports)`}},
 		{name: "unknown table", add: "[[rules]]\nname = \"x\"\n",
-			want: []string{`policy.toml:23:1: unknown key "rules" (known: overlay, site, identity, service, rule, test)`}},
+			want: []string{`policy.toml:23:1: unknown key "rules" (known: overlay, groups, site, identity, service, rule, test)`}},
 		{name: "syntax error", add: "[[rule]]\nname = \"r\nfrom = [\"*\"]\n",
 			want: []string{`policy.toml:24:10: syntax error: strings cannot contain newlines (after key "rule.name")`}},
 		{name: "wrong type", add: "[[rule]]\nname = \"r\"\nfrom = \"*\"\nto = [\"pacs\"]\nports = [443]\naudit = \"yes\"\n",
@@ -293,7 +294,7 @@ func TestLoadFileErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Load(path)
-	if got := problems(err); len(got) != 1 || got[0] != path+`:25:1: rule "r": unknown group "nope"` {
+	if got := problems(err); len(got) != 1 || got[0] != path+`:25:1: rule "r": unknown group "nope" (no identity is in it: declare it in groups = [...] to name it first)` {
 		t.Errorf("errors name the path as given: %q", got)
 	}
 }
@@ -404,6 +405,41 @@ func TestLoadBounded(t *testing.T) {
 		}
 		if grew > 512<<20 {
 			t.Errorf("10 MB %s grew the heap by %d MB", tc.name, grew>>20)
+		}
+	}
+}
+
+// TestDeclaredGroups: a declared group may be named by rules before anyone
+// is in it (with a warning); undeclared, it stays an error.
+func TestDeclaredGroups(t *testing.T) {
+	rule := "[[rule]]\nname = \"estates-print\"\nfrom = [\"group:estates\"]\nto = [\"pacs\"]\n"
+	p, err := Parse("policy.toml", []byte("groups = [\"estates\", \"radiology\"]\n"+baseTOML+rule))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(p.Groups()); got != "[estates radiology]" {
+		t.Errorf("Groups() = %s", got)
+	}
+	var warned []string
+	for _, w := range p.Warnings() {
+		warned = append(warned, w.Error())
+	}
+	if !slices.Contains(warned, `policy.toml:1:1: group "estates" has no members`) || slices.ContainsFunc(warned, func(s string) bool { return strings.Contains(s, `"radiology" has no members`) }) {
+		t.Errorf("warnings: %q", warned)
+	}
+	if d := p.Decide(p.Identity("alice"), p.Service("pacs"), 443, ProtoTCP, time.Now()); d.Allowed() {
+		t.Errorf("alice allowed by %s", d.Rule)
+	}
+
+	for _, tc := range []struct{ head, want string }{
+		{"", `policy.toml:25:1: rule "estates-print": unknown group "estates" (no identity is in it: declare it in groups = [...] to name it first)`},
+		{"groups = [\"estate\"]\n", `policy.toml:26:1: rule "estates-print": unknown group "estates" (did you mean "estate"?)`},
+		{"groups = [\"a b\", \"x\", \"x\"]\n", "policy.toml:1:1: groups: group name \"a b\" has ' ' (use letters, digits, '.', '_', '-')\npolicy.toml:1:1: groups: group \"x\" declared twice"},
+		{"groups = \"estates\"\n", `policy.toml:1:1: groups: groups must be an array of strings, not a string`},
+	} {
+		_, err := Parse("policy.toml", []byte(tc.head+baseTOML+rule))
+		if got := strings.Join(problems(err), "\n"); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%q: got\n%s\nwant\n%s", tc.head, got, tc.want)
 		}
 	}
 }
