@@ -305,8 +305,11 @@ func ParseListen(s string) (netip.AddrPort, policy.Proto, error) {
 	return ap, proto, nil
 }
 
-// LoadPolicy loads the policy the config names and checks that the config
-// fits it: the site exists, every listener's service exists.
+// LoadPolicy loads the policy the config names, checks that the config
+// fits it (the site exists, every listener's service exists) and runs its
+// [[test]]s: a policy whose tests fail is refused, by run as by reload and
+// check. The error is a *policy.LoadError, one problem per failing test at
+// the test's line.
 func (c *Config) LoadPolicy() (*policy.Policy, error) {
 	p, err := policy.Load(c.Path(c.Policy))
 	if err != nil {
@@ -314,6 +317,15 @@ func (c *Config) LoadPolicy() (*policy.Policy, error) {
 	}
 	if err := c.CheckAgainst(p); err != nil {
 		return nil, err
+	}
+	var failed []policy.Problem
+	for _, r := range p.RunTests() {
+		if !r.Passed {
+			failed = append(failed, r.Problem)
+		}
+	}
+	if len(failed) > 0 {
+		return nil, &policy.LoadError{Problems: failed}
 	}
 	return p, nil
 }

@@ -39,6 +39,7 @@ func (r *Rule) expiredAt(t time.Time) bool { return !r.Expires.IsZero() && !t.Be
 // testSpec is a [[test]] with its references resolved.
 type testSpec struct {
 	prob      Problem
+	label     string // how messages name it: `test 3 (a -> b)`
 	from, to  string
 	id        *Identity
 	svc       *Service

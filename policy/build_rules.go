@@ -210,6 +210,7 @@ func (b *builder) buildTest(p *Policy, e *elem) {
 			e.errorf("rule", "unknown rule %q", ts.rule)
 		}
 	}
+	ts.label = e.label
 	at := e.at("")
 	ts.prob = Problem{File: b.file, Line: at.line, Col: at.col, Msg: fmt.Sprintf("test %s -> %s expects %s", ts.from, ts.to, ts.expect)}
 	p.tests = append(p.tests, ts)

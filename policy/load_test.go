@@ -443,3 +443,33 @@ func TestDeclaredGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestTestsNeedAtForTimedRules: a [[test]] without `at` that a rule with a
+// window or an expiry bears on is refused, so that it cannot pass or fail
+// by the time of day; tests the timed rules do not touch need no `at`.
+func TestTestsNeedAtForTimedRules(t *testing.T) {
+	rules := "[[rule]]\nname = \"days\"\nfrom = [\"alice\"]\nto = [\"pacs\"]\nports = [\"443/tcp\"]\nwhen = \"mon-fri\"\n" +
+		"[[rule]]\nname = \"locum\"\nfrom = [\"group:radiology\"]\nto = [\"*\"]\nports = [\"icmp\"]\nexpires = \"2099-01-01T00:00:00Z\"\n"
+	for _, tc := range []struct{ test, want string }{
+		{"to = \"pacs:443\"\nexpect = \"deny\"\n", `policy.toml:35:1: test 1 (alice -> pacs:443): the result depends on rule "days"'s time window; give the test an ` + "`at`"},
+		{"to = \"pacs\"\nexpect = \"allow\"\n", `policy.toml:35:1: test 1 (alice -> pacs): the result depends on rule "days"'s time window; give the test an ` + "`at`"},
+		{"to = \"pacs:icmp\"\nexpect = \"allow\"\n", `policy.toml:35:1: test 1 (alice -> pacs:icmp): the result depends on rule "locum"'s expiry; give the test an ` + "`at`"},
+		{"to = \"pacs:443\"\nexpect = \"allow\"\nat = \"2026-03-02T09:30:00Z\"\n", ""},
+		{"to = \"pacs:80\"\nexpect = \"deny\"\nreason = \"no-service\"\n", ""},
+	} {
+		text := baseTOML + rules + "[[test]]\nfrom = \"alice\"\n" + tc.test
+		p, err := Parse("policy.toml", []byte(text))
+		got := strings.Join(problems(err), "\n")
+		if err == nil {
+			got = ""
+			for _, r := range p.RunTests() {
+				if !r.Passed {
+					got = r.Problem.Error()
+				}
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%q:\ngot  %s\nwant %s", tc.test, got, tc.want)
+		}
+	}
+}
