@@ -381,9 +381,14 @@ func (c *Config) ReadPrivateKey() (policy.Key, error) {
 func tomlProblem(path string, err error) policy.Problem {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
+		// The parser's message may quote the input at length (a 3 KB
+		// key): keep it short, like every other message.
 		msg := pe.Message
+		if len(msg) > 256 {
+			msg = msg[:256] + "..."
+		}
 		if pe.LastKey != "" {
-			msg = fmt.Sprintf("%s: %s", pe.LastKey, pe.Message)
+			msg = policy.Quote(pe.LastKey) + ": " + msg
 		}
 		return policy.Problem{File: path, Line: pe.Position.Line, Col: pe.Position.Col, Msg: msg}
 	}
