@@ -73,7 +73,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 		}
 	}
 	b.buildOverlay(p, raw)
-	keyOwner := map[Key]string{}
+	keyOwner := map[Key]*elem{}
 	addrOwner := map[netip.Addr]*elem{}
 	for _, e := range b.elems(raw, "site") {
 		b.buildSite(p, e, keyOwner, addrOwner)
@@ -274,28 +274,34 @@ func (b *builder) checkOverlayAddr(p *Policy, e *elem, key string, a netip.Addr,
 		}
 	}
 	if other, ok := addrOwner[a]; ok {
-		if first, later := other.at(key), e.at(key); later.line < first.line || later.line == first.line && later.col < first.col {
-			other.errorf(key, "address %s is already used by %s", a, e.label)
-		} else {
-			e.errorf(key, "address %s is already used by %s", a, other.label)
-		}
+		reportLater(e, other, key, fmt.Sprintf("address %s is already used by", a))
 		return
 	}
 	addrOwner[a] = e
 }
 
-func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]string) {
+// reportLater reports that two elements share a value, at the one written
+// later in the file: sites are read before identities, but the later line
+// is the one that was just added.
+func reportLater(e, other *elem, key, what string) {
+	if first, later := other.at(key), e.at(key); later.line < first.line || later.line == first.line && later.col < first.col {
+		e, other = other, e
+	}
+	e.errorf(key, "%s %s", what, other.label)
+}
+
+func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]*elem) {
 	if k.IsZero() {
 		return
 	}
 	if other, ok := keyOwner[k]; ok {
-		e.errorf("key", "key %s is already used by %s", k, other)
+		reportLater(e, other, "key", fmt.Sprintf("key %s is already used by", k))
 		return
 	}
-	keyOwner[k] = e.label
+	keyOwner[k] = e
 }
 
-func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem) {
+func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]*elem, addrOwner map[netip.Addr]*elem) {
 	e.checkKeys(siteKeys...)
 	s := &Site{Name: e.name(CheckName)}
 	if e.has("key") {
@@ -337,7 +343,7 @@ func splitHostPort(s string) (string, uint16, error) {
 	return host, port, err
 }
 
-func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem, groups map[string]bool) {
+func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]*elem, addrOwner map[netip.Addr]*elem, groups map[string]bool) {
 	e.checkKeys(identityKeys...)
 	id := &Identity{Name: e.name(CheckName)}
 	hasKey, hasAddr, hasSrc := e.has("key"), e.has("address"), e.has("source")

@@ -128,6 +128,8 @@ func TestLoadErrors(t *testing.T) {
 			}},
 		{name: "duplicate address points at the later line", replace: [2]string{"[[site]]", "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.1.10\"\nsite = \"leeds\"\n[[site]]"},
 			want: []string{`policy.toml:19:1: identity "alice": address 100.80.1.10 is already used by identity "bob"`}},
+		{name: "site key after an identity's", replace: [2]string{"[[site]]", "[[identity]]\nname = \"bob\"\nkey = \"" + testKey(1) + "\"\naddress = \"100.80.1.11\"\nsite = \"leeds\"\n[[site]]"},
+			want: []string{`policy.toml:13:1: site "leeds": key ` + testKey(1) + ` is already used by identity "bob"`}},
 		{name: "site address after an identity's", replace: [2]string{"[[site]]", "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.1\"\nsite = \"leeds\"\n[[site]]"},
 			want: []string{`policy.toml:14:1: site "leeds": address 100.80.0.1 is already used by identity "bob"`}},
 		{name: "endpoints of two sites overlap", replace: [2]string{"[[identity]]", "[[site]]\nname = \"york\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.2\"\n[[identity]]"},
@@ -206,6 +208,11 @@ func TestLoadErrors(t *testing.T) {
 				`policy.toml:37:1: rule "c": bad time "25:00": out of range`,
 				`policy.toml:42:1: rule "d": clock "09:00-09:00" is empty: start and end are the same`,
 				`policy.toml:47:1: rule "e": time window "sometimes": want [DAYS] [HH:MM-HH:MM] [ZONE], e.g. "mon-fri 07:00-20:00 Europe/London"`,
+			}},
+		{name: "12-hour clock", add: "[[rule]]\nname = \"a\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nwhen = \"mon-fri 8am-6pm\"\n[[rule]]\nname = \"b\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nwhen = \"8-18\"\n",
+			want: []string{
+				`policy.toml:27:1: rule "a": time window "mon-fri 8am-6pm": bad clock "8am-6pm": write HH:MM-HH:MM on the 24-hour clock, e.g. 08:00-18:00`,
+				`policy.toml:32:1: rule "b": time window "8-18": bad clock "8-18": write HH:MM-HH:MM on the 24-hour clock, e.g. 08:00-18:00`,
 			}},
 		{name: "action and audit", add: "[[rule]]\nname = \"r\"\naction = \"permit\"\nfrom = [\"*\"]\nto = [\"pacs\"]\n[[rule]]\nname = \"s\"\nfrom = [\"*\"]\nto = [\"pacs\"]\naudit = true\n",
 			want: []string{

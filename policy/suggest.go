@@ -5,10 +5,14 @@ package policy
 // length, and at least 1): the "did you mean" of messages. ok is false
 // when none is.
 func Nearest(name string, candidates []string) (best string, ok bool) {
+	if name == "" {
+		return "", false
+	}
 	limit := max(1, len(name)/3)
 	bestDist := limit + 1
 	for _, c := range candidates {
-		if d := editDistance(name, c, bestDist); d < bestDist || d == bestDist && ok && c < best {
+		// Distances up to bestDist are exact (a tie goes to the smaller name).
+		if d := editDistance(name, c, bestDist+1); d < bestDist || d == bestDist && ok && c < best {
 			best, bestDist, ok = c, d, true
 		}
 	}
