@@ -37,6 +37,7 @@ func TestParseConfigErrors(t *testing.T) {
 				`gateway.toml:10:1: dns.rate_per_identity = -1 must be a positive number of queries per second`,
 				`gateway.toml:11:1: dns.egress_ttl_min = "-30s" must be positive`,
 			}},
+		{"too big", "site = \"a\"\n#" + strings.Repeat("x", 4<<20) + "\n", []string{"gateway.toml: file is 4194317 bytes, more than the 4194304 accepted"}},
 		{"egress ttl min above max", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[dns]\negress_ttl_min = \"2h\"\negress_ttl_max = \"1h\"\n",
 			[]string{`gateway.toml:5:1: egress_ttl_min 2h0m0s must not be above egress_ttl_max 1h0m0s`}},
 		{"bad names and huge values", "site = \"le eds\"\npolicy = \"p\"\nprivate_key_file = \"k\"\nlisten = \"" + strings.Repeat("9", 1<<20) + "\"\n[[listener]]\nlisten = \"127.0.0.1:104\"\nservice = \"" + strings.Repeat("s", 65) + "\"\n",
