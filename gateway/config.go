@@ -137,16 +137,23 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(path, data)
 }
 
+// maxConfigSize bounds gateway.toml: a few kilobytes in practice.
+const maxConfigSize = 4 << 20
+
 // ParseConfig is LoadConfig on bytes already read.
 func ParseConfig(path string, data []byte) (*Config, error) {
+	if len(data) > maxConfigSize {
+		return nil, &policy.LoadError{Problems: []policy.Problem{{File: path, Msg: fmt.Sprintf("file is %d bytes, more than the %d accepted", len(data), maxConfigSize)}}}
+	}
 	c := &Config{file: path}
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
 		return nil, &policy.LoadError{Problems: []policy.Problem{tomlProblem(path, err)}}
 	}
 	var probs []policy.Problem
+	lines := strings.Split(string(data), "\n")
 	bad := func(key, format string, args ...any) {
-		line := keyLine(data, key)
+		line := keyLine(lines, key)
 		probs = append(probs, policy.Problem{File: path, Line: line, Col: colOf(line), Msg: fmt.Sprintf(format, args...)})
 	}
 	for _, k := range md.Undecoded() {
@@ -305,8 +312,11 @@ func ParseListen(s string) (netip.AddrPort, policy.Proto, error) {
 	return ap, proto, nil
 }
 
-// LoadPolicy loads the policy the config names and checks that the config
-// fits it: the site exists, every listener's service exists.
+// LoadPolicy loads the policy the config names, checks that the config
+// fits it (the site exists, every listener's service exists) and runs its
+// [[test]]s: a policy whose tests fail is refused, by run as by reload and
+// check. The error is a *policy.LoadError, one problem per failing test at
+// the test's line.
 func (c *Config) LoadPolicy() (*policy.Policy, error) {
 	p, err := policy.Load(c.Path(c.Policy))
 	if err != nil {
@@ -315,20 +325,30 @@ func (c *Config) LoadPolicy() (*policy.Policy, error) {
 	if err := c.CheckAgainst(p); err != nil {
 		return nil, err
 	}
+	var failed []policy.Problem
+	for _, r := range p.RunTests() {
+		if !r.Passed {
+			failed = append(failed, r.Problem)
+		}
+	}
+	if len(failed) > 0 {
+		return nil, &policy.LoadError{Problems: failed}
+	}
 	return p, nil
 }
 
 // CheckAgainst reports config references that the policy does not define.
 func (c *Config) CheckAgainst(p *policy.Policy) error {
 	data, _ := os.ReadFile(c.file)
+	lines := strings.Split(string(data), "\n")
 	var probs []policy.Problem
 	if p.Site(c.Site) == nil {
-		line := keyLine(data, "site")
+		line := keyLine(lines, "site")
 		probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: fmt.Sprintf("unknown site %q (not a [[site]] in %s)", c.Site, p.File())})
 	}
 	for i, ln := range c.Listener {
 		if ln.Service != "" && p.Service(ln.Service) == nil {
-			line := keyLine(data, fmt.Sprintf("listener[%d].service", i))
+			line := keyLine(lines, fmt.Sprintf("listener[%d].service", i))
 			probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: fmt.Sprintf("listener %d: unknown service %q", i+1, ln.Service)})
 		}
 	}
@@ -369,9 +389,14 @@ func (c *Config) ReadPrivateKey() (policy.Key, error) {
 func tomlProblem(path string, err error) policy.Problem {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
+		// The parser's message may quote the input at length (a 3 KB
+		// key): keep it short, like every other message.
 		msg := pe.Message
+		if len(msg) > 256 {
+			msg = msg[:256] + "..."
+		}
 		if pe.LastKey != "" {
-			msg = fmt.Sprintf("%s: %s", pe.LastKey, pe.Message)
+			msg = policy.Quote(pe.LastKey) + ": " + msg
 		}
 		return policy.Problem{File: path, Line: pe.Position.Line, Col: pe.Position.Col, Msg: msg}
 	}
@@ -383,7 +408,7 @@ func tomlProblem(path string, err error) policy.Problem {
 // scanning for the table header and then the key. A key that is not there
 // gets its table's header line; 0 when neither is found.
 // BurntSushi/toml keeps key positions private, and gateway.toml is small.
-func keyLine(data []byte, dotted string) int {
+func keyLine(lines []string, dotted string) int {
 	table, key := "", dotted
 	if i := strings.LastIndexByte(dotted, '.'); i >= 0 {
 		table, key = dotted[:i], dotted[i+1:]
@@ -398,9 +423,10 @@ func keyLine(data []byte, dotted string) int {
 		seen = 0 // top-level keys come before any header
 	}
 	header := 0 // the line of the table's header: where a missing key belongs
-	// Not bufio.Scanner: it gives up at a 64 KB line, and a hostile file
-	// has those; the position of the problem must still be found.
-	for i, raw := range strings.Split(string(data), "\n") {
+	// lines, not a bufio.Scanner: it gives up at a 64 KB line, and a
+	// hostile file has those; the position of the problem must still be
+	// found. The caller splits the file once for all its problems.
+	for i, raw := range lines {
 		n := i + 1
 		line := strings.TrimSpace(raw)
 		if strings.HasPrefix(line, "[") {

@@ -383,7 +383,8 @@ func (p *Policy) Services() []*Service { return p.services }
 // Rules returns the rules in file order.
 func (p *Policy) Rules() []*Rule { return p.rules }
 
-// Groups returns every group some identity is in, sorted.
+// Groups returns every group declared in `groups` or held by some
+// identity, sorted.
 func (p *Policy) Groups() []string { return p.groups }
 
 // Site returns the site called name, or nil.
