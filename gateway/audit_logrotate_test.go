@@ -67,7 +67,7 @@ func TestAuditLogrotateConfig(t *testing.T) {
 		t.Fatalf("rotated files: %v", rotated)
 	}
 	old, cur := readEvents(t, rotated[0]), readEvents(t, filepath.Join(m.dir, "audit.jsonl"))
-	if len(old) != 1 || len(cur) != 1 || cur[0]["event"] != EventConfigReload {
+	if len(old) != 2 || len(cur) != 1 || cur[0]["event"] != EventConfigReload { // old: gateway.start, config.reload
 		t.Errorf("rotated file %v, new file %v", old, cur)
 	}
 }

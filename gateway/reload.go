@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/dnsfilter"
@@ -153,21 +152,7 @@ func (g *Gateway) loadState() (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	if failed := failedTests(pol); failed != "" {
-		return nil, fmt.Errorf("%s: policy tests fail: %s", pol.File(), failed)
-	}
 	return &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, loadedAt: time.Now()}, nil
-}
-
-// failedTests lists the policy's failing [[test]]s, "" when all pass.
-func failedTests(p *policy.Policy) string {
-	var out []string
-	for _, r := range p.RunTests() {
-		if !r.Passed {
-			out = append(out, fmt.Sprintf("%s (%s -> %s: expected %s, got %s)", r.Problem.Error(), r.From, r.To, r.Expect, r.Got.Verdict))
-		}
-	}
-	return strings.Join(out, "; ")
 }
 
 // revoke decides every live flow again with st and ends those it no

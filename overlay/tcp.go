@@ -99,7 +99,7 @@ func (r *TCPRequest) accept() (net.Conn, error) {
 	}
 	st.completeLocked(r.Src.Addr(), false)
 	st.o.setKeepAlive(ep)
-	st.conn = &TCPConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}
+	st.conn = &TCPConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep, wq: &wq}
 	return st.conn, nil
 }
 
@@ -124,6 +124,26 @@ func (r *TCPRequest) abandon() {
 type TCPConn struct {
 	*gonet.TCPConn
 	ep tcpip.Endpoint
+	wq *waiter.Queue
+}
+
+// readyEvents are what ends a wait for reading: data, the peer's FIN, an
+// error, or the connection closed.
+const readyEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+
+// WaitReadable blocks until a Read would not block: data or an end is
+// there. A copy loop waits here, holding no buffer, while its flow idles.
+func (c *TCPConn) WaitReadable() error {
+	if c.ep.Readiness(readyEvents) != 0 {
+		return nil
+	}
+	e, ch := waiter.NewChannelEntry(readyEvents)
+	c.wq.EventRegister(&e)
+	defer c.wq.EventUnregister(&e)
+	for c.ep.Readiness(readyEvents) == 0 {
+		<-ch
+	}
+	return nil
 }
 
 // Abort closes the connection with a TCP reset instead of a FIN, so the
