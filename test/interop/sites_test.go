@@ -116,18 +116,26 @@ type sitePair struct {
 	web                            *siteWeb
 }
 
+// sitePairOpts vary a pair from the default.
+type sitePairOpts struct {
+	// lan adds the LAN device and Leeds's listener (they share fixed
+	// addresses: one pair with LAN at a time).
+	lan bool
+	// limits are extra [limits] lines for both gateways.
+	limits string
+}
+
 // newSitePair starts both gateways (each with an admin socket, for
 // `wardgate reload -c`) and alice's client, and waits until each gateway's
-// site link to the other is up. withLAN adds the LAN device and Leeds's
-// listener (they share fixed addresses: one pair with LAN at a time).
-func newSitePair(t *testing.T, withLAN bool) *sitePair {
+// site link to the other is up.
+func newSitePair(t *testing.T, o sitePairOpts) *sitePair {
 	t.Helper()
 	p := &sitePair{web: startSiteWeb(t)}
 	p.leedsKeys, p.yorkKeys, p.aliceKeys = newKeypair(t), newKeypair(t), newKeypair(t)
 	p.leedsPort, p.yorkPort = freeUDPPort(t), freeUDPPort(t)
-	admin := "\n[admin]\nsocket = \"admin.sock\"\n"
+	admin := o.limits + "\n[admin]\nsocket = \"admin.sock\"\n"
 	leedsExtra := admin
-	if withLAN {
+	if o.lan {
 		p.lanPort = freeTCPPort(t)
 		p.lan = newLANHost(t, "198.18.5.1", "198.18.5.2", "198.18.5.3")
 		leedsExtra += fmt.Sprintf("\n[[listener]]\nlisten = \"198.18.5.1:%d\"\nservice = \"records\"\n", p.lanPort)
@@ -265,7 +273,7 @@ func TestSitesInterop(t *testing.T) {
 	requireInterop(t, "curl")
 
 	t.Run("a desktop at Leeds reaches a service at York", func(t *testing.T) {
-		p := newSitePair(t, false)
+		p := newSitePair(t, sitePairOpts{})
 		out, err := p.alice.exec(10*time.Second, "curl", "-sS", "--max-time", "5", p.records)
 		if err != nil || out != "hello from york\n" {
 			t.Fatalf("curl records: %v: %q", err, out)
@@ -282,7 +290,7 @@ func TestSitesInterop(t *testing.T) {
 	})
 
 	t.Run("York's policy without the rule refuses it", func(t *testing.T) {
-		p := newSitePair(t, false)
+		p := newSitePair(t, sitePairOpts{})
 		reload(t, p.york, p.policy(false))
 		out := curlFailsFast(t, p.alice.netns, p.records)
 		p.york.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "service": "records", "from_site": "leeds"})
@@ -292,7 +300,7 @@ func TestSitesInterop(t *testing.T) {
 	})
 
 	t.Run("a new flow right after York restarts", func(t *testing.T) {
-		p := newSitePair(t, false)
+		p := newSitePair(t, sitePairOpts{})
 		if out, err := p.alice.exec(10*time.Second, "curl", "-sS", "--max-time", "5", p.records); err != nil {
 			t.Fatalf("curl records before the restart: %v: %q", err, out)
 		}
@@ -327,7 +335,7 @@ func TestSitesInterop(t *testing.T) {
 	})
 
 	t.Run("a LAN device reaches it through the Leeds listener", func(t *testing.T) {
-		p := newSitePair(t, true)
+		p := newSitePair(t, sitePairOpts{lan: true})
 		url := fmt.Sprintf("http://198.18.5.1:%d/", p.lanPort)
 		out, err := p.lan.exec(15*time.Second, "curl", "-sS", "--max-time", "10", "--interface", "198.18.5.2", url)
 		if err != nil || out != "hello from york\n" {
@@ -366,7 +374,7 @@ func TestSitesInterop(t *testing.T) {
 		{"at both", true, true},
 	} {
 		t.Run("a reload "+tc.name+" revokes a live relayed flow", func(t *testing.T) {
-			p := newSitePair(t, false)
+			p := newSitePair(t, sitePairOpts{})
 			var reloaded []*gatewayProc
 			if tc.atHome {
 				reloaded = append(reloaded, p.leeds)
@@ -436,7 +444,7 @@ func TestSitesInterop(t *testing.T) {
 	// (pending_total/8, 128), so 300 SYNs in one burst would test those
 	// caps, not the relay.
 	t.Run("300 concurrent relayed flows", func(t *testing.T) {
-		p := newSitePair(t, false)
+		p := newSitePair(t, sitePairOpts{})
 		const burst = 50
 		outs := make([]string, concurrentFlows/burst)
 		var wg sync.WaitGroup
@@ -472,8 +480,21 @@ func TestSitesInterop(t *testing.T) {
 		}
 	})
 
+	// A closed flow no longer counts against the client's flow cap, as
+	// for a local flow: connections opened and closed one at a time, for a
+	// second, never meet flows_per_identity = 20.
+	t.Run("closed relayed flows do not hold the flow cap", func(t *testing.T) {
+		p := newSitePair(t, sitePairOpts{limits: "flows_per_identity = 20\n"})
+		out, err := p.alice.helper(10*time.Second, "connrate", fmt.Sprintf("100.81.0.20:%d,1", p.web.port))
+		denied := p.leeds.find(t, map[string]any{"event": "flow.deny", "reason": "flow-limit"})
+		if err != nil || len(denied) > 0 {
+			t.Fatalf("connections one at a time: %v: %s; Leeds refused %d as flow-limit", err, strings.TrimSpace(out), len(denied))
+		}
+		t.Logf("%s connections/s", strings.TrimSpace(out))
+	})
+
 	t.Run("a site that is down fails fast", func(t *testing.T) {
-		p := newSitePair(t, false)
+		p := newSitePair(t, sitePairOpts{})
 		before := strings.Count(p.leeds.output(), "site link down")
 		p.york.stop(t)
 		waitFor(t, 10*time.Second, "Leeds to notice York is down", func() bool {
