@@ -16,10 +16,10 @@ import (
 	"github.com/wardgate/wardgate/policy"
 )
 
-// cmdPeer dispatches `wardgate peer add|remove|list`.
+// cmdPeer dispatches `wardgate peer add|rotate|remove|list`.
 func cmdPeer(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: wardgate peer add|remove|list -c gateway.toml ...")
+		fmt.Fprintln(stderr, "usage: wardgate peer add|rotate|remove|list -c gateway.toml ...   (wardgate peer --help)")
 		return 2
 	}
 	switch args[0] {
@@ -30,7 +30,7 @@ func cmdPeer(args []string, stdout, stderr io.Writer) int {
 	case "list", "ls":
 		return cmdPeerList(args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "wardgate peer: unknown subcommand %q: want add, remove or list\n", args[0])
+	fmt.Fprintf(stderr, "wardgate peer: unknown subcommand %q: want add, rotate, remove or list\n", args[0])
 	return 2
 }
 
