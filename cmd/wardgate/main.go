@@ -32,6 +32,7 @@ func commands() []command {
 		{"flows", "-c gateway.toml [--json]", "the running gateway's live flows" + admin, cmdFlows},
 		{"reload", "-c gateway.toml", "reload gateway.toml and policy.toml" + admin, cmdReload},
 		{"peer add", "-c FILE NAME --groups a,b [--site S] [--pubkey KEY] [-o FILE [--force]] [--qr]", "enrol a client: add it to the policy, write its wg-quick config", cmdPeer},
+		{"peer rotate", "-c FILE NAME [--pubkey KEY] [-o FILE [--force]] [--qr]", "give an identity a new key, write its new wg-quick config", cmdPeer},
 		{"peer remove", "-c FILE NAME", "remove an identity from the policy (its address is retired)", cmdPeer},
 		{"peer list", "-c FILE", "list the policy's identities", cmdPeer},
 		{"demo", "[--verbose]", "the whole story in one process: two sites, clients, services, no root", cmdDemo},
