@@ -544,8 +544,9 @@ func lineOf(text []byte, n int) string {
 }
 
 // FuzzAddRemove: for any valid policy text, inserting an identity block
-// and cutting it out again gives the text back (up to blank lines), and
-// retiring it instead leaves its address retired and the rest as it was.
+// and cutting it out again gives the text back (up to blank lines);
+// replacing its key changes that key alone; retiring it instead leaves its
+// address retired and the rest as it was.
 func FuzzAddRemove(f *testing.F) {
 	example, err := os.ReadFile("../../configs/example/policy.toml")
 	if err != nil {
@@ -557,6 +558,7 @@ func FuzzAddRemove(f *testing.F) {
 	f.Add(smallPolicy + "\n[[identity]]\nname = \"x\"\nkey = \"vc0wEK2eokB1cdNrHttpSsnP3lZykrygD7x2qU3//m4=\"\naddress = \"10.9.0.4\"\nsite = \"a\"\n# glued\n\n\n")
 	f.Add(smallPolicy + "\n[[site]]\nname = \"c\"\nkey = \"BMxOAT+qhgTAzGx+5q8EI4lnlJKlf8yWXyX8wOcM1TY=\"\naddress = \"10.9.0.9\"\nendpoint = \"\"\"x\"\"\"\n   \n")
 	_, pub, _ := GenerateKey()
+	_, pub2, _ := GenerateKey()
 	f.Fuzz(func(t *testing.T, text string) {
 		p, err := policy.Parse("p.toml", []byte(text))
 		if err != nil || len(p.Sites()) == 0 || p.Identity("fuzz-new") != nil {
@@ -582,6 +584,15 @@ func FuzzAddRemove(f *testing.F) {
 		if nonBlank(string(back)) != nonBlank(text) {
 			t.Fatalf("add+remove:\n%q\nwant\n%q", back, text)
 		}
+		rotated, err := ReplaceKey(edited, "fuzz-new", pub, pub2)
+		if err != nil {
+			t.Fatalf("ReplaceKey of an inserted block: %v", err)
+		}
+		if rp, err := policy.Parse("p.toml", rotated); err == nil {
+			if id := rp.Identity("fuzz-new"); id == nil || id.Key != pub2 || id.Address != addr || !sameIdentitiesBut(np, rp, "fuzz-new") {
+				t.Fatalf("after ReplaceKey: %+v", id)
+			}
+		} // else pub2 is in use already: Rotate refuses
 		id := np.Identity("fuzz-new")
 		gone, err := RetireIdentity(edited, "fuzz-new", RetireNote(id, time.Unix(0, 0)))
 		if err != nil {
