@@ -41,14 +41,15 @@ func Services(p *policy.Policy) []ServiceInfo {
 }
 
 // endpointString writes an endpoint in policy.toml's notation, always with
-// its protocol: "127.0.0.10:8443/tcp", "192.168.5.0/24:8000-8010/udp".
+// its protocol: "127.0.0.10:8443/tcp", "192.168.5.0/24:8000-8010/udp",
+// "[fd00::/64]:443/tcp".
 func endpointString(ep policy.Endpoint) string {
 	host := ep.Prefix.String()
 	if ep.Prefix.IsSingleIP() {
 		host = ep.Prefix.Addr().String()
-		if ep.Prefix.Addr().Is6() {
-			host = "[" + host + "]"
-		}
+	}
+	if ep.Prefix.Addr().Is6() {
+		host = "[" + host + "]"
 	}
 	return host + ":" + ep.Ports.String()
 }

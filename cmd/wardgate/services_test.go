@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -59,5 +60,36 @@ func TestServices(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("services", "-c", filepath.Join(dir, "missing.toml")); code != 1 || errOut == "" {
 		t.Errorf("missing file: %d %q", code, errOut)
+	}
+}
+
+// Endpoints come out in policy.toml's notation, IPv6 in brackets, so that
+// they can be pasted back.
+func TestServicesEndpointNotation(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.toml")
+	os.WriteFile(pol, []byte(`[overlay]
+prefix = "10.9.0.0/24"
+service_prefix = "10.10.0.0/24"
+domain = "t.internal"
+
+[[site]]
+name = "a"
+key = "LqjzRepy5ts7yPfqc1x2/RKn+vzATGXXQQHpg7DLsTU="
+address = "10.9.0.1"
+
+[[service]]
+name = "six"
+site = "a"
+endpoints = ["[fd00::5]:443", "[fd00:1::/64]:8000-8010/udp", "192.168.5.0/24:53/udp"]
+`), 0o644)
+	code, out, errOut := runCLI("services", "-c", pol, "--json")
+	var list []gateway.ServiceInfo
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 {
+		t.Fatalf("services --json: %d %q %s", code, out, errOut)
+	}
+	want := []string{"[fd00::5]:443/tcp", "[fd00:1::/64]:8000-8010/udp", "192.168.5.0/24:53/udp"}
+	if !slices.Equal(list[0].Endpoints, want) {
+		t.Fatalf("endpoints %q, want %q", list[0].Endpoints, want)
 	}
 }
