@@ -153,7 +153,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return code
 	}
-	var st gateway.Status
+	var st statusReport
 	raw, err := c.get("/v1/status", &st)
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate status: %v\n", err)
@@ -171,7 +171,15 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 // mode: nobody should miss that it lets would-be denials through.
 const auditBanner = "!!! AUDIT MODE: NOT ENFORCING POLICY — would-be denials are let through !!!"
 
-func printStatus(w io.Writer, st gateway.Status, now time.Time) {
+// statusReport is the admin API's status answer: gateway.Status and the
+// services of the policy it runs (gateway.Services). A gateway that does
+// not send services leaves the list empty, and the table is left out.
+type statusReport struct {
+	gateway.Status
+	Services []gateway.ServiceInfo `json:"services"`
+}
+
+func printStatus(w io.Writer, st statusReport, now time.Time) {
 	audit := st.Enforce == "audit" || !st.Enforcing
 	if audit {
 		fmt.Fprintln(w, auditBanner)
@@ -225,6 +233,10 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Site, l.Address, healthy, hash, same, ago(now, l.CheckedAt), l.LastError)
 		}
 		tw.Flush()
+	}
+	if len(st.Services) > 0 {
+		fmt.Fprintf(w, "\nservices (%d):\n", len(st.Services))
+		printServices(w, "  ", st.Services)
 	}
 	if audit {
 		fmt.Fprintln(w)
