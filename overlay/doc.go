@@ -31,6 +31,9 @@
 //     TCPConfig.MaxInFlight SYNs wait for the handler, at most
 //     MaxInFlightPerSource from one source address; a SYN over the source's
 //     share is reset, one over the total is dropped (the client retries).
+//     The reset of a source whose whole share is in flight is built before
+//     the forwarder starts anything for the SYN, so one peer's SYN flood
+//     costs little more than its packets and a reset each.
 //   - UDP: the first datagram of a (src, dst) pair asks Handler.UDP, on the
 //     packet path; nil answers ICMP port unreachable. The flow lives while
 //     its conn is open; the overlay sets no idle timeout (the handler owns

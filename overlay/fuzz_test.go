@@ -92,7 +92,7 @@ func newBareOverlay(tb testing.TB, h Handler) *Overlay {
 	}
 	o.stack = s
 	fwd := tcp.NewForwarder(s, 0, cfg.TCP.MaxInFlight, o.handleTCP)
-	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, o.tcpPacketHandler(fwd))
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, o.handleUDP)
 	tb.Cleanup(o.close)
 	return o

@@ -52,7 +52,7 @@ func newOverlay(cfg Config) (*Overlay, error) {
 	}
 	o.stack = s
 	fwd := tcp.NewForwarder(s, 0, cfg.TCP.MaxInFlight, o.handleTCP)
-	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, o.tcpPacketHandler(fwd))
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, o.handleUDP)
 
 	o.dev = device.NewDevice((*tunSide)(o.link), cfg.Bind, deviceLogger(o.log))

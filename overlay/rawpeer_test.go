@@ -33,8 +33,7 @@ type rawPeer struct {
 func (n *testNet) newRawPeer(addr netip.Addr) *rawPeer {
 	n.t.Helper()
 	key := mustKey(n.t)
-	ct := &chanTUN{in: make(chan []byte, 4096), done: make(chan struct{}), events: make(chan tun.Event, 1)}
-	ct.events <- tun.EventUp
+	ct := newChanTUN()
 	if n.tr != memTransport {
 		n.t.Fatal("raw peers run on memnet only")
 	}
@@ -73,6 +72,12 @@ type chanTUN struct {
 	events   chan tun.Event
 	received atomic.Uint64
 	closed   atomic.Bool
+}
+
+func newChanTUN() *chanTUN {
+	c := &chanTUN{in: make(chan []byte, 4096), done: make(chan struct{}), events: make(chan tun.Event, 1)}
+	c.events <- tun.EventUp
+	return c
 }
 
 func (c *chanTUN) File() *os.File           { return nil }
