@@ -36,8 +36,8 @@ func heapAfterGC() uint64 {
 // bounded during the flood and come back near its baseline after, and
 // another peer must still connect.
 func TestSYNFloodMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("floods")
+	if testing.Short() || raceEnabled {
+		t.Skip("a load test: skipped with -short and -race")
 	}
 	attacker := netip.MustParseAddr("100.80.1.200")
 	n := newTestNet(t, udpTransport, overlay.Handler{
