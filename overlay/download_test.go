@@ -1,6 +1,7 @@
 package overlay_test
 
 import (
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -47,5 +48,41 @@ func TestRepeatedDownloads(t *testing.T) {
 		if worst := sorted[len(sorted)-1]; worst > 4*median {
 			t.Errorf("a download took %v, over four times the median %v (a stall)", worst.Round(time.Millisecond), median.Round(time.Millisecond))
 		}
+	})
+}
+
+// TestCompareRACK (with OVERLAY_COMPARE_RACK=1) downloads alternately from
+// a gateway with gVisor's RACK on and one with it off, and logs the medians
+// and their ratio: what turning RACK off costs on a path that never stalls.
+func TestCompareRACK(t *testing.T) {
+	if os.Getenv("OVERLAY_COMPARE_RACK") == "" {
+		t.Skip("set OVERLAY_COMPARE_RACK=1")
+	}
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		conns := map[bool]net.Conn{}
+		for _, rack := range []bool{true, false} {
+			old := overlay.SetTCPRACK(rack)
+			n := newTestNet(t, tr, overlay.Handler{TCP: sizedTCP, UDP: refuseUDP}, overlay.Config{})
+			overlay.SetTCPRACK(old)
+			c, err := n.clients(1)[0].DialContext(ctxTimeout(t, 10*time.Second), "tcp", serviceAddr.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			conns[rack] = c
+		}
+		took := map[bool][]time.Duration{}
+		for i := range 16 {
+			rack := i%2 == 0
+			start := time.Now()
+			fetch(t, conns[rack], 64<<20)
+			took[rack] = append(took[rack], time.Since(start))
+		}
+		median := func(d []time.Duration) time.Duration {
+			slices.Sort(d)
+			return d[len(d)/2]
+		}
+		on, off := median(took[true]), median(took[false])
+		t.Logf("64 MiB, median of 8: RACK on %v, off %v (off/on %.2f)", on.Round(time.Millisecond), off.Round(time.Millisecond), float64(off)/float64(on))
 	})
 }

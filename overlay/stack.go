@@ -58,6 +58,10 @@ func newStack(ep stack.LinkEndpoint, self netip.Addr, tc TCPConfig) (*stack.Stac
 	return s, nil
 }
 
+// tcpRecovery is gVisor's loss recovery for new stacks (0: SACK recovery,
+// RACK off; see tuneTCP); a variable so that tests can compare.
+var tcpRecovery = tcpip.TCPRecovery(0)
+
 // tuneTCP applies the TCP settings. See docs/DEVELOPERS.md ("overlay
 // throughput") for the figures behind the defaults.
 //
@@ -72,7 +76,7 @@ func newStack(ep stack.LinkEndpoint, self netip.Addr, tc TCPConfig) (*stack.Stac
 // stalls is to be measured on an upgrade.
 func tuneTCP(s *stack.Stack, tc TCPConfig) error {
 	sack := tcpip.TCPSACKEnabled(true)
-	recovery := tcpip.TCPRecovery(0)
+	recovery := tcpRecovery
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tc.ReceiveBufferDefault, Max: tc.ReceiveBufferMax}
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tc.SendBufferDefault, Max: tc.SendBufferMax}
 	moderate := tcpip.TCPModerateReceiveBufferOption(true)
