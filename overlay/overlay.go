@@ -53,7 +53,7 @@ func newOverlay(cfg Config) (*Overlay, error) {
 	o.stack = s
 	o.link.relay = newRelayTable(cfg.Handler.Route, o.link.forward, o.link.inject, cfg.MTU)
 	fwd := tcp.NewForwarder(s, 0, cfg.TCP.MaxInFlight, o.handleTCP)
-	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, o.tcpPacketHandler(fwd))
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, o.handleUDP)
 
 	o.dev = device.NewDevice((*tunSide)(o.link), cfg.Bind, deviceLogger(o.log))

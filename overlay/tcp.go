@@ -10,6 +10,8 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -181,6 +183,65 @@ func (o *Overlay) setKeepAlive(ep tcpip.Endpoint) {
 	}
 }
 
+// tcpPacketHandler is the stack's handler for TCP segments that no endpoint
+// took: new SYNs, and strays. While a source has its whole in-flight share
+// waiting for the handler, its SYNs are reset here, before the forwarder
+// starts a goroutine and holds a copy of each: a SYN flood from one peer
+// then costs the gateway little more than its packets and one reset each.
+func (o *Overlay) tcpPacketHandler(fwd *tcp.Forwarder) func(stack.TransportEndpointID, *stack.PacketBuffer) bool {
+	return func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		if !o.inflight.full(addrPortOf(id.RemoteAddress, 0).Addr()) {
+			return fwd.HandlePacket(id, pkt)
+		}
+		if th := header.TCP(pkt.TransportHeader().Slice()); len(th) >= header.TCPMinimumSize && th.Flags() == header.TCPFlagSyn {
+			o.link.inject(resetFor(id, th.SequenceNumber()))
+		}
+		return true // consumed: the stack answers nothing more
+	}
+}
+
+// resetFor builds the RST+ACK that refuses a SYN with sequence number seq
+// on the connection id (seen from the stack: local is the SYN's
+// destination).
+func resetFor(id stack.TransportEndpointID, seq uint32) []byte {
+	v4 := id.LocalAddress.Len() == header.IPv4AddressSize
+	ipLen := header.IPv6MinimumSize
+	if v4 {
+		ipLen = header.IPv4MinimumSize
+	}
+	b := make([]byte, ipLen+header.TCPMinimumSize)
+	if v4 {
+		ip := header.IPv4(b)
+		ip.Encode(&header.IPv4Fields{
+			TotalLength: uint16(len(b)),
+			TTL:         replyHopLimit,
+			Protocol:    uint8(header.TCPProtocolNumber),
+			SrcAddr:     id.LocalAddress,
+			DstAddr:     id.RemoteAddress,
+		})
+		ip.SetChecksum(^ip.CalculateChecksum())
+	} else {
+		header.IPv6(b).Encode(&header.IPv6Fields{
+			PayloadLength:     header.TCPMinimumSize,
+			TransportProtocol: header.TCPProtocolNumber,
+			HopLimit:          replyHopLimit,
+			SrcAddr:           id.LocalAddress,
+			DstAddr:           id.RemoteAddress,
+		})
+	}
+	t := header.TCP(b[ipLen:])
+	t.Encode(&header.TCPFields{
+		SrcPort:    id.LocalPort,
+		DstPort:    id.RemotePort,
+		AckNum:     seq + 1,
+		DataOffset: header.TCPMinimumSize,
+		Flags:      header.TCPFlagRst | header.TCPFlagAck,
+	})
+	sum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, id.LocalAddress, id.RemoteAddress, header.TCPMinimumSize)
+	t.SetChecksum(^t.CalculateChecksum(sum))
+	return b
+}
+
 // handleTCP runs in the forwarder's goroutine for each new SYN. Whatever the
 // handler does (returns early, panics), the request is completed.
 func (o *Overlay) handleTCP(fr *tcp.ForwarderRequest) {
@@ -228,6 +289,13 @@ func (l *sourceLimiter) acquire(a netip.Addr) bool {
 	}
 	l.n[a]++
 	return true
+}
+
+// full reports whether a has its whole share in flight.
+func (l *sourceLimiter) full(a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n[a] >= l.limit
 }
 
 func (l *sourceLimiter) release(a netip.Addr) {
