@@ -79,6 +79,8 @@ func (g *Gateway) endRelayed(v verdict, f *flow, e overlay.RelayEnd) {
 		reason = "revoked"
 	case e.Reason == overlay.RelayAborted:
 		reason = "stopped"
+	case e.Reason == overlay.RelayReset:
+		reason = "reset by an end" // the client, or the serving site
 	}
 	g.logEnd(f, reason)
 }
