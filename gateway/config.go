@@ -73,6 +73,12 @@ type LimitsConfig struct {
 	PendingPerIdentity int `toml:"pending_per_identity"`
 	// PendingTotal caps TCP handshakes in flight in the whole stack.
 	PendingTotal int `toml:"pending_total"`
+	// FlowsTotal caps live flows in the whole gateway, UDPFlowsTotal the
+	// UDP flows it terminates (each holds a host socket while it idles):
+	// new flows over them are refused before the process runs out of
+	// descriptors (LimitNOFILE in the systemd unit) or memory.
+	FlowsTotal    int `toml:"flows_total"`
+	UDPFlowsTotal int `toml:"udp_flows_total"`
 	// DialTimeout bounds a backend dial (each endpoint tried).
 	DialTimeout time.Duration `toml:"dial_timeout"`
 	// TCPIdle ends a TCP flow with no data either way for this long.
@@ -96,6 +102,8 @@ var Defaults = LimitsConfig{
 	FlowsPerIdentity:   1024,
 	PendingPerIdentity: 64,
 	PendingTotal:       1024,
+	FlowsTotal:         16384,
+	UDPFlowsTotal:      4096,
 	DialTimeout:        5 * time.Second,
 	TCPIdle:            time.Hour,
 	UDPIdle:            2 * time.Minute,
@@ -199,6 +207,8 @@ func (c *Config) applyDefaults() {
 	setInt(&l.FlowsPerIdentity, d.FlowsPerIdentity)
 	setInt(&l.PendingPerIdentity, d.PendingPerIdentity)
 	setInt(&l.PendingTotal, d.PendingTotal)
+	setInt(&l.FlowsTotal, d.FlowsTotal)
+	setInt(&l.UDPFlowsTotal, d.UDPFlowsTotal)
 	setDur(&l.DialTimeout, d.DialTimeout)
 	setDur(&l.TCPIdle, d.TCPIdle)
 	setDur(&l.UDPIdle, d.UDPIdle)
@@ -219,6 +229,8 @@ func (c *Config) checkSet(md toml.MetaData, bad func(key, format string, args ..
 		{"limits.flows_per_identity", int64(l.FlowsPerIdentity), false},
 		{"limits.pending_per_identity", int64(l.PendingPerIdentity), false},
 		{"limits.pending_total", int64(l.PendingTotal), false},
+		{"limits.flows_total", int64(l.FlowsTotal), false},
+		{"limits.udp_flows_total", int64(l.UDPFlowsTotal), false},
 		{"limits.dial_timeout", int64(l.DialTimeout), true},
 		{"limits.tcp_idle", int64(l.TCPIdle), true},
 		{"limits.udp_idle", int64(l.UDPIdle), true},

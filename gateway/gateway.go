@@ -54,7 +54,7 @@ type Gateway struct {
 
 	state   atomic.Pointer[state]
 	overlay *overlay.Overlay
-	limits  *identityLimits
+	limits  *flowLimits
 	flows   *flowTable
 	rr      roundRobin
 	// dns answers on the overlay address, port 53; its FQDN egress table
@@ -135,7 +135,10 @@ func (g *Gateway) start(opts Options) error {
 	}
 	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, loadedAt: time.Now()}
 	g.state.Store(st)
-	g.limits = newIdentityLimits(cfg.Limits.FlowsPerIdentity, cfg.Limits.PendingPerIdentity)
+	g.limits = newFlowLimits(limitCaps{
+		flowsPerIdentity: cfg.Limits.FlowsPerIdentity, pendingPerIdentity: cfg.Limits.PendingPerIdentity,
+		flowsTotal: cfg.Limits.FlowsTotal, udpFlowsTotal: cfg.Limits.UDPFlowsTotal,
+	})
 	g.flows = newFlowTable()
 	g.metrics = g.newMetrics()
 

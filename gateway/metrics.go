@@ -174,11 +174,12 @@ func (g *Gateway) dnsCollector() prometheus.Collector {
 // refusedCollector counts flows the per-identity caps refused.
 func (g *Gateway) refusedCollector() prometheus.Collector {
 	desc := prometheus.NewDesc("wardgate_flows_refused_total",
-		"Flows the policy allowed but a [limits] cap refused, by cap (flow-limit, pending-limit).", []string{"reason"}, nil)
+		"Flows the policy allowed but a [limits] cap refused, by cap (flow-limit, pending-limit, gateway-flow-limit, gateway-udp-limit).", []string{"reason"}, nil)
 	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
-		flows, pending := g.limits.refusals()
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(flows), string(limitFlows))
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(pending), string(limitPending))
+		refused := g.limits.refusals()
+		for _, r := range limitReasons {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(refused[r]), string(r))
+		}
 	}}
 }
 

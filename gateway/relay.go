@@ -48,7 +48,7 @@ func (g *Gateway) routeFlow(r *overlay.Relay) bool {
 	if !v.pass || !g.isRemote(v) || !g.links.up(v.svc.Site) {
 		return false
 	}
-	if g.limits.acquire(v.id.Name, false) != limitNone {
+	if g.limits.acquire(v.id.Name, kindRelayed) != limitNone {
 		return false
 	}
 	f := g.newFlow(v)
@@ -71,7 +71,7 @@ func (g *Gateway) routeFlow(r *overlay.Relay) bool {
 // endRelayed writes a relayed flow's end and releases what it held.
 func (g *Gateway) endRelayed(v verdict, f *flow, e overlay.RelayEnd) {
 	defer g.flowsWG.Done()
-	defer g.limits.releaseFlow(v.id.Name)
+	defer g.limits.releaseFlow(v.id.Name, kindRelayed)
 	defer g.removeFlow(f)
 	reason := e.Reason
 	switch {

@@ -56,7 +56,7 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 		g.logDecision(v, nil, "")
 		return
 	}
-	if lim := g.limits.acquire(v.id.Name, true); lim != limitNone {
+	if lim := g.limits.acquire(v.id.Name, kindTCP); lim != limitNone {
 		cs.deny(string(lim))
 		g.logDecision(v, nil, string(lim))
 		return
@@ -65,7 +65,7 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	defer setupDone()
 	g.flowsWG.Add(1)
 	defer g.flowsWG.Done()
-	defer g.limits.releaseFlow(v.id.Name)
+	defer g.limits.releaseFlow(v.id.Name, kindTCP)
 
 	f := g.newFlow(v)
 	defer g.removeFlow(f)

@@ -55,7 +55,7 @@ func (g *Gateway) admitUDPVerdict(v verdict, deny func(reason string)) func(acce
 		g.logDecision(v, nil, "")
 		return nil
 	}
-	if lim := g.limits.acquire(v.id.Name, false); lim != limitNone {
+	if lim := g.limits.acquire(v.id.Name, kindUDP); lim != limitNone {
 		refuse(string(lim))
 		g.logDecision(v, nil, string(lim))
 		return nil
@@ -65,7 +65,7 @@ func (g *Gateway) admitUDPVerdict(v verdict, deny func(reason string)) func(acce
 	g.flowsWG.Add(1)
 	return func(accept func() (net.Conn, error)) {
 		defer g.flowsWG.Done()
-		defer g.limits.releaseFlow(v.id.Name)
+		defer g.limits.releaseFlow(v.id.Name, kindUDP)
 		defer g.removeFlow(f)
 		defer g.recoverFlow(v, f)
 		g.serveUDP(v, f, accept)
