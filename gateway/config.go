@@ -68,7 +68,7 @@ type LogConfig struct {
 }
 
 // LimitsConfig is [limits]: what keeps one identity from starving the others
-// and what ends flows that are gone. wardgate's own keys, beyond DESIGN.md.
+// and what ends flows that are gone. wardgate's own keys (docs/design.md).
 type LimitsConfig struct {
 	// FlowsPerIdentity caps concurrent flows (TCP and UDP) per identity.
 	FlowsPerIdentity int `toml:"flows_per_identity"`

@@ -95,7 +95,7 @@ const (
 	ReasonExpired
 )
 
-// String returns the DESIGN.md spelling: "no-rule", "deny-rule", "no-service",
+// String returns the docs/design.md spelling: "no-rule", "deny-rule", "no-service",
 // "unknown-identity", "outside-time-window", "expired", "" for ReasonNone.
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {

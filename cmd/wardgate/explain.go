@@ -11,7 +11,7 @@ import (
 	"github.com/wardgate/wardgate/policy"
 )
 
-// explainResult is the --json shape of DESIGN.md, plus the port asked about
+// explainResult is the --json shape of docs/design.md, plus the port asked about
 // and the sentence.
 type explainResult struct {
 	Verdict string `json:"verdict"`
