@@ -91,8 +91,9 @@ func (m *metrics) observe(v verdict, event string, took time.Duration) {
 
 // flowEnded moves a finished flow's bytes into the running totals.
 func (m *metrics) flowEnded(f *flow) {
-	m.endedIn.Add(f.bytesIn.Load())
-	m.endedOut.Add(f.bytesOut.Load())
+	in, out := f.bytes()
+	m.endedIn.Add(in)
+	m.endedOut.Add(out)
 }
 
 // scrapeCollector reads, at scrape time, values the gateway keeps anyway,
@@ -139,8 +140,9 @@ func (g *Gateway) bytesCollector() prometheus.Collector {
 	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
 		in, out := g.metrics.endedIn.Load(), g.metrics.endedOut.Load()
 		for _, f := range g.flows.snapshot() {
-			in += f.bytesIn.Load()
-			out += f.bytesOut.Load()
+			fi, fo := f.bytes()
+			in += fi
+			out += fo
 		}
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(in), "in")
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(out), "out")

@@ -117,9 +117,10 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	g.logEnd(f, endReason(f, err))
 }
 
-// dialFlow connects an allowed flow to its service: a local backend, or,
-// for a LAN device behind a listener, the service's own site, from the
-// device's overlay address (the site decides again there).
+// dialFlow connects an allowed flow to its service: a local backend, or the
+// service's own site, from the client's own overlay address (a LAN
+// device's, or a client's flow that was not relayed), so that the site
+// identifies the client and decides again.
 func (g *Gateway) dialFlow(ctx context.Context, v verdict, f *flow) (net.Conn, error) {
 	if g.isRemote(v) {
 		if !g.links.up(v.svc.Site) {

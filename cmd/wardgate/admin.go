@@ -153,7 +153,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if c == nil {
 		return code
 	}
-	var st statusReport
+	var st gateway.Status
 	raw, err := c.get("/v1/status", &st)
 	if err != nil {
 		fmt.Fprintf(stderr, "wardgate status: %v\n", err)
@@ -171,15 +171,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 // mode: nobody should miss that it lets would-be denials through.
 const auditBanner = "!!! AUDIT MODE: NOT ENFORCING POLICY — would-be denials are let through !!!"
 
-// statusReport is the admin API's status answer: gateway.Status and the
-// services of the policy it runs (gateway.Services). A gateway that does
-// not send services leaves the list empty, and the table is left out.
-type statusReport struct {
-	gateway.Status
-	Services []gateway.ServiceInfo `json:"services"`
-}
-
-func printStatus(w io.Writer, st statusReport, now time.Time) {
+func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 	audit := st.Enforce == "audit" || !st.Enforcing
 	if audit {
 		fmt.Fprintln(w, auditBanner)

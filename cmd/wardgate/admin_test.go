@@ -44,7 +44,11 @@ func serveFake(t *testing.T, f *fakeGateway) string {
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(v)
 	}
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { send(w, 200, statusReport{f.status, f.services}) })
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st := f.status
+		st.Services = f.services
+		send(w, 200, st)
+	})
 	mux.HandleFunc("GET /v1/flows", func(w http.ResponseWriter, r *http.Request) { send(w, 200, f.flows) })
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		if f.reloadOK {
@@ -112,7 +116,7 @@ func TestStatusTable(t *testing.T) {
 	}
 
 	code, out, _ = runCLI("status", "--socket", sock, "--json")
-	var st statusReport
+	var st gateway.Status
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Site != "leeds" || len(st.Peers) != 3 || len(st.Services) != 1 {
 		t.Fatalf("status --json: %d %q", code, out)
 	}
