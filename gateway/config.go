@@ -24,6 +24,10 @@ type Config struct {
 	Policy         string `toml:"policy"`
 	PrivateKeyFile string `toml:"private_key_file"`
 	Listen         string `toml:"listen"` // WireGuard UDP, default "0.0.0.0:51820"
+	// StateDir keeps what a restart should not lose (peers' last
+	// endpoints). Default: $STATE_DIRECTORY (systemd's StateDirectory=),
+	// else "state" next to gateway.toml.
+	StateDir string `toml:"state_dir"`
 
 	DNS      DNSConfig        `toml:"dns"`
 	Admin    AdminConfig      `toml:"admin"`

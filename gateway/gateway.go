@@ -133,7 +133,10 @@ func (g *Gateway) start(opts Options) error {
 	if err != nil {
 		return err
 	}
-	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, loadedAt: time.Now()}
+	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now()}
+	if err := st.checkKey(); err != nil {
+		return err
+	}
 	g.state.Store(st)
 	g.limits = newFlowLimits(limitCaps{
 		flowsPerIdentity: cfg.Limits.FlowsPerIdentity, pendingPerIdentity: cfg.Limits.PendingPerIdentity,
@@ -169,11 +172,16 @@ func (g *Gateway) start(opts Options) error {
 		return fmt.Errorf("dns: %w", err)
 	}
 	peers, err := peersFor(st)
-	if err == nil {
-		err = g.overlay.SetPeers(peers)
-	}
 	if err != nil {
 		return fmt.Errorf("peers: %w", err)
+	}
+	restored := restoreEndpoints(peers, g.loadPeerEndpoints())
+	if err := g.overlay.SetPeers(peers); err != nil {
+		return fmt.Errorf("peers: %w", err)
+	}
+	if len(restored) > 0 {
+		g.overlay.Knock(restored...)
+		g.log.Info("handshakes started with the clients of the last run", "peers", len(restored))
 	}
 	if err := g.startSiteLinks(); err != nil {
 		return fmt.Errorf("site links: %w", err)
@@ -261,6 +269,9 @@ func (g *Gateway) Close() error {
 			f.stop()
 		}
 		<-done
+	}
+	if err := g.savePeerEndpoints(g.overlay.Peers()); err != nil {
+		g.log.Warn("peer endpoints not saved; after a restart clients reconnect on their own", "err", err)
 	}
 	st := g.state.Load()
 	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStop,

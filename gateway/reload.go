@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/dnsfilter"
+	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -39,7 +40,17 @@ func (g *Gateway) Reload() (ReloadChanges, error) {
 	if err != nil {
 		return ReloadChanges{}, g.refuseReload(fmt.Errorf("peers: %w", err))
 	}
+	prev := g.state.Load()
+	if st.key != prev.key {
+		// A gateway key rotation (docs/operating.md): every session ends.
+		if err := g.overlay.SetPrivateKey(overlay.Key(st.key)); err != nil {
+			return ReloadChanges{}, g.refuseReload(err)
+		}
+	}
 	if err := g.overlay.SetPeers(peers); err != nil {
+		if st.key != prev.key {
+			g.overlay.SetPrivateKey(overlay.Key(prev.key))
+		}
 		return ReloadChanges{}, g.refuseReload(fmt.Errorf("peers: %w", err))
 	}
 	// From here on nothing can fail: the new state is in force.
@@ -48,6 +59,7 @@ func (g *Gateway) Reload() (ReloadChanges, error) {
 	g.auditing.Store(st.cfg.Auditing())
 	g.links.update(st)
 	ch := changes(old, st)
+	ch.KeyChanged = st.key != old.key
 	ch.Revoked = g.revoke(st)
 	g.logReload(ch)
 	g.metrics.reloads.WithLabelValues("ok").Inc()
@@ -63,7 +75,10 @@ type ReloadChanges struct {
 	PreviousEnforce string   `json:"previous_enforce"`
 	PeersAdded      []string `json:"peers_added,omitempty"`
 	PeersRemoved    []string `json:"peers_removed,omitempty"`
-	Revoked         int      `json:"revoked"`
+	// KeyChanged: private_key_file now holds another key; every WireGuard
+	// session was ended and peers handshake with the new public key.
+	KeyChanged bool `json:"key_changed,omitempty"`
+	Revoked    int  `json:"revoked"`
 }
 
 // changes compares the state before and after a reload (Revoked is set by
@@ -123,7 +138,10 @@ func (g *Gateway) logReload(ch ReloadChanges) {
 		slog.String("policy", g.state.Load().pol.File()), slog.String("hash", ch.PolicyHash),
 		slog.String("previous_hash", ch.PreviousHash), slog.String("enforce", ch.Enforce),
 		slog.Any("peers_added", ch.PeersAdded), slog.Any("peers_removed", ch.PeersRemoved),
-		slog.Int("revoked", ch.Revoked))
+		slog.Bool("key_changed", ch.KeyChanged), slog.Int("revoked", ch.Revoked))
+	if ch.KeyChanged {
+		g.log.Warn("the gateway's WireGuard key changed: every session ended; peers need the new public key")
+	}
 	g.log.Info("reloaded", "hash", ch.PolicyHash, "enforce", ch.Enforce,
 		"peers_added", len(ch.PeersAdded), "peers_removed", len(ch.PeersRemoved), "revoked", ch.Revoked)
 }
@@ -145,14 +163,30 @@ func (g *Gateway) loadState() (*state, error) {
 	if cfg.Site != g.cfg.Site {
 		return nil, fmt.Errorf("%s: site changed from %q to %q: restart the gateway to change its site", cfg.File(), g.cfg.Site, cfg.Site)
 	}
-	if cfg.Listen != g.cfg.Listen || cfg.PrivateKeyFile != g.cfg.PrivateKeyFile || cfg.Limits != g.cfg.Limits {
-		g.log.Warn("listen, private_key_file and [limits] changes take effect on restart")
+	if cfg.Listen != g.cfg.Listen || cfg.Limits != g.cfg.Limits {
+		g.log.Warn("listen and [limits] changes take effect on restart")
 	}
 	pol, err := cfg.LoadPolicy()
 	if err != nil {
 		return nil, err
 	}
-	return &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, loadedAt: time.Now()}, nil
+	key, err := cfg.ReadPrivateKey()
+	if err != nil {
+		return nil, err
+	}
+	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now()}
+	return st, st.checkKey()
+}
+
+// checkKey refuses a private key whose public key is not this site's key in
+// the policy: such a gateway would start, and then complete no handshake
+// with anyone.
+func (st *state) checkKey() error {
+	if pub := policy.Key(overlay.Key(st.key).PublicKey()); pub != st.site.Key {
+		return fmt.Errorf("%s: private_key_file %s belongs to public key %s, but site %q has key %s in %s",
+			st.cfg.File(), st.cfg.PrivateKeyFile, pub, st.site.Name, st.site.Key, st.pol.File())
+	}
+	return nil
 }
 
 // revoke decides every live flow again with st and ends those it no

@@ -310,3 +310,38 @@ func TestEnforceChangesLeaveATrail(t *testing.T) {
 	r.tg.gw.Close()
 	r.tg.audit.waitEvent(t, map[string]any{"event": "gateway.stop", "site": "leeds"})
 }
+
+// TestReloadRotatesTheGatewayKey: a new private_key_file is applied on
+// reload when the policy names its public key for this site; a key the
+// policy does not name is refused and changes nothing.
+func TestReloadRotatesTheGatewayKey(t *testing.T) {
+	r := newReloadRig(t)
+	newKey := newTestKey(t)
+	keyFile := filepath.Join(r.tg.dir, "gw.key")
+	if err := os.WriteFile(keyFile, []byte(newKey.privB64()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.tg.gw.Reload()
+	if err == nil || !strings.Contains(err.Error(), "private_key_file") || !strings.Contains(err.Error(), newKey.pubB64()) {
+		t.Fatalf("a key the policy does not name: %v", err)
+	}
+	if err := r.roundTrip(r.alice); err != nil {
+		t.Fatalf("traffic after the refused key: %v", err)
+	}
+
+	r.write(t, sprintfPolicy(newKey, r.keys[1], r.keys[2], r.be))
+	ch, err := r.tg.gw.Reload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ch.KeyChanged {
+		t.Errorf("changes %+v", ch)
+	}
+	r.tg.key = newKey
+	alice := r.tg.client(t, r.keys[1], "100.80.1.10") // configured with the new public key
+	// Its first initiation may come within WireGuard's 20 ms handshake
+	// flood window of the old client's last one and be ignored; the client
+	// then retries after its rekey timeout (5 s).
+	waitUntil(t, 15*time.Second, "a client with the gateway's new key", func() bool { return r.roundTrip(alice) == nil })
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.reload", "key_changed": true})
+}

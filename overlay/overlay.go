@@ -94,7 +94,9 @@ func (o *Overlay) listenPort() (uint16, error) {
 }
 
 func (o *Overlay) close() {
-	o.link.relay.close()
+	if o.link.relay != nil { // nil when the stack never came up
+		o.link.relay.close()
+	}
 	if o.dev != nil {
 		o.dev.Close() // closes the bind and the link (tun side)
 	}
