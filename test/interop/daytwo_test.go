@@ -384,6 +384,8 @@ func TestDayTwoRestartClientBack(t *testing.T) {
 		{"state_dir default", ""}, // state/ beside gateway.toml
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The default is systemd's $STATE_DIRECTORY when set: not here.
+			t.Setenv("STATE_DIRECTORY", "")
 			gwKeys, alice, bob := newKeypair(t), newKeypair(t), newKeypair(t)
 			port := freeUDPPort(t)
 			s := writeSite(t, "leeds", gwKeys, port, ehrPolicy(gwKeys.pub, alice.pub, bob.pub, be.web), "")
@@ -398,7 +400,7 @@ func TestDayTwoRestartClientBack(t *testing.T) {
 
 			gw.stop(t)
 			if entries, err := os.ReadDir(filepath.Join(s.dir, "state")); err != nil || len(entries) == 0 {
-				t.Errorf("after the stop, the state directory %s holds %d entries (%v), want the peers' endpoints", filepath.Join(s.dir, "state"), len(entries), err)
+				t.Errorf("after the stop, the state directory %s holds %d entries (%v), want the peers' endpoints (peers.json)", filepath.Join(s.dir, "state"), len(entries), err)
 			}
 			startGateway(t, s.dir, port)
 			running := time.Now()
