@@ -399,8 +399,8 @@ func TestDayTwoRestartClientBack(t *testing.T) {
 			})
 
 			gw.stop(t)
-			if entries, err := os.ReadDir(filepath.Join(s.dir, "state")); err != nil || len(entries) == 0 {
-				t.Errorf("after the stop, the state directory %s holds %d entries (%v), want the peers' endpoints (peers.json)", filepath.Join(s.dir, "state"), len(entries), err)
+			if _, err := os.Stat(filepath.Join(s.dir, "state", "peers.json")); err != nil {
+				t.Errorf("after the stop, no peers' endpoints in the state directory: %v", err)
 			}
 			startGateway(t, s.dir, port)
 			running := time.Now()
