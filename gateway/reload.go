@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/dnsfilter"
@@ -163,8 +165,8 @@ func (g *Gateway) loadState() (*state, error) {
 	if cfg.Site != g.cfg.Site {
 		return nil, fmt.Errorf("%s: site changed from %q to %q: restart the gateway to change its site", cfg.File(), g.cfg.Site, cfg.Site)
 	}
-	if cfg.Listen != g.cfg.Listen || cfg.Limits != g.cfg.Limits {
-		g.log.Warn("listen and [limits] changes take effect on restart")
+	if later := restartOnly(g.cfg, cfg); len(later) > 0 {
+		g.log.Warn("these changes take effect on restart; the running values stay", "settings", strings.Join(later, ", "))
 	}
 	pol, err := cfg.LoadPolicy()
 	if err != nil {
@@ -176,6 +178,29 @@ func (g *Gateway) loadState() (*state, error) {
 	}
 	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now()}
 	return st, st.checkKey()
+}
+
+// restartOnly lists the settings that changed from old to cfg and that a
+// reload does not apply: they shape sockets and servers made at start.
+// What a reload applies (the policy, enforce, blocklists, peers, the key)
+// is read from the new state; everything else keeps the values of start.
+func restartOnly(old, cfg *Config) []string {
+	var out []string
+	add := func(changed bool, name string) {
+		if changed {
+			out = append(out, name)
+		}
+	}
+	oldDNS, newDNS := old.DNS, cfg.DNS
+	oldDNS.Blocklists, newDNS.Blocklists = nil, nil
+	add(cfg.Listen != old.Listen, "listen")
+	add(cfg.StateDir != old.StateDir, "state_dir")
+	add(!reflect.DeepEqual(oldDNS, newDNS), "[dns] (but blocklists)")
+	add(cfg.Admin != old.Admin, "[admin]")
+	add(cfg.Log != old.Log, "[log]")
+	add(cfg.Limits != old.Limits, "[limits]")
+	add(!slices.Equal(cfg.Listener, old.Listener), "[[listener]]")
+	return out
 }
 
 // checkKey refuses a private key whose public key is not this site's key in

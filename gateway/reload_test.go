@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -344,4 +345,30 @@ func TestReloadRotatesTheGatewayKey(t *testing.T) {
 	// then retries after its rekey timeout (5 s).
 	waitUntil(t, 15*time.Second, "a client with the gateway's new key", func() bool { return r.roundTrip(alice) == nil })
 	r.tg.audit.waitEvent(t, map[string]any{"event": "config.reload", "key_changed": true})
+}
+
+func TestRestartOnlyNamesWhatAReloadLeaves(t *testing.T) {
+	base := func() *Config {
+		return &Config{Listen: "0.0.0.0:51820", DNS: DNSConfig{Upstream: []string{"127.0.0.1:53"}}, Limits: Defaults}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(c *Config)
+		want   []string
+	}{
+		{"nothing", func(c *Config) {}, nil},
+		{"blocklists are applied", func(c *Config) { c.DNS.Blocklists = []string{"x.txt"} }, nil},
+		{"enforce is applied", func(c *Config) { c.Enforce = "audit" }, nil},
+		{"upstreams", func(c *Config) { c.DNS.Upstream = []string{"127.0.0.1:5353"} }, []string{"[dns] (but blocklists)"}},
+		{"listen and limits", func(c *Config) { c.Listen = "127.0.0.1:51820"; c.Limits.TCPIdle = 1 }, []string{"listen", "[limits]"}},
+		{"listeners", func(c *Config) { c.Listener = []ListenerConfig{{Listen: "127.0.0.1:1", Service: "x"}} }, []string{"[[listener]]"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.change(c)
+			if got := restartOnly(base(), c); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
 }
