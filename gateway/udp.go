@@ -136,13 +136,23 @@ func (g *Gateway) serveUDP(v verdict, f *flow, accept func() (net.Conn, error)) 
 
 // relayDatagrams copies datagrams from src to dst until src fails (closed
 // by the idle timer or a stop). Write errors on UDP (an ICMP error from the
-// backend, a full buffer) drop one datagram, as a router would.
+// backend, a full buffer) drop one datagram, as a router would. Like a TCP
+// splice it borrows a buffer only when a datagram is waiting: an idle UDP
+// flow holds none.
 func relayDatagrams(dst, src net.Conn, n interface{ Add(int64) int64 }, idle *idleTimer) {
-	bp := udpBufs.Get().(*[]byte)
-	defer udpBufs.Put(bp)
-	buf := *bp
 	for {
-		nr, err := src.Read(buf)
+		if err := waitReadable(src); err != nil {
+			return
+		}
+		bp := udpBufs.Get().(*[]byte)
+		nr, err := src.Read(*bp)
+		if err == nil {
+			idle.touch()
+			if _, werr := dst.Write((*bp)[:nr]); werr == nil {
+				n.Add(int64(nr))
+			}
+		}
+		udpBufs.Put(bp)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -154,10 +164,6 @@ func relayDatagrams(dst, src net.Conn, n interface{ Add(int64) int64 }, idle *id
 				continue
 			}
 			return
-		}
-		idle.touch()
-		if _, err := dst.Write(buf[:nr]); err == nil {
-			n.Add(int64(nr))
 		}
 	}
 }

@@ -135,14 +135,17 @@ const readyEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
 
 // WaitReadable blocks until a Read would not block: data or an end is
 // there. A copy loop waits here, holding no buffer, while its flow idles.
-func (c *TCPConn) WaitReadable() error {
-	if c.ep.Readiness(readyEvents) != 0 {
+func (c *TCPConn) WaitReadable() error { return waitReadable(c.ep, c.wq) }
+
+// waitReadable waits on ep's queue until it reports readyEvents.
+func waitReadable(ep tcpip.Endpoint, wq *waiter.Queue) error {
+	if ep.Readiness(readyEvents) != 0 {
 		return nil
 	}
 	e, ch := waiter.NewChannelEntry(readyEvents)
-	c.wq.EventRegister(&e)
-	defer c.wq.EventUnregister(&e)
-	for c.ep.Readiness(readyEvents) == 0 {
+	wq.EventRegister(&e)
+	defer wq.EventUnregister(&e)
+	for ep.Readiness(readyEvents) == 0 {
 		<-ch
 	}
 	return nil
