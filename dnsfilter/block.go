@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 )
 
 // blocklist is the union of the loaded list files. Immutable once built.
@@ -74,7 +75,7 @@ func (bl *blocklist) parseLine(text string) error {
 			return fmt.Errorf("hosts line %q has no name", strings.TrimSpace(text))
 		}
 		for _, name := range fields[1:] {
-			name = canonical(name)
+			name = dnsname.Canonical(name)
 			if hostsBoilerplate[name] {
 				continue
 			}
@@ -87,7 +88,7 @@ func (bl *blocklist) parseLine(text string) error {
 	if len(fields) > 1 {
 		return fmt.Errorf("more than one name on a line: %q", strings.TrimSpace(text))
 	}
-	return bl.names.add(canonical(fields[0]))
+	return bl.names.add(dnsname.Canonical(fields[0]))
 }
 
 // blockStage answers NXDOMAIN for names on the blocklist it is given.

@@ -55,9 +55,12 @@ func TestLoadBlocklists(t *testing.T) {
 func TestLoadBlocklistsErrors(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"ok.example\nbad name here\n", "bad.txt:2: more than one name"},
-		{"ok.example\n\n||ads.example^\n", "bad.txt:3: invalid name"},
+		{"ok.example\n\n||ads.example^\n", `bad.txt:3: FQDN pattern "||ads.example^"`},
 		{"0.0.0.0\n", "bad.txt:1: hosts line"},
-		{"a.*.b\n", "bad.txt:1: invalid name"},
+		{"a.*.b\n", `bad.txt:1: FQDN pattern "a.*.b": a wildcard may only be the whole first label`},
+		// The rules of policy egress patterns (internal/dnsname).
+		{"*.org\n", `bad.txt:1: FQDN pattern "*.org": a wildcard needs at least two labels after it`},
+		{"0.0.0.0 ok.example -ads.example\n", `bad.txt:1: FQDN pattern "-ads.example": DNS name "-ads.example": label "-ads" starts or ends with '-'`},
 	} {
 		_, err := loadBlocklists([]string{writeFile(t, "bad.txt", tc.text)})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

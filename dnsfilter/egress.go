@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -271,7 +272,7 @@ func (f *Filter) EgressService(id *policy.Identity, dst netip.Addr, port uint16,
 
 func matchesEgress(svc *policy.Service, qname string) bool {
 	for _, p := range svc.Egress {
-		if policy.MatchFQDN(p, qname) {
+		if dnsname.Match(p, qname) {
 			return true
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -105,7 +106,7 @@ func FuzzBlocklistLine(f *testing.F) {
 			return
 		}
 		for name := range bl.names.exact {
-			if bl.names.match(name) != name || checkPattern(name) != nil {
+			if bl.names.match(name) != name || dnsname.CheckPattern(name) != nil {
 				t.Fatalf("%q: entry %q", line, name)
 			}
 		}
@@ -173,7 +174,7 @@ func FuzzUpstreamReply(f *testing.F) {
 		if checkReply(q, r) != nil {
 			return // the forwarder takes nothing else (exchange)
 		}
-		key := cacheKey{name: canonical(q.Name), qtype: q.Qtype, class: q.Qclass}
+		key := cacheKey{name: dnsname.Canonical(q.Name), qtype: q.Qtype, class: q.Qclass}
 		orig := map[dns.RR]uint32{} // TTLs as received
 		for _, rr := range append(append(append([]dns.RR(nil), r.Answer...), r.Ns...), r.Extra...) {
 			orig[rr] = rr.Header().Ttl

@@ -1,14 +1,15 @@
 package dnsfilter
 
 import (
-	"fmt"
 	"strings"
+
+	"github.com/wardgate/wardgate/internal/dnsname"
 )
 
-// nameSet is a set of names and FQDN patterns: "a.example.org" exact,
-// "*.example.org" exactly one more label, "**.example.org" one or more; the
-// apex is never implied. Lookups cost one map probe per label of the name
-// and do not allocate. The zero value is empty; a nameSet is not modified
+// nameSet is a set of names and FQDN patterns, indexed for lookups: it
+// matches as dnsname.Match, with the rules of internal/dnsname (the same as
+// for policy egress patterns). Lookups cost one map probe per label of the
+// name and do not allocate. The zero value is empty; a nameSet is not modified
 // after it is built, so it is safe for concurrent lookups.
 type nameSet struct {
 	exact map[string]string // name -> entry as written (for the audit log)
@@ -18,15 +19,16 @@ type nameSet struct {
 
 // add inserts a pattern, already lower case without a trailing dot.
 func (s *nameSet) add(pattern string) error {
-	if err := checkPattern(pattern); err != nil {
+	if err := dnsname.CheckPattern(pattern); err != nil {
 		return err
 	}
-	m, key := &s.exact, pattern
-	switch {
-	case strings.HasPrefix(pattern, "**."):
-		m, key = &s.many, pattern[3:]
-	case strings.HasPrefix(pattern, "*."):
-		m, key = &s.one, pattern[2:]
+	wildcard, key := dnsname.Split(pattern)
+	m := &s.exact
+	switch wildcard {
+	case "**":
+		m = &s.many
+	case "*":
+		m = &s.one
 	}
 	if *m == nil {
 		*m = make(map[string]string)
@@ -68,44 +70,4 @@ func (s *nameSet) match(name string) string {
 		}
 		parent = parent[i+1:]
 	}
-}
-
-// checkPattern accepts a host name, optionally prefixed by "*." or "**.",
-// of letters, digits, '-' and '_' labels.
-func checkPattern(p string) error {
-	name := strings.TrimPrefix(strings.TrimPrefix(p, "**."), "*.")
-	if name == "" || len(name) > 253 {
-		return fmt.Errorf("invalid name %q", p)
-	}
-	for label := range strings.SplitSeq(name, ".") {
-		if label == "" || len(label) > 63 {
-			return fmt.Errorf("invalid name %q: empty or long label", p)
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return fmt.Errorf("invalid name %q: character %q", p, c)
-			}
-		}
-	}
-	return nil
-}
-
-// canonical lower-cases a name and drops the trailing dot.
-func canonical(name string) string {
-	name = strings.TrimSuffix(name, ".")
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(name)
-		}
-	}
-	return name
-}
-
-// under reports whether name is domain or below it.
-func under(name, domain string) bool {
-	if domain == "" {
-		return false
-	}
-	return name == domain || len(name) > len(domain) && strings.HasSuffix(name, domain) && name[len(name)-len(domain)-1] == '.'
 }

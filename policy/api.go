@@ -30,8 +30,8 @@
 //
 // Decide answers from tables compiled at load (see decide.go): no scan over
 // the rules, no allocation. Time windows are described at timeWindow
-// (timewindow.go), FQDN patterns at MatchFQDN, VIP allocation in vip.go, the
-// [[test]] runner in testrun.go.
+// (timewindow.go), FQDN patterns in internal/dnsname, VIP allocation in
+// vip.go, the [[test]] runner in testrun.go.
 package policy
 
 import (
@@ -243,7 +243,7 @@ type Service struct {
 	VIP       netip.Addr
 	Endpoints []Endpoint
 	DNS       []string    // extra names, lower case, no trailing dot
-	Egress    []string    // FQDN patterns (see MatchFQDN)
+	Egress    []string    // FQDN patterns (see internal/dnsname)
 	Ports     []PortRange // every port the service offers (from endpoints, or `ports` for egress)
 
 	// Set by the policy that owns the service, for Decide (see decide.go).
@@ -468,8 +468,3 @@ type TestResult struct {
 
 // RunTests runs every [[test]] of the policy.
 func (p *Policy) RunTests() []TestResult { return p.runTests() }
-
-// MatchFQDN reports whether name matches pattern: "a.example.org" exact,
-// "*.example.org" exactly one more label, "**.example.org" one or more; the
-// apex is never implied. Both lower case, no trailing dot.
-func MatchFQDN(pattern, name string) bool { return matchFQDN(pattern, name) }

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+
+	"github.com/wardgate/wardgate/internal/dnsname"
 )
 
 // lookupTables are the data-plane maps, built once at load.
@@ -138,17 +140,17 @@ func (l *lookupTables) serviceByDst(dst netip.AddrPort, proto Proto) *Service {
 }
 
 func (l *lookupTables) serviceByName(fqdn string) *Service {
-	return l.byName[normalizeName(fqdn)]
+	return l.byName[dnsname.Canonical(fqdn)]
 }
 
 // egressServices returns the services whose patterns match fqdn, in ID
 // order. It allocates only when wildcard patterns match.
 func (l *lookupTables) egressServices(fqdn string) []*Service {
-	name := normalizeName(fqdn)
+	name := dnsname.Canonical(fqdn)
 	var out []*Service
 	for _, svc := range l.egress {
 		for _, pat := range svc.Egress {
-			if matchFQDN(pat, name) {
+			if dnsname.Match(pat, name) {
 				out = append(out, svc)
 				break
 			}
