@@ -352,7 +352,7 @@ func (p *Policy) decide(id *Identity, svc *Service, port uint16, proto Proto, t 
 	if proto == ProtoICMP {
 		port = 0
 	}
-	if !offers(svc, port, proto) {
+	if !svc.Offers(port, proto) {
 		return Decision{Verdict: Deny, Reason: ReasonNoService}
 	}
 	v := p.collect(id, svc, port, proto, t)
@@ -386,17 +386,4 @@ func (p *Policy) collect(id *Identity, svc *Service, port uint16, proto Proto, t
 		}
 	}
 	return v
-}
-
-// offers is Service.Offers reading the inline copy of the ports.
-func offers(svc *Service, port uint16, proto Proto) bool {
-	if svc.nFast == 0 || proto == ProtoICMP {
-		return svc.Offers(port, proto)
-	}
-	for _, r := range svc.fast[:svc.nFast] {
-		if r.Contains(port, proto) {
-			return true
-		}
-	}
-	return false
 }
