@@ -83,7 +83,11 @@ func (st *tcpRequestState) completeLocked(src netip.Addr, reset bool) {
 	st.o.inflight.release(src)
 }
 
-func (r *TCPRequest) accept() (net.Conn, error) {
+// Accept completes the handshake with the client and returns the
+// connection. Call it only after the backend accepted, so a dead backend
+// looks dead to the client. The conn supports CloseWrite (half-close) and
+// deadlines.
+func (r *TCPRequest) Accept() (net.Conn, error) {
 	st := r.st
 	if st == nil {
 		return nil, ErrRequestDone

@@ -336,7 +336,10 @@ func denyBefore(a, b *entry) bool {
 	return a.rank < b.rank
 }
 
-func (p *Policy) decide(id *Identity, svc *Service, port uint16, proto Proto, t time.Time) Decision {
+// Decide answers whether id may reach svc on port/proto at time t, from
+// tables compiled at load: no scan over rules, no allocation. id == nil
+// gives unknown-identity; svc == nil gives no-service.
+func (p *Policy) Decide(id *Identity, svc *Service, port uint16, proto Proto, t time.Time) Decision {
 	if id == nil {
 		return Decision{Verdict: Deny, Reason: ReasonUnknownIdentity}
 	}

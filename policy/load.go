@@ -43,8 +43,9 @@ func Quote(s string) string {
 	return fmt.Sprintf("%q... (%d bytes)", s[:cut], len(s))
 }
 
-// parse is Parse: decode, index positions, build and validate, compile.
-func parse(name string, data []byte) (*Policy, error) {
+// Parse is Load on bytes already read; name is used in messages. It
+// decodes, indexes positions, builds and validates, then compiles.
+func Parse(name string, data []byte) (*Policy, error) {
 	if len(data) > maxFileSize {
 		return nil, &LoadError{Problems: []Problem{{File: name, Msg: fmt.Sprintf("file is %d bytes, more than the %d accepted", len(data), maxFileSize)}}}
 	}
