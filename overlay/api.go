@@ -81,6 +81,15 @@ type Handler struct {
 	Route func(r *Relay) bool
 }
 
+// TCP keepalive defaults, for the overlay's accepted connections and for
+// the gateway's backend sockets alike: both ends of a spliced flow notice a
+// vanished peer after the same 60s + 4 x 15s.
+const (
+	DefaultKeepAliveIdle     = 60 * time.Second
+	DefaultKeepAliveInterval = 15 * time.Second
+	DefaultKeepAliveCount    = 4
+)
+
 // TCPConfig tunes the stack's TCP.
 type TCPConfig struct {
 	// MaxInFlight bounds TCP handshakes being set up at once (SYNs handed to
@@ -92,9 +101,10 @@ type TCPConfig struct {
 	MaxInFlightPerSource int
 
 	// Keepalive on accepted connections: probes start after KeepAliveIdle
-	// (default 60s) without traffic, are sent every KeepAliveInterval
-	// (default 15s), and the connection is dropped after KeepAliveCount
-	// (default 4) unanswered probes.
+	// without traffic, are sent every KeepAliveInterval, and the
+	// connection is dropped after KeepAliveCount unanswered probes.
+	// Defaults: DefaultKeepAliveIdle, DefaultKeepAliveInterval,
+	// DefaultKeepAliveCount.
 	KeepAliveIdle     time.Duration
 	KeepAliveInterval time.Duration
 	KeepAliveCount    int
