@@ -38,7 +38,7 @@ func TestLoadBlocklists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := bl.names.len(); n != 6 {
+	if n := bl.names.Len(); n != 6 {
 		t.Errorf("%d entries, want 6", n)
 	}
 	for name, want := range map[string]bool{
@@ -46,7 +46,7 @@ func TestLoadBlocklists(t *testing.T) {
 		"a.b.pixel.example": false, "x.y.malware.example": true, "malware.example": false,
 		"hosts-one.example": true, "hosts-two.example": true, "localhost": false, "example.com": false,
 	} {
-		if got := bl.names.match(name) != ""; got != want {
+		if got := bl.names.Match(name) != ""; got != want {
 			t.Errorf("%s blocked = %v, want %v", name, got, want)
 		}
 	}

@@ -60,9 +60,9 @@ func newFilter(cfg Config, view func() View, now func() time.Time) (*Filter, err
 	if err != nil {
 		return nil, err
 	}
-	allow := new(nameSet)
+	allow := new(dnsname.Set)
 	for _, p := range cfg.AllowInternal {
-		if err := allow.add(dnsname.Canonical(p)); err != nil {
+		if err := allow.Add(dnsname.Canonical(p)); err != nil {
 			return nil, fmt.Errorf("dnsfilter: allow_internal: %w", err)
 		}
 	}

@@ -1,17 +1,15 @@
-package dnsfilter
+package dnsname
 
 import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-
-	"github.com/wardgate/wardgate/internal/dnsname"
 )
 
-func TestNameSet(t *testing.T) {
-	var s nameSet
+func TestSet(t *testing.T) {
+	var s Set
 	for _, p := range []string{"ads.example.com", "*.track.example", "**.evil.org"} {
-		if err := s.add(p); err != nil {
+		if err := s.Add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -31,22 +29,22 @@ func TestNameSet(t *testing.T) {
 		{"", ""},
 		{"org", ""},
 	} {
-		if got := s.match(tc.name); got != tc.want {
+		if got := s.Match(tc.name); got != tc.want {
 			t.Errorf("match(%q) = %q, want %q", tc.name, got, tc.want)
 		}
-		// dnsname.Match has the same semantics for each pattern.
+		// Match says the same of each pattern.
 		for _, p := range []string{"ads.example.com", "*.track.example", "**.evil.org"} {
-			if dnsname.Match(p, tc.name) != (tc.want == p) {
-				t.Errorf("dnsname.Match(%q, %q) = %v", p, tc.name, !(tc.want == p))
+			if Match(p, tc.name) != (tc.want == p) {
+				t.Errorf("Match(%q, %q) = %v", p, tc.name, !(tc.want == p))
 			}
 		}
 	}
 }
 
-// The nameSet answers as a naive scan of its patterns with
-// dnsname.Match would, on random names and patterns over a small
-// alphabet of labels (so that they collide often).
-func TestNameSetRandomAgainstNaive(t *testing.T) {
+// A Set answers as a scan of its patterns with Match would, on random
+// names and patterns over a small alphabet of labels (so that they collide
+// often).
+func TestSetRandomAgainstMatch(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	labels := []string{"a", "b", "c", "example", "org"}
 	name := func(min int) string {
@@ -58,7 +56,7 @@ func TestNameSetRandomAgainstNaive(t *testing.T) {
 		return strings.Join(parts, ".")
 	}
 	for range 200 {
-		var s nameSet
+		var s Set
 		var patterns []string
 		for range 1 + rng.IntN(6) {
 			p := name(2)
@@ -68,7 +66,7 @@ func TestNameSetRandomAgainstNaive(t *testing.T) {
 			case 2:
 				p = "**." + p
 			}
-			if err := s.add(p); err != nil {
+			if err := s.Add(p); err != nil {
 				t.Fatal(err)
 			}
 			patterns = append(patterns, p)
@@ -77,21 +75,21 @@ func TestNameSetRandomAgainstNaive(t *testing.T) {
 			n := name(1)
 			naive := false
 			for _, p := range patterns {
-				naive = naive || dnsname.Match(p, n)
+				naive = naive || Match(p, n)
 			}
-			if got := s.match(n) != ""; got != naive {
-				t.Fatalf("patterns %v, name %q: nameSet %v, naive %v", patterns, n, got, naive)
+			if got := s.Match(n) != ""; got != naive {
+				t.Fatalf("patterns %v, name %q: Set %v, naive %v", patterns, n, got, naive)
 			}
 		}
 	}
 }
 
-func TestMatchDoesNotAllocate(t *testing.T) {
-	var s nameSet
+func TestSetMatchDoesNotAllocate(t *testing.T) {
+	var s Set
 	for _, p := range []string{"ads.example.com", "*.track.example", "**.evil.org"} {
-		s.add(p)
+		s.Add(p)
 	}
-	if n := testing.AllocsPerRun(100, func() { s.match("a.b.c.d.evil.org") }); n != 0 {
-		t.Errorf("match allocates %v times", n)
+	if n := testing.AllocsPerRun(100, func() { s.Match("a.b.c.d.evil.org") }); n != 0 {
+		t.Errorf("Match allocates %v times", n)
 	}
 }
