@@ -9,11 +9,12 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 )
 
 // blocklist is the union of the loaded list files. Immutable once built.
 type blocklist struct {
-	names nameSet
+	names dnsname.Set
 	files []string
 }
 
@@ -74,11 +75,11 @@ func (bl *blocklist) parseLine(text string) error {
 			return fmt.Errorf("hosts line %q has no name", strings.TrimSpace(text))
 		}
 		for _, name := range fields[1:] {
-			name = canonical(name)
+			name = dnsname.Canonical(name)
 			if hostsBoilerplate[name] {
 				continue
 			}
-			if err := bl.names.add(name); err != nil {
+			if err := bl.names.Add(name); err != nil {
 				return err
 			}
 		}
@@ -87,7 +88,7 @@ func (bl *blocklist) parseLine(text string) error {
 	if len(fields) > 1 {
 		return fmt.Errorf("more than one name on a line: %q", strings.TrimSpace(text))
 	}
-	return bl.names.add(canonical(fields[0]))
+	return bl.names.Add(dnsname.Canonical(fields[0]))
 }
 
 // blockStage answers NXDOMAIN for names on the blocklist it is given.
@@ -100,7 +101,7 @@ func (s blockStage) answer(_ context.Context, q *query) *dns.Msg {
 	if bl == nil {
 		return nil
 	}
-	e := bl.names.match(q.name)
+	e := bl.names.Match(q.name)
 	if e == "" {
 		return nil
 	}

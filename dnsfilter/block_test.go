@@ -38,7 +38,7 @@ func TestLoadBlocklists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := bl.names.len(); n != 6 {
+	if n := bl.names.Len(); n != 6 {
 		t.Errorf("%d entries, want 6", n)
 	}
 	for name, want := range map[string]bool{
@@ -46,7 +46,7 @@ func TestLoadBlocklists(t *testing.T) {
 		"a.b.pixel.example": false, "x.y.malware.example": true, "malware.example": false,
 		"hosts-one.example": true, "hosts-two.example": true, "localhost": false, "example.com": false,
 	} {
-		if got := bl.names.match(name) != ""; got != want {
+		if got := bl.names.Match(name) != ""; got != want {
 			t.Errorf("%s blocked = %v, want %v", name, got, want)
 		}
 	}
@@ -55,9 +55,12 @@ func TestLoadBlocklists(t *testing.T) {
 func TestLoadBlocklistsErrors(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"ok.example\nbad name here\n", "bad.txt:2: more than one name"},
-		{"ok.example\n\n||ads.example^\n", "bad.txt:3: invalid name"},
+		{"ok.example\n\n||ads.example^\n", `bad.txt:3: FQDN pattern "||ads.example^"`},
 		{"0.0.0.0\n", "bad.txt:1: hosts line"},
-		{"a.*.b\n", "bad.txt:1: invalid name"},
+		{"a.*.b\n", `bad.txt:1: FQDN pattern "a.*.b": a wildcard may only be the whole first label`},
+		// The rules of policy egress patterns (internal/dnsname).
+		{"*.org\n", `bad.txt:1: FQDN pattern "*.org": a wildcard needs at least two labels after it`},
+		{"0.0.0.0 ok.example -ads.example\n", `bad.txt:1: FQDN pattern "-ads.example": DNS name "-ads.example": label "-ads" starts or ends with '-'`},
 	} {
 		_, err := loadBlocklists([]string{writeFile(t, "bad.txt", tc.text)})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

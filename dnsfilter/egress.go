@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -259,7 +260,7 @@ func (f *Filter) EgressService(id *policy.Identity, dst netip.Addr, port uint16,
 		if svc == nil || !matchesEgress(svc, g.qname) {
 			continue
 		}
-		if offers(svc, port, proto) {
+		if svc.Offers(port, proto) {
 			return svc
 		}
 		if found == nil {
@@ -271,16 +272,7 @@ func (f *Filter) EgressService(id *policy.Identity, dst netip.Addr, port uint16,
 
 func matchesEgress(svc *policy.Service, qname string) bool {
 	for _, p := range svc.Egress {
-		if policy.MatchFQDN(p, qname) {
-			return true
-		}
-	}
-	return false
-}
-
-func offers(svc *policy.Service, port uint16, proto policy.Proto) bool {
-	for _, r := range svc.Ports {
-		if r.Contains(port, proto) {
+		if dnsname.Match(p, qname) {
 			return true
 		}
 	}

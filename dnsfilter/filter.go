@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -59,9 +60,9 @@ func newFilter(cfg Config, view func() View, now func() time.Time) (*Filter, err
 	if err != nil {
 		return nil, err
 	}
-	allow := new(nameSet)
+	allow := new(dnsname.Set)
 	for _, p := range cfg.AllowInternal {
-		if err := allow.add(canonical(p)); err != nil {
+		if err := allow.Add(dnsname.Canonical(p)); err != nil {
 			return nil, fmt.Errorf("dnsfilter: allow_internal: %w", err)
 		}
 	}
@@ -147,7 +148,7 @@ func (f *Filter) resolve(remote net.Addr, r *dns.Msg) (*dns.Msg, *query) {
 	}
 	q := &query{id: id, view: view, req: r}
 	if len(r.Question) == 1 {
-		q.name, q.qtype = canonical(r.Question[0].Name), r.Question[0].Qtype
+		q.name, q.qtype = dnsname.Canonical(r.Question[0].Name), r.Question[0].Qtype
 	}
 	ok, report := f.limiter.allow(id.Name, q.name, q.qtype, f.now())
 	if report.suppressed > 0 {

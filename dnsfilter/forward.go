@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 )
 
 // upstreamUDPSize is the EDNS buffer size advertised to upstreams (the DNS
@@ -35,7 +36,7 @@ type forwarder struct {
 	timeout   time.Duration
 	udp, tcp  *dns.Client
 	cache     *cache
-	allow     *nameSet // names whose answers are not stripped
+	allow     *dnsname.Set // names whose answers are not stripped
 	now       func() time.Time
 	log       *slog.Logger
 	preferred atomic.Uint32 // index of the upstream tried first
@@ -56,7 +57,7 @@ type call struct {
 	err  error
 }
 
-func newForwarder(cfg Config, allow *nameSet, now func() time.Time, stats *counters) *forwarder {
+func newForwarder(cfg Config, allow *dnsname.Set, now func() time.Time, stats *counters) *forwarder {
 	return &forwarder{
 		upstreams: cfg.Upstreams,
 		timeout:   cfg.Timeout,
@@ -190,7 +191,7 @@ func (f *forwarder) fetch(ctx context.Context, key cacheKey, view View) (*cacheE
 func (f *forwarder) store(key cacheKey, r *dns.Msg, view View) *cacheEntry {
 	now := f.now()
 	ttl := cacheTTL(r)
-	f.guardFor(view).strip(r, f.allow.match(key.name) != "")
+	f.guardFor(view).strip(r, f.allow.Match(key.name) != "")
 	e := &cacheEntry{key: key, msg: r, stored: now, expires: now.Add(ttl)}
 	if ttl > 0 {
 		f.cache.put(e)

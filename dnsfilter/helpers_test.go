@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -67,7 +68,7 @@ func (v *fakeView) EgressServices(fqdn string) []*policy.Service {
 	var out []*policy.Service
 	for _, s := range v.svcs {
 		for _, p := range s.Egress {
-			if policy.MatchFQDN(p, fqdn) {
+			if dnsname.Match(p, fqdn) {
 				out = append(out, s)
 				break
 			}

@@ -136,7 +136,7 @@ func TestExampleBlocklist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bl.names.len() == 0 {
+	if bl.names.Len() == 0 {
 		t.Error("example blocklist is empty")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -82,7 +83,7 @@ func newRebindGuard(view View) *rebindGuard {
 		return g
 	}
 	g.ov = view.Overlay()
-	g.domain = canonical(g.ov.Domain)
+	g.domain = dnsname.Canonical(g.ov.Domain)
 	for _, svc := range view.Services() {
 		for _, e := range svc.Endpoints {
 			if e.Prefix.IsSingleIP() {
@@ -138,8 +139,8 @@ func (g *rebindGuard) forbidden(rr dns.RR, allowInternal bool) bool {
 // ours reports whether name is the overlay domain, below it, or a
 // service's name.
 func (g *rebindGuard) ours(name string) bool {
-	name = canonical(name)
-	return under(name, g.domain) || g.view != nil && g.view.ServiceByName(name) != nil
+	name = dnsname.Canonical(name)
+	return dnsname.Under(name, g.domain) || g.view != nil && g.view.ServiceByName(name) != nil
 }
 
 func (g *rebindGuard) endpoint(a netip.Addr) bool {

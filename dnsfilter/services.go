@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/dnsname"
 )
 
 // serviceTTL is the TTL of service answers and of the overlay domain's SOA.
@@ -26,8 +27,8 @@ func (s serviceStage) answer(_ context.Context, q *query) *dns.Msg {
 		m.RecursionAvailable = true
 		return m
 	}
-	domain := canonical(ov.Domain)
-	inDomain := under(q.name, domain)
+	domain := dnsname.Canonical(ov.Domain)
+	inDomain := dnsname.Under(q.name, domain)
 	svc := q.view.ServiceByName(q.name)
 	if svc == nil && !inDomain {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -62,7 +63,7 @@ func (g *Gateway) dialTCP(ctx context.Context, addrs []netip.AddrPort) (net.Conn
 	d := net.Dialer{
 		Timeout: g.cfg.Limits.DialTimeout,
 		KeepAliveConfig: net.KeepAliveConfig{
-			Enable: true, Idle: keepaliveIdle, Interval: keepaliveInterval, Count: keepaliveCount,
+			Enable: true, Idle: overlay.DefaultKeepAliveIdle, Interval: overlay.DefaultKeepAliveInterval, Count: overlay.DefaultKeepAliveCount,
 		},
 	}
 	var err error

@@ -160,7 +160,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	c := &Config{file: path}
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
-		return nil, &policy.LoadError{Problems: []policy.Problem{tomlProblem(path, err)}}
+		return nil, &policy.LoadError{Problems: []policy.Problem{policy.TOMLProblem(path, err)}}
 	}
 	var probs []policy.Problem
 	lines := strings.Split(string(data), "\n")
@@ -399,24 +399,6 @@ func (c *Config) ReadPrivateKey() (policy.Key, error) {
 		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return k, nil
-}
-
-// tomlProblem turns a toml decode error into a positioned Problem.
-func tomlProblem(path string, err error) policy.Problem {
-	var pe toml.ParseError
-	if errors.As(err, &pe) {
-		// The parser's message may quote the input at length (a 3 KB
-		// key): keep it short, like every other message.
-		msg := pe.Message
-		if len(msg) > 256 {
-			msg = msg[:256] + "..."
-		}
-		if pe.LastKey != "" {
-			msg = policy.Quote(pe.LastKey) + ": " + msg
-		}
-		return policy.Problem{File: path, Line: pe.Position.Line, Col: pe.Position.Col, Msg: msg}
-	}
-	return policy.Problem{File: path, Msg: err.Error()}
 }
 
 // keyLine finds the line of a dotted key ("dns.upstream", "site", or

@@ -27,7 +27,7 @@ func TestParseConfigErrors(t *testing.T) {
 			[]string{`gateway.toml:4:1: listen "51820"`, `gateway.toml:6:1: dns upstream "resolver.example"`}},
 		{"bad duration", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[limits]\ndial_timeout = \"soon\"\n",
 			[]string{"gateway.toml:5", "soon"}},
-		{"syntax error", "site = \"a\npolicy = 1\n", []string{"gateway.toml:1:"}},
+		{"syntax error", "site = \"a\npolicy = 1\n", []string{`gateway.toml:1:10: syntax error: strings cannot contain newlines (after key "site")`}},
 		{"zero and negative limits", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[limits]\ntcp_idle = \"-1s\"\ndrain = \"0s\"\nflows_per_identity = -5\npending_total = 0\n[dns]\nrate_per_identity = -1.0\negress_ttl_min = \"-30s\"\n",
 			[]string{
 				`gateway.toml:5:1: limits.tcp_idle = "-1s" must be positive (leave it out for the default)`,

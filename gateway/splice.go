@@ -10,13 +10,6 @@ import (
 	"time"
 )
 
-// Keepalive settings for backend sockets (the overlay side has its own).
-const (
-	keepaliveIdle     = 60 * time.Second
-	keepaliveInterval = 15 * time.Second
-	keepaliveCount    = 4
-)
-
 // copyBufSize is the splice buffer: large enough to move a TCP window's
 // worth per syscall, pooled so idle flows hold no buffer at all.
 const copyBufSize = 64 << 10

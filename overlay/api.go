@@ -47,12 +47,6 @@ type TCPRequest struct {
 	st *tcpRequestState // nil for a request not made by the overlay
 }
 
-// Accept completes the handshake with the client and returns the
-// connection. Call it only after the backend accepted, so a dead backend
-// looks dead to the client. The conn supports CloseWrite (half-close) and
-// deadlines.
-func (r *TCPRequest) Accept() (net.Conn, error) { return r.accept() }
-
 // Reject resets the connection at once: the client sees "connection refused".
 func (r *TCPRequest) Reject() { r.reject() }
 
@@ -87,6 +81,15 @@ type Handler struct {
 	Route func(r *Relay) bool
 }
 
+// TCP keepalive defaults, for the overlay's accepted connections and for
+// the gateway's backend sockets alike: both ends of a spliced flow notice a
+// vanished peer after the same 60s + 4 x 15s.
+const (
+	DefaultKeepAliveIdle     = 60 * time.Second
+	DefaultKeepAliveInterval = 15 * time.Second
+	DefaultKeepAliveCount    = 4
+)
+
 // TCPConfig tunes the stack's TCP.
 type TCPConfig struct {
 	// MaxInFlight bounds TCP handshakes being set up at once (SYNs handed to
@@ -98,9 +101,10 @@ type TCPConfig struct {
 	MaxInFlightPerSource int
 
 	// Keepalive on accepted connections: probes start after KeepAliveIdle
-	// (default 60s) without traffic, are sent every KeepAliveInterval
-	// (default 15s), and the connection is dropped after KeepAliveCount
-	// (default 4) unanswered probes.
+	// without traffic, are sent every KeepAliveInterval, and the
+	// connection is dropped after KeepAliveCount unanswered probes.
+	// Defaults: DefaultKeepAliveIdle, DefaultKeepAliveInterval,
+	// DefaultKeepAliveCount.
 	KeepAliveIdle     time.Duration
 	KeepAliveInterval time.Duration
 	KeepAliveCount    int
@@ -152,9 +156,6 @@ type Overlay struct {
 	closeOnce sync.Once
 }
 
-// New starts the device (bound and up) and the stack.
-func New(cfg Config) (*Overlay, error) { return newOverlay(cfg) }
-
 // Port returns the UDP port the device listens on.
 func (o *Overlay) Port() uint16 { return o.port }
 
@@ -202,12 +203,6 @@ func (o *Overlay) Peers() []PeerStats {
 	return st
 }
 
-// DialTCP opens a TCP connection inside the overlay from the gateway's
-// address to dst (site links).
-func (o *Overlay) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
-	return o.dialTCP(ctx, dst)
-}
-
 // DialTCPFrom opens a TCP connection inside the overlay from src (any
 // address: the stack spoofs; port 0 picks one) to dst. A site gateway uses
 // it to carry a LAN device's flow to another site from the device's own
@@ -243,13 +238,6 @@ func sameFamily(src, dst netip.AddrPort) (netip.AddrPort, netip.AddrPort, error)
 
 // Relays is the number of flows being relayed.
 func (o *Overlay) Relays() int { return o.link.relay.len() }
-
-// ListenTCP listens inside the overlay on the gateway's address (port).
-// Listeners take precedence over the promiscuous forwarder.
-func (o *Overlay) ListenTCP(port uint16) (net.Listener, error) { return o.listenTCP(port) }
-
-// ListenUDP listens inside the overlay on the gateway's address (port).
-func (o *Overlay) ListenUDP(port uint16) (net.PacketConn, error) { return o.listenUDP(port) }
 
 // Close stops the device and the stack; live flows' conns return errors.
 func (o *Overlay) Close() error {

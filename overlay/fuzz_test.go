@@ -79,7 +79,7 @@ func FuzzLinkWrite(f *testing.F) {
 // newBareOverlay is an Overlay's stack, link and inbound hook without a
 // WireGuard device, so that a test owns both sides of the link: it writes
 // packets as the device would and reads what the stack sends. It repeats
-// the middle of newOverlay.
+// the middle of New.
 func newBareOverlay(tb testing.TB, h Handler) *Overlay {
 	cfg := Config{Address: netip.MustParseAddr("100.80.0.1"), MTU: defaultMTU, Handler: h, Logger: slog.New(slog.DiscardHandler)}
 	cfg.TCP.setDefaults()

@@ -19,7 +19,8 @@ import (
 
 const defaultMTU = 1420
 
-func newOverlay(cfg Config) (*Overlay, error) {
+// New starts the device (bound and up) and the stack.
+func New(cfg Config) (*Overlay, error) {
 	if cfg.Handler.TCP == nil || cfg.Handler.UDP == nil {
 		return nil, errors.New("overlay: Handler.TCP and Handler.UDP must be set")
 	}
@@ -116,7 +117,9 @@ func deviceLogger(l *slog.Logger) *device.Logger {
 	}
 }
 
-func (o *Overlay) dialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+// DialTCP opens a TCP connection inside the overlay from the gateway's
+// address to dst (site links).
+func (o *Overlay) DialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
 	c, err := gonet.DialContextTCP(ctx, o.stack, fullAddr(dst), protoOf(dst.Addr().Unmap()))
 	if err != nil {
 		return nil, err
@@ -124,7 +127,9 @@ func (o *Overlay) dialTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, er
 	return c, nil
 }
 
-func (o *Overlay) listenTCP(port uint16) (net.Listener, error) {
+// ListenTCP listens inside the overlay on the gateway's address (port).
+// Listeners take precedence over the promiscuous forwarder.
+func (o *Overlay) ListenTCP(port uint16) (net.Listener, error) {
 	if !o.cfg.Address.IsValid() {
 		return nil, errors.New("overlay: no Address to listen on")
 	}
@@ -135,7 +140,8 @@ func (o *Overlay) listenTCP(port uint16) (net.Listener, error) {
 	return l, nil
 }
 
-func (o *Overlay) listenUDP(port uint16) (net.PacketConn, error) {
+// ListenUDP listens inside the overlay on the gateway's address (port).
+func (o *Overlay) ListenUDP(port uint16) (net.PacketConn, error) {
 	if !o.cfg.Address.IsValid() {
 		return nil, errors.New("overlay: no Address to listen on")
 	}

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -18,14 +17,11 @@ import (
 
 // TCP defaults; see TCPConfig.
 const (
-	defaultMaxInFlight       = 1024
-	defaultKeepAliveIdle     = 60 * time.Second
-	defaultKeepAliveInterval = 15 * time.Second
-	defaultKeepAliveCount    = 4
-	defaultRcvBufDefault     = 1 << 20
-	defaultRcvBufMax         = 4 << 20
-	defaultSndBufDefault     = 1 << 20
-	defaultSndBufMax         = 4 << 20
+	defaultMaxInFlight   = 1024
+	defaultRcvBufDefault = 1 << 20
+	defaultRcvBufMax     = 4 << 20
+	defaultSndBufDefault = 1 << 20
+	defaultSndBufMax     = 4 << 20
 )
 
 // ErrRequestDone is returned by Accept when the request was already
@@ -40,13 +36,13 @@ func (c *TCPConfig) setDefaults() {
 		c.MaxInFlightPerSource = max(1, c.MaxInFlight/8)
 	}
 	if c.KeepAliveIdle <= 0 {
-		c.KeepAliveIdle = defaultKeepAliveIdle
+		c.KeepAliveIdle = DefaultKeepAliveIdle
 	}
 	if c.KeepAliveInterval <= 0 {
-		c.KeepAliveInterval = defaultKeepAliveInterval
+		c.KeepAliveInterval = DefaultKeepAliveInterval
 	}
 	if c.KeepAliveCount <= 0 {
-		c.KeepAliveCount = defaultKeepAliveCount
+		c.KeepAliveCount = DefaultKeepAliveCount
 	}
 	if c.ReceiveBufferMax <= 0 {
 		c.ReceiveBufferMax = defaultRcvBufMax
@@ -83,7 +79,11 @@ func (st *tcpRequestState) completeLocked(src netip.Addr, reset bool) {
 	st.o.inflight.release(src)
 }
 
-func (r *TCPRequest) accept() (net.Conn, error) {
+// Accept completes the handshake with the client and returns the
+// connection. Call it only after the backend accepted, so a dead backend
+// looks dead to the client. The conn supports CloseWrite (half-close) and
+// deadlines.
+func (r *TCPRequest) Accept() (net.Conn, error) {
 	st := r.st
 	if st == nil {
 		return nil, ErrRequestDone

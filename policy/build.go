@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/dnsname"
 )
 
 // Keys each table accepts. Anything else is an error.
@@ -158,8 +160,8 @@ func (b *builder) buildOverlay(p *Policy, raw map[string]any) {
 		e.errorf("service_prefix", "service_prefix %s overlaps prefix %s", o.ServicePrefix, o.Prefix)
 	}
 	if d := e.required("domain"); d != "" {
-		d = strings.TrimSuffix(strings.ToLower(d), ".")
-		if err := checkDNSName(d); err != nil {
+		d = dnsname.Canonical(d)
+		if err := dnsname.CheckName(d); err != nil {
 			e.errorf("domain", "%v", err)
 		}
 		p.overlay.Domain = d
@@ -251,7 +253,7 @@ func CheckName(n string) error {
 
 // checkServiceName: a service name is also a DNS label (NAME.DOMAIN).
 func checkServiceName(n string) error {
-	if err := checkLabel(n); err != nil {
+	if err := dnsname.CheckLabel(n); err != nil {
 		return fmt.Errorf("service name %q must be a DNS label: %w", n, err)
 	}
 	return nil
@@ -438,8 +440,8 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 			e.errorf("vip", "an egress service has no vip")
 		}
 		for _, pat := range egress {
-			pat = strings.TrimSuffix(strings.ToLower(pat), ".")
-			if err := checkFQDNPattern(pat); err != nil {
+			pat = dnsname.Canonical(pat)
+			if err := dnsname.CheckPattern(pat); err != nil {
 				e.errorf("egress", "%v", err)
 				continue
 			}
@@ -508,8 +510,8 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 		}
 	}
 	for _, d := range e.strs("dns") {
-		d = strings.TrimSuffix(strings.ToLower(d), ".")
-		if err := checkDNSName(d); err != nil {
+		d = dnsname.Canonical(d)
+		if err := dnsname.CheckName(d); err != nil {
 			e.errorf("dns", "%v", err)
 			continue
 		}

@@ -336,7 +336,10 @@ func denyBefore(a, b *entry) bool {
 	return a.rank < b.rank
 }
 
-func (p *Policy) decide(id *Identity, svc *Service, port uint16, proto Proto, t time.Time) Decision {
+// Decide answers whether id may reach svc on port/proto at time t, from
+// tables compiled at load: no scan over rules, no allocation. id == nil
+// gives unknown-identity; svc == nil gives no-service.
+func (p *Policy) Decide(id *Identity, svc *Service, port uint16, proto Proto, t time.Time) Decision {
 	if id == nil {
 		return Decision{Verdict: Deny, Reason: ReasonUnknownIdentity}
 	}
@@ -352,7 +355,7 @@ func (p *Policy) decide(id *Identity, svc *Service, port uint16, proto Proto, t 
 	if proto == ProtoICMP {
 		port = 0
 	}
-	if !offers(svc, port, proto) {
+	if !svc.Offers(port, proto) {
 		return Decision{Verdict: Deny, Reason: ReasonNoService}
 	}
 	v := p.collect(id, svc, port, proto, t)
@@ -386,17 +389,4 @@ func (p *Policy) collect(id *Identity, svc *Service, port uint16, proto Proto, t
 		}
 	}
 	return v
-}
-
-// offers is Service.Offers reading the inline copy of the ports.
-func offers(svc *Service, port uint16, proto Proto) bool {
-	if svc.nFast == 0 || proto == ProtoICMP {
-		return svc.Offers(port, proto)
-	}
-	for _, r := range svc.fast[:svc.nFast] {
-		if r.Contains(port, proto) {
-			return true
-		}
-	}
-	return false
 }

@@ -12,7 +12,7 @@ package policy
 // It scans id's rule entries for svc, so it costs more than CanReach and
 // may allocate; DNS calls it only for names it would hide.
 func (p *Policy) ReachDecision(id *Identity, svc *Service) Decision {
-	if p.canReach(id, svc) {
+	if p.CanReach(id, svc) {
 		return Decision{Verdict: Allow}
 	}
 	if id == nil || p.ownIdentity(id) == nil {

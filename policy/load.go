@@ -43,8 +43,9 @@ func Quote(s string) string {
 	return fmt.Sprintf("%q... (%d bytes)", s[:cut], len(s))
 }
 
-// parse is Parse: decode, index positions, build and validate, compile.
-func parse(name string, data []byte) (*Policy, error) {
+// Parse is Load on bytes already read; name is used in messages. It
+// decodes, indexes positions, builds and validates, then compiles.
+func Parse(name string, data []byte) (*Policy, error) {
 	if len(data) > maxFileSize {
 		return nil, &LoadError{Problems: []Problem{{File: name, Msg: fmt.Sprintf("file is %d bytes, more than the %d accepted", len(data), maxFileSize)}}}
 	}
@@ -53,7 +54,7 @@ func parse(name string, data []byte) (*Policy, error) {
 
 	var raw map[string]any
 	if _, err := toml.Decode(text, &raw); err != nil {
-		return nil, &LoadError{Problems: []Problem{tomlProblem(name, err)}}
+		return nil, &LoadError{Problems: []Problem{TOMLProblem(name, err)}}
 	}
 	b := &builder{file: name, now: time.Now(), idx: indexFile(text), ruleNames: map[string]bool{}}
 	p := b.build(raw)
@@ -71,8 +72,12 @@ func parse(name string, data []byte) (*Policy, error) {
 	return p, nil
 }
 
-// tomlProblem turns a TOML syntax error into a positioned Problem.
-func tomlProblem(file string, err error) Problem {
+// TOMLProblem turns a TOML decode error into a positioned Problem:
+// "file:line:col: syntax error: MESSAGE (after key "k")". gateway.toml's
+// loader uses it too, so both files report syntax errors alike. The
+// parser's message may quote the input at length (a 3 KB key): it is cut
+// short.
+func TOMLProblem(file string, err error) Problem {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		msg := pe.Message

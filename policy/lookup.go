@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+
+	"github.com/wardgate/wardgate/internal/dnsname"
 )
 
 // lookupTables are the data-plane maps, built once at load.
@@ -109,9 +111,12 @@ func comparePrefix(a, b netip.Prefix) int {
 	return a.Bits() - b.Bits()
 }
 
-func (l *lookupTables) identityBySource(site string, a netip.Addr) *Identity {
+// IdentityBySource maps a LAN source address at site to the LAN identity
+// whose source CIDR holds it (sources at one site never overlap). nil when
+// none.
+func (p *Policy) IdentityBySource(site string, a netip.Addr) *Identity {
 	a = a.Unmap()
-	for _, id := range l.lanBySite[site] {
+	for _, id := range p.lookup.lanBySite[site] {
 		if id.Source.Contains(a) {
 			return id
 		}
@@ -119,7 +124,11 @@ func (l *lookupTables) identityBySource(site string, a netip.Addr) *Identity {
 	return nil
 }
 
-func (l *lookupTables) serviceByDst(dst netip.AddrPort, proto Proto) *Service {
+// ServiceByDst matches a flow destination to a service: (a) a VIP (any
+// port: Decide then refuses ports the service does not offer), or (b) a
+// backend address and port/proto a service lists. nil when none matches.
+func (p *Policy) ServiceByDst(dst netip.AddrPort, proto Proto) *Service {
+	l := &p.lookup
 	a := dst.Addr().Unmap()
 	if svc := l.byVIP[a]; svc != nil {
 		return svc
@@ -137,18 +146,21 @@ func (l *lookupTables) serviceByDst(dst netip.AddrPort, proto Proto) *Service {
 	return nil
 }
 
-func (l *lookupTables) serviceByName(fqdn string) *Service {
-	return l.byName[normalizeName(fqdn)]
+// ServiceByName resolves a DNS name, NAME.DOMAIN or one of the service's
+// dns names, in any case and with or without a trailing dot. nil when none.
+func (p *Policy) ServiceByName(fqdn string) *Service {
+	return p.lookup.byName[dnsname.Canonical(fqdn)]
 }
 
-// egressServices returns the services whose patterns match fqdn, in ID
-// order. It allocates only when wildcard patterns match.
-func (l *lookupTables) egressServices(fqdn string) []*Service {
-	name := normalizeName(fqdn)
+// EgressServices returns the egress services whose patterns match fqdn, in
+// ID order. The result is nil when none matches; it may be shared: do not
+// modify. It allocates only when a pattern matches.
+func (p *Policy) EgressServices(fqdn string) []*Service {
+	name := dnsname.Canonical(fqdn)
 	var out []*Service
-	for _, svc := range l.egress {
+	for _, svc := range p.lookup.egress {
 		for _, pat := range svc.Egress {
-			if matchFQDN(pat, name) {
+			if dnsname.Match(pat, name) {
 				out = append(out, svc)
 				break
 			}

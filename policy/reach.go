@@ -5,8 +5,10 @@ import (
 	"time"
 )
 
-// canReach reads the bitset computed at load.
-func (p *Policy) canReach(id *Identity, svc *Service) bool {
+// CanReach reports whether some rule lets id reach svc on some port at some
+// time (DNS answers service names only to such identities). It reads the
+// bitset computed at load.
+func (p *Policy) CanReach(id *Identity, svc *Service) bool {
 	if id == nil || svc == nil {
 		return false
 	}

@@ -65,7 +65,8 @@ func (b *builder) checkTestTimes(p *Policy) {
 	}
 }
 
-func (p *Policy) runTests() []TestResult {
+// RunTests runs every [[test]] of the policy.
+func (p *Policy) RunTests() []TestResult {
 	out := make([]TestResult, 0, len(p.tests))
 	now := time.Now()
 	for i := range p.tests {
