@@ -16,7 +16,7 @@ import (
 func (f *Filter) Serve(ctx context.Context, pc net.PacketConn, l net.Listener) error {
 	var servers []*dns.Server
 	if pc != nil {
-		servers = append(servers, &dns.Server{PacketConn: pc, Handler: f, UDPSize: dns.DefaultMsgSize})
+		servers = append(servers, f.udpServer(pc))
 	}
 	if l != nil {
 		servers = append(servers, &dns.Server{Listener: &tcpListener{Listener: l, f: f, open: make(map[string]int)}, Handler: f,

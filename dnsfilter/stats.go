@@ -11,6 +11,7 @@ type counters struct {
 	queries, refused, blocked, servfail atomic.Uint64
 	cacheHits, cacheMisses              atomic.Uint64
 	upstreamErrors, egressLearned       atomic.Uint64
+	dropped                             atomic.Uint64 // UDP datagrams not admitted (admit.go)
 	// rcodes counts answers by response code (the 4-bit header codes).
 	rcodes [16]atomic.Uint64
 }
@@ -26,6 +27,9 @@ type Stats struct {
 	UpstreamErrors uint64 // failed tries of one upstream
 	EgressLearned  uint64 // addresses recorded for FQDN egress (refreshes included)
 	CacheEntries   int    // questions in the cache now, expired ones included
+	// Dropped counts UDP datagrams dropped unanswered by admission: a
+	// source far over its rate limit, or too many queries at once.
+	Dropped uint64
 	// Rcodes counts answers by response code, e.g. Rcodes["NXDOMAIN"].
 	Rcodes map[string]uint64
 }
@@ -37,8 +41,8 @@ func (f *Filter) Stats() Stats {
 		Queries: s.queries.Load(), Refused: s.refused.Load(), Blocked: s.blocked.Load(),
 		ServFail: s.servfail.Load(), CacheHits: s.cacheHits.Load(), CacheMisses: s.cacheMisses.Load(),
 		UpstreamErrors: s.upstreamErrors.Load(), EgressLearned: s.egressLearned.Load(),
-		CacheEntries: f.fwd.cache.len(),
-		Rcodes:       s.rcodeCounts(),
+		CacheEntries: f.fwd.cache.len(), Dropped: s.dropped.Load(),
+		Rcodes: s.rcodeCounts(),
 	}
 }
 
