@@ -55,6 +55,7 @@ type Gateway struct {
 	state   atomic.Pointer[state]
 	overlay *overlay.Overlay
 	limits  *flowLimits
+	capped  capDenials // cap refusals, logged as counts past a budget
 	flows   *flowTable
 	rr      roundRobin
 	// dns answers on the overlay address, port 53; its FQDN egress table

@@ -146,7 +146,7 @@ func (g *Gateway) serveLANUDP(pc net.PacketConn, service string, port uint16) {
 			if v.id == nil {
 				ok, suppressed := unknown.allow(time.Now())
 				if suppressed > 0 {
-					g.logSuppressedDenials(v, suppressed)
+					g.logSuppressedDenials(v, "unknown-identity", suppressed)
 				}
 				if !ok {
 					continue
@@ -171,13 +171,13 @@ func (g *Gateway) serveLANUDP(pc net.PacketConn, service string, port uint16) {
 	}
 }
 
-// logSuppressedDenials writes one flow.deny for the n unknown-source
-// datagrams a listener did not log one by one (denyLimiter).
-func (g *Gateway) logSuppressedDenials(v verdict, n int) {
+// logSuppressedDenials writes one flow.deny for the n denials (reason)
+// like v that were not logged one by one (denyLimiter).
+func (g *Gateway) logSuppressedDenials(v verdict, reason string, n int) {
 	ff := v.fields()
 	ff.src, ff.lanSrc, ff.communityID = netip.AddrPort{}, netip.AddrPort{}, ""
 	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventFlowDeny,
-		ff.attrs(slog.String("reason", "unknown-identity"), slog.Int("suppressed", n))...)
+		ff.attrs(slog.String("reason", reason), slog.Int("suppressed", n))...)
 }
 
 // lanDatagrams is one source's flow on a shared UDP listener, as a

@@ -58,7 +58,7 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	}
 	if lim := g.limits.acquire(v.id.Name, kindTCP); lim != limitNone {
 		cs.deny(string(lim))
-		g.logDecision(v, nil, string(lim))
+		g.logCapped(v, lim)
 		return
 	}
 	setupDone := sync.OnceFunc(func() { g.limits.releasePending(v.id.Name) })

@@ -57,7 +57,7 @@ func (g *Gateway) admitUDPVerdict(v verdict, deny func(reason string)) func(acce
 	}
 	if lim := g.limits.acquire(v.id.Name, kindUDP); lim != limitNone {
 		refuse(string(lim))
-		g.logDecision(v, nil, string(lim))
+		g.logCapped(v, lim)
 		return nil
 	}
 	f := g.newFlow(v)
