@@ -40,13 +40,13 @@ demo: build
 bench: build
 	@scripts/install-deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./dnsfilter/ ./overlay/ ./gateway/
-	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./test/interop/ | grep -v 'level='
+	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./test/interop/
 
 ## stress: the load and fault suite's long form (root: floods, a reload
 ## storm, a huge policy), with a table of figures; `make test` runs its
 ## short form.
 stress: deps
-	WARDGATE_STRESS=long CI=true $(GO) test -count=1 -timeout 30m -run TestStress -v ./test/interop/ | grep -v 'level='
+	WARDGATE_STRESS=long CI=true $(GO) test -count=1 -timeout 30m -run TestStress -v ./test/interop/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

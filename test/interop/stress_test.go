@@ -111,9 +111,11 @@ func TestStress(t *testing.T) {
 		{"half-open handshakes", stressHalfOpen},
 		{"UDP flood from many source ports", stressUDPFlood},
 		{"slowloris", stressSlowloris},
-		{"DNS flood and malformed DNS", stressDNSFlood},
 		{"reload storm", stressReloadStorm},
+		// Last: today it leaves the gateway broken (see docs/operating.md).
+		{"DNS flood and malformed DNS", stressDNSFlood},
 	}
+	baseline := e.stats(t)
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			row := sc.run(t, e)
@@ -121,6 +123,63 @@ func TestStress(t *testing.T) {
 			rows = append(rows, row)
 		})
 	}
+	// What a scenario left behind, for whoever fixes it: where the
+	// surplus goroutines wait (the gateway ends on SIGQUIT's dump).
+	if st, err := e.tryStats(); err == nil && st.goroutines > baseline.goroutines+goroutineMargin {
+		t.Logf("%.0f goroutines at the end (%.0f at the start); where they wait:\n%s", st.goroutines, baseline.goroutines, e.goroutineDump(t))
+	}
+}
+
+// goroutineDump ends the gateway with SIGQUIT and counts its goroutines by
+// state and the first frame outside the runtime, most common first.
+func (e *stressEnv) goroutineDump(t *testing.T) string {
+	mark := len(e.gw.output())
+	e.gw.cmd.Process.Signal(syscall.SIGQUIT)
+	deadline := time.Now().Add(30 * time.Second)
+	for e.gw.cmd.Process.Signal(syscall.Signal(0)) == nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	counts := map[string]int{}
+	for _, block := range strings.Split(e.gw.output()[mark:], "\n\n") {
+		lines := strings.Split(strings.TrimSpace(block), "\n")
+		head, ok := strings.CutPrefix(lines[0], "goroutine ")
+		if !ok {
+			continue
+		}
+		state := head[strings.Index(head, "[")+1 : strings.LastIndex(head, "]")]
+		state, _, _ = strings.Cut(state, ",")
+		// The first frame past the locks, and the first of wardgate's
+		// own or miekg/dns's that led there.
+		var frame, ours string
+		for _, l := range lines[1:] {
+			if strings.HasPrefix(l, "\t") || strings.HasPrefix(l, "created by") {
+				continue
+			}
+			fn := l
+			if i := strings.LastIndex(l, "("); i > 0 {
+				fn = l[:i]
+			}
+			if frame == "" && !strings.HasPrefix(fn, "runtime.") && !strings.HasPrefix(fn, "internal/") &&
+				!strings.HasPrefix(fn, "sync.") && !strings.HasPrefix(fn, "gvisor.dev/gvisor/pkg/sync.") {
+				frame = fn
+			}
+			if ours == "" && (strings.Contains(fn, "wardgate/wardgate/") || strings.Contains(fn, "miekg/dns")) {
+				ours = fn
+			}
+		}
+		frame += " from " + ours
+		counts[state+" in "+frame]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return counts[b] - counts[a] })
+	var b strings.Builder
+	for _, k := range keys[:min(len(keys), 8)] {
+		fmt.Fprintf(&b, "%7d %s\n", counts[k], k)
+	}
+	return b.String()
 }
 
 func logStressTable(t *testing.T, rows []stressRow) {
@@ -504,32 +563,30 @@ func (e *stressEnv) victimThroughput(t *testing.T) string {
 // victimConnectP99 is bob's TCP connect p99 through the gateway; it must
 // stay under a second with every connect succeeding.
 func (e *stressEnv) victimConnectP99(t *testing.T) string {
-	out, err := e.bob.stressHelper(60*time.Second, "connp99", fmt.Sprintf("100.81.0.30:%d,%d", e.hold.port, pick(40, 300)))
-	if err != nil {
-		t.Fatalf("bob's connects: %v: %s", err, out)
-	}
-	var p99 float64
-	var fails int
-	fmt.Sscanf(out, "%f %d", &p99, &fails)
-	if p99 >= 1000 || fails > 0 {
-		t.Errorf("bob's connect p99 %.1f ms with %d failed connects, want < 1 s and none failed", p99, fails)
-	}
-	return fmt.Sprintf("connect p99 %.1f ms", p99)
+	return e.victimP99(t, "connp99", fmt.Sprintf("100.81.0.30:%d,%d", e.hold.port, pick(40, 300)), "connect")
 }
 
-// victimDNSP99 is bob's DNS query p99 for a service name.
+// victimDNSP99 is bob's DNS query p99 for a service name, under the same
+// bound.
 func (e *stressEnv) victimDNSP99(t *testing.T) string {
-	out, err := e.bob.stressHelper(60*time.Second, "dnsp99", fmt.Sprintf("100.80.0.1:53,ehr.test.internal,%d", pick(40, 300)))
-	if err != nil {
-		t.Fatalf("bob's DNS queries: %v: %s", err, out)
-	}
+	return e.victimP99(t, "dnsp99", fmt.Sprintf("100.80.0.1:53,ehr.test.internal,%d", pick(40, 300)), "DNS")
+}
+
+func (e *stressEnv) victimP99(t *testing.T, helper, arg, what string) string {
+	out, err := e.bob.stressHelper(helperBudget+30*time.Second, helper, arg)
 	var p99 float64
-	var fails int
-	fmt.Sscanf(out, "%f %d", &p99, &fails)
-	if p99 >= 1000 || fails > 0 {
-		t.Errorf("bob's DNS p99 %.1f ms with %d failed queries, want < 1 s and none failed", p99, fails)
+	var fails, done int
+	if _, perr := fmt.Sscanf(out, "%f %d %d", &p99, &fails, &done); err != nil || perr != nil {
+		t.Errorf("bob's %s helper: %v: %s", what, err, out)
+		return what + " failed"
 	}
-	return fmt.Sprintf("DNS p99 %.1f ms", p99)
+	if p99 >= 1000 || fails > 0 {
+		t.Errorf("bob's %s p99 %.1f ms with %d of %d failed, want < 1 s and none failed", what, p99, fails, done)
+	}
+	if fails > 0 {
+		return fmt.Sprintf("%s p99 %.1f ms, %d of %d failed", what, p99, fails, done)
+	}
+	return fmt.Sprintf("%s p99 %.1f ms", what, p99)
 }
 
 // attackSeconds bounds each namespace helper's attack: longer than the
@@ -988,12 +1045,20 @@ func p99(d []time.Duration) float64 {
 	return float64(d[(len(d)*99)/100]) / 1e6
 }
 
-// helperConnectP99: n TCP connects to addr one after another; prints the
-// p99 in ms and how many failed (a failure counts as its 2 s timeout).
+// helperBudget bounds the victim helpers: they stop early when it is spent.
+const helperBudget = 30 * time.Second
+
+// helperConnectP99: n TCP connects to addr one after another (fewer when
+// helperBudget is spent); prints the p99 in ms, how many failed (a failure
+// counts as its 2 s timeout) and how many were tried.
 func helperConnectP99(addr string, n int) int {
 	var d []time.Duration
 	fails := 0
+	budget := time.Now().Add(helperBudget)
 	for range n {
+		if time.Now().After(budget) {
+			break
+		}
 		start := time.Now()
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
@@ -1004,7 +1069,7 @@ func helperConnectP99(addr string, n int) int {
 		d = append(d, time.Since(start))
 		c.Close()
 	}
-	fmt.Printf("%.2f %d\n", p99(d), fails)
+	fmt.Printf("%.2f %d %d\n", p99(d), fails, len(d))
 	return 0
 }
 
@@ -1019,8 +1084,9 @@ func dnsQuery(id uint16, name string) []byte {
 	return append(m, 0, 0, 1, 0, 1)
 }
 
-// helperDNSP99: n queries for name at server one after another; prints
-// the p99 in ms and how many got no NOERROR answer within a second.
+// helperDNSP99: n queries for name at server one after another (fewer
+// when helperBudget is spent); prints the p99 in ms, how many got no
+// NOERROR answer within a second and how many were asked.
 func helperDNSP99(server, name string, n int) int {
 	c, err := net.Dial("udp", server)
 	if err != nil {
@@ -1031,7 +1097,11 @@ func helperDNSP99(server, name string, n int) int {
 	var d []time.Duration
 	fails := 0
 	buf := make([]byte, 1500)
+	budget := time.Now().Add(helperBudget)
 	for i := range n {
+		if time.Now().After(budget) {
+			break
+		}
 		id := uint16(i + 1)
 		start := time.Now()
 		c.Write(dnsQuery(id, name))
@@ -1054,7 +1124,7 @@ func helperDNSP99(server, name string, n int) int {
 		}
 		d = append(d, time.Since(start))
 	}
-	fmt.Printf("%.2f %d\n", p99(d), fails)
+	fmt.Printf("%.2f %d %d\n", p99(d), fails, len(d))
 	return 0
 }
 
