@@ -143,10 +143,11 @@ func (e *stressEnv) goroutineDump(t *testing.T) string {
 	for _, block := range strings.Split(e.gw.output()[mark:], "\n\n") {
 		lines := strings.Split(strings.TrimSpace(block), "\n")
 		head, ok := strings.CutPrefix(lines[0], "goroutine ")
-		if !ok {
+		open, end := strings.Index(head, "["), strings.LastIndex(head, "]")
+		if !ok || open < 0 || end < open {
 			continue
 		}
-		state := head[strings.Index(head, "[")+1 : strings.LastIndex(head, "]")]
+		state := head[open+1 : end]
 		state, _, _ = strings.Cut(state, ",")
 		// The first frame past the locks, and the first of wardgate's
 		// own or miekg/dns's that led there.
@@ -170,6 +171,11 @@ func (e *stressEnv) goroutineDump(t *testing.T) string {
 		frame += " from " + ours
 		counts[state+" in "+frame]++
 	}
+	// The dump itself is too long to log with the gateway's output.
+	e.gw.mu.Lock()
+	e.gw.stderr.Truncate(mark)
+	e.gw.stderr.WriteString("(goroutine dump on SIGQUIT left out: see the summary in the test log)\n")
+	e.gw.mu.Unlock()
 	keys := make([]string, 0, len(counts))
 	for k := range counts {
 		keys = append(keys, k)
