@@ -768,7 +768,7 @@ func stressHalfOpen(t *testing.T, e *stressEnv) stressRow {
 	// more than a few seconds. The wait goes on (bounded) to measure how
 	// long they really stay, for the report.
 	const heldAtMost = 5 * time.Second
-	limit := pick(10*time.Second, 90*time.Second)
+	limit := pick(heldAtMost+time.Second, 90*time.Second)
 	for e.hold.open.Load() > 0 && time.Since(stoppedAt) < limit {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -1052,7 +1052,7 @@ func p99(d []time.Duration) float64 {
 }
 
 // helperBudget bounds the victim helpers: they stop early when it is spent.
-const helperBudget = 30 * time.Second
+var helperBudget = pick(8*time.Second, 30*time.Second)
 
 // helperConnectP99: n TCP connects to addr one after another (fewer when
 // helperBudget is spent); prints the p99 in ms, how many failed (a failure
