@@ -135,9 +135,16 @@ func TestStress(t *testing.T) {
 func (e *stressEnv) goroutineDump(t *testing.T) string {
 	mark := len(e.gw.output())
 	e.gw.cmd.Process.Signal(syscall.SIGQUIT)
-	deadline := time.Now().Add(30 * time.Second)
-	for e.gw.cmd.Process.Signal(syscall.Signal(0)) == nil && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
+	// Done when the process is gone and its output has stopped growing
+	// (tens of thousands of stacks take a while through the pipe).
+	deadline := time.Now().Add(60 * time.Second)
+	for size := -1; time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		now := len(e.gw.output())
+		if e.gw.cmd.Process.Signal(syscall.Signal(0)) != nil && now == size {
+			break
+		}
+		size = now
 	}
 	counts := map[string]int{}
 	for _, block := range strings.Split(e.gw.output()[mark:], "\n\n") {
