@@ -350,13 +350,23 @@ func startCountingBackend(t testing.TB) *countingBackend {
 	return cb
 }
 
-// stats scrapes the gateway's /metrics.
+// stats scrapes the gateway's /metrics and fails the test when it cannot.
 func (e *stressEnv) stats(t testing.TB) gatewayStats {
 	t.Helper()
+	st, err := e.tryStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// tryStats scrapes the gateway's /metrics (the sampler's goroutine may not
+// fail the test).
+func (e *stressEnv) tryStats() (gatewayStats, error) {
 	client := http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Get("http://" + e.metrics + "/metrics")
 	if err != nil {
-		t.Fatalf("scraping /metrics: %v", err)
+		return gatewayStats{}, fmt.Errorf("scraping /metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	var s gatewayStats
@@ -376,9 +386,9 @@ func (e *stressEnv) stats(t testing.TB) gatewayStats {
 		}
 	}
 	if found != len(fields) {
-		t.Fatalf("/metrics has %d of %v", found, fields)
+		return s, fmt.Errorf("/metrics has %d of the %d figures wanted (go_goroutines, process_resident_memory_bytes, process_open_fds, wardgate_enforcing)", found, len(fields))
 	}
-	return s
+	return s, nil
 }
 
 // alive fails the test when the gateway process has exited.
@@ -405,7 +415,7 @@ type sampler struct {
 	done   chan struct{}
 }
 
-func (e *stressEnv) sample(t testing.TB) *sampler {
+func (e *stressEnv) sample() *sampler {
 	s := &sampler{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
@@ -432,22 +442,6 @@ func (e *stressEnv) sample(t testing.TB) *sampler {
 	}()
 	return s
 }
-
-// tryStats is stats without failing the test (the sampler's goroutine).
-func (e *stressEnv) tryStats() (st gatewayStats, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%v", r)
-		}
-	}()
-	return e.stats(fatalRecorder{}), nil
-}
-
-// fatalRecorder turns Fatalf into a panic for tryStats.
-type fatalRecorder struct{ testing.TB }
-
-func (fatalRecorder) Helper()                        {}
-func (fatalRecorder) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
 
 func (s *sampler) finish() gatewayStats {
 	close(s.stop)
@@ -540,7 +534,7 @@ func (e *stressEnv) runUnderAttack(t *testing.T, victim func(t *testing.T) strin
 	var row stressRow
 	row.before = e.stats(t)
 	row.victimBefore = victim(t)
-	s := e.sample(t)
+	s := e.sample()
 	a := start(t)
 	row.victimDuring = victim(t)
 	a.stop()
@@ -617,7 +611,7 @@ func (n *netns) stressHelper(timeout time.Duration, name, arg string) (string, e
 }
 
 // startNSAttack runs a load helper in ns; it prints "go" once loading and
-// its rate as its last line when its time is up. stop ends it early.
+// its rate as its last line when its time (attackSeconds) is up.
 func startNSAttack(t *testing.T, ns *netns, name, arg string) attack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(attackSeconds+60)*time.Second)
