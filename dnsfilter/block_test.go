@@ -103,14 +103,19 @@ func TestReloadBlocklists(t *testing.T) {
 		t.Fatalf("before reload: %s", dns.RcodeToString[m.Rcode])
 	}
 	good := writeFile(t, "good.txt", "ads.example.com\n")
-	if err := f.ReloadBlocklists([]string{good}); err != nil {
+	bl, err := LoadBlocklists([]string{good})
+	if err != nil {
 		t.Fatal(err)
 	}
+	if m := ask(t, f, aliceAddr, "ads.example.com", dns.TypeA); m.Rcode != dns.RcodeSuccess {
+		t.Fatalf("loading lists put them in force: %s", dns.RcodeToString[m.Rcode])
+	}
+	f.SetBlocklists(bl)
 	if m := ask(t, f, aliceAddr, "ads.example.com", dns.TypeA); m.Rcode != dns.RcodeNameError {
 		t.Fatalf("after reload: %s", dns.RcodeToString[m.Rcode])
 	}
-	if err := f.ReloadBlocklists([]string{good, writeFile(t, "bad.txt", "a b\n")}); err == nil {
-		t.Fatal("bad list accepted")
+	if _, err := LoadBlocklists([]string{good, writeFile(t, "bad.txt", "a b\n")}); err == nil || !strings.Contains(err.Error(), "bad.txt:1") {
+		t.Fatalf("bad list: %v", err)
 	}
 	if m := ask(t, f, aliceAddr, "ads.example.com", dns.TypeA); m.Rcode != dns.RcodeNameError {
 		t.Fatalf("a failed reload changed the lists: %s", dns.RcodeToString[m.Rcode])

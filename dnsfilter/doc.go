@@ -186,7 +186,7 @@
 // The policy is read through Config.Policy on every query, so a policy
 // reload takes effect at once; answers already in the forward cache were
 // stripped against the policy at that time (its prefixes, domain, service
-// names and endpoints). Blocklists
-// are swapped with ReloadBlocklists, which keeps the cache and the learned
-// egress addresses, and changes nothing when a list fails to load.
+// names and endpoints). Blocklists are read with LoadBlocklists (which
+// changes nothing, and fails with file:line) and put in force with
+// SetBlocklists, which keeps the cache and the learned egress addresses.
 package dnsfilter

@@ -86,17 +86,19 @@ func newFilter(cfg Config, view func() View, now func() time.Time) (*Filter, err
 	return f, nil
 }
 
-// ReloadBlocklists replaces the blocklists with the given files. On error
-// the lists in use stay as they were. The cache and the learned egress
-// addresses are kept.
-func (f *Filter) ReloadBlocklists(paths []string) error {
+// Blocklists are blocklist files read and ready to use; LoadBlocklists
+// makes them, SetBlocklists puts them in force. A reload reads them before
+// it changes anything, and puts them in force only with the rest.
+type Blocklists struct{ bl *blocklist }
+
+// LoadBlocklists reads the blocklist files; errors name file:line.
+func LoadBlocklists(paths []string) (Blocklists, error) {
 	bl, err := loadBlocklists(paths)
-	if err != nil {
-		return err
-	}
-	f.blocks.Store(bl)
-	return nil
+	return Blocklists{bl}, err
 }
+
+// SetBlocklists puts b in force for the next query.
+func (f *Filter) SetBlocklists(b Blocklists) { f.blocks.Store(b.bl) }
 
 // ServeDNS answers one query; it implements dns.Handler. The identity is
 // the source address of the query; see the package documentation for the

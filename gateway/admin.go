@@ -20,7 +20,7 @@ import (
 //	GET  /v1/status  Status
 //	GET  /v1/flows   []FlowInfo
 //	GET  /v1/peers   []PeerStatus (Status().Peers)
-//	POST /v1/reload  200 ReloadResult{ok: true, policy_hash}
+//	POST /v1/reload  200 ReloadResult{ok: true, policy_hash, what changed}
 //	                 422 ReloadResult{ok: false, error, problems: ["file:line:col: msg"]}
 //
 // The socket is the access control: there is no authentication on top of
@@ -32,17 +32,19 @@ import (
 
 // ReloadResult is the body of POST /v1/reload.
 type ReloadResult struct {
-	OK         bool     `json:"ok"`
-	PolicyHash string   `json:"policy_hash,omitempty"`
-	Error      string   `json:"error,omitempty"`
-	Problems   []string `json:"problems,omitempty"` // "file:line:col: msg", when the error has positions
+	OK bool `json:"ok"`
+	// What a good reload changed: hashes, enforce mode, peers, revoked
+	// flows.
+	*ReloadChanges
+	Error    string   `json:"error,omitempty"`
+	Problems []string `json:"problems,omitempty"` // "file:line:col: msg", when the error has positions
 }
 
 // adminBackend is what the admin API serves: the Gateway, or a fake in tests.
 type adminBackend interface {
 	Status() Status
 	Flows() []FlowInfo
-	Reload() error
+	Reload() (ReloadChanges, error)
 }
 
 // newAdminHandler returns the admin API's HTTP handler for b.
@@ -66,11 +68,12 @@ func newAdminHandler(b adminBackend) http.Handler {
 		writeJSON(w, http.StatusOK, ps)
 	})
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
-		if err := b.Reload(); err != nil {
+		ch, err := b.Reload()
+		if err != nil {
 			writeJSON(w, http.StatusUnprocessableEntity, reloadFailure(err))
 			return
 		}
-		writeJSON(w, http.StatusOK, ReloadResult{OK: true, PolicyHash: b.Status().PolicyHash})
+		writeJSON(w, http.StatusOK, ReloadResult{OK: true, ReloadChanges: &ch})
 	})
 	return mux
 }

@@ -30,12 +30,13 @@ type fakeAdmin struct {
 
 func (f *fakeAdmin) Status() Status    { return f.status }
 func (f *fakeAdmin) Flows() []FlowInfo { return f.flows }
-func (f *fakeAdmin) Reload() error {
+func (f *fakeAdmin) Reload() (ReloadChanges, error) {
 	f.reloads.Add(1)
-	if f.reloadErr == nil {
-		f.status.PolicyHash = "new0123456789abc"
+	if f.reloadErr != nil {
+		return ReloadChanges{}, f.reloadErr
 	}
-	return f.reloadErr
+	f.status.PolicyHash = "new0123456789abc"
+	return ReloadChanges{PolicyHash: f.status.PolicyHash, Enforce: "audit", PreviousEnforce: "enforce", PeersAdded: []string{"carol"}}, nil
 }
 
 func do(t *testing.T, h http.Handler, method, path string, into any) int {
@@ -79,7 +80,7 @@ func TestAdminHandler(t *testing.T) {
 	}
 
 	var rr ReloadResult
-	if code := do(t, h, "POST", "/v1/reload", &rr); code != 200 || !rr.OK || rr.PolicyHash != "new0123456789abc" {
+	if code := do(t, h, "POST", "/v1/reload", &rr); code != 200 || !rr.OK || rr.ReloadChanges == nil || rr.PolicyHash != "new0123456789abc" || rr.Enforce != "audit" {
 		t.Fatalf("reload: %d %+v", code, rr)
 	}
 

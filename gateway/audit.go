@@ -8,7 +8,7 @@ import (
 
 // NewAuditLogger returns the audit log: one JSON object per line, every
 // decision, nothing sampled. Callers log the event name as the message
-// ("flow.allow", "dns.query", ...) and DESIGN.md's field names as attributes;
+// ("flow.allow", "dns.query", ...) and docs/design.md's field names as attributes;
 // the handler renames msg to "event", drops the level and writes time as
 // RFC3339Nano. Packages that emit audit events (dnsfilter) take a plain
 // *slog.Logger, so the audit log is one mechanism, not one per package.
@@ -35,7 +35,7 @@ func NewAuditLogger(w io.Writer) *slog.Logger {
 	return slog.New(h)
 }
 
-// Audit event names (DESIGN.md, "Audit log").
+// Audit event names (docs/design.md, "The audit log").
 const (
 	EventFlowAllow     = "flow.allow"
 	EventFlowDeny      = "flow.deny"
@@ -44,5 +44,8 @@ const (
 	EventFlowRevoked   = "flow.revoked"
 	EventConfigReload  = "config.reload"
 	EventConfigError   = "config.error"
+	EventConfigEnforce = "config.enforce" // the enforce mode changed (from, to)
+	EventGatewayStart  = "gateway.start"  // version, policy hash, enforce mode
+	EventGatewayStop   = "gateway.stop"
 	EventPeerHandshake = "peer.handshake"
 )

@@ -31,7 +31,7 @@ func TestAuditLogrotateConfig(t *testing.T) {
 		t.Fatalf("configs/logrotate/wardgate no longer has the lines this test replaces:\n%s", shipped)
 	}
 	m := startMonitored(t, "[log]\naudit = \"audit.jsonl\"\n", nil)
-	if err := m.gw.Reload(); err != nil { // a first line, to rotate
+	if _, err := m.gw.Reload(); err != nil { // a first line, to rotate
 		t.Fatal(err)
 	}
 	u, err := user.Current()
@@ -59,7 +59,7 @@ func TestAuditLogrotateConfig(t *testing.T) {
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatal("postrotate did not run")
 	}
-	if err := m.gw.Reload(); err != nil { // what postrotate does for real
+	if _, err := m.gw.Reload(); err != nil { // what postrotate does for real
 		t.Fatal(err)
 	}
 	rotated, _ := filepath.Glob(filepath.Join(m.dir, "audit.jsonl-*"))
@@ -67,7 +67,7 @@ func TestAuditLogrotateConfig(t *testing.T) {
 		t.Fatalf("rotated files: %v", rotated)
 	}
 	old, cur := readEvents(t, rotated[0]), readEvents(t, filepath.Join(m.dir, "audit.jsonl"))
-	if len(old) != 1 || len(cur) != 1 || cur[0]["event"] != EventConfigReload {
+	if len(old) != 2 || len(cur) != 1 || cur[0]["event"] != EventConfigReload { // old: gateway.start, config.reload
 		t.Errorf("rotated file %v, new file %v", old, cur)
 	}
 }

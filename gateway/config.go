@@ -24,6 +24,10 @@ type Config struct {
 	Policy         string `toml:"policy"`
 	PrivateKeyFile string `toml:"private_key_file"`
 	Listen         string `toml:"listen"` // WireGuard UDP, default "0.0.0.0:51820"
+	// StateDir keeps what a restart should not lose (peers' last
+	// endpoints). Default: $STATE_DIRECTORY (systemd's StateDirectory=),
+	// else "state" next to gateway.toml.
+	StateDir string `toml:"state_dir"`
 
 	DNS      DNSConfig        `toml:"dns"`
 	Admin    AdminConfig      `toml:"admin"`
@@ -64,7 +68,7 @@ type LogConfig struct {
 }
 
 // LimitsConfig is [limits]: what keeps one identity from starving the others
-// and what ends flows that are gone. wardgate's own keys, beyond DESIGN.md.
+// and what ends flows that are gone. wardgate's own keys (docs/design.md).
 type LimitsConfig struct {
 	// FlowsPerIdentity caps concurrent flows (TCP and UDP) per identity.
 	FlowsPerIdentity int `toml:"flows_per_identity"`
@@ -73,6 +77,12 @@ type LimitsConfig struct {
 	PendingPerIdentity int `toml:"pending_per_identity"`
 	// PendingTotal caps TCP handshakes in flight in the whole stack.
 	PendingTotal int `toml:"pending_total"`
+	// FlowsTotal caps live flows in the whole gateway, UDPFlowsTotal the
+	// UDP flows it terminates (each holds a host socket while it idles):
+	// new flows over them are refused before the process runs out of
+	// descriptors (LimitNOFILE in the systemd unit) or memory.
+	FlowsTotal    int `toml:"flows_total"`
+	UDPFlowsTotal int `toml:"udp_flows_total"`
 	// DialTimeout bounds a backend dial (each endpoint tried).
 	DialTimeout time.Duration `toml:"dial_timeout"`
 	// TCPIdle ends a TCP flow with no data either way for this long.
@@ -96,6 +106,8 @@ var Defaults = LimitsConfig{
 	FlowsPerIdentity:   1024,
 	PendingPerIdentity: 64,
 	PendingTotal:       1024,
+	FlowsTotal:         16384,
+	UDPFlowsTotal:      4096,
 	DialTimeout:        5 * time.Second,
 	TCPIdle:            time.Hour,
 	UDPIdle:            2 * time.Minute,
@@ -137,16 +149,23 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(path, data)
 }
 
+// maxConfigSize bounds gateway.toml: a few kilobytes in practice.
+const maxConfigSize = 4 << 20
+
 // ParseConfig is LoadConfig on bytes already read.
 func ParseConfig(path string, data []byte) (*Config, error) {
+	if len(data) > maxConfigSize {
+		return nil, &policy.LoadError{Problems: []policy.Problem{{File: path, Msg: fmt.Sprintf("file is %d bytes, more than the %d accepted", len(data), maxConfigSize)}}}
+	}
 	c := &Config{file: path}
 	md, err := toml.Decode(string(data), c)
 	if err != nil {
 		return nil, &policy.LoadError{Problems: []policy.Problem{tomlProblem(path, err)}}
 	}
 	var probs []policy.Problem
+	lines := strings.Split(string(data), "\n")
 	bad := func(key, format string, args ...any) {
-		line := keyLine(data, key)
+		line := keyLine(lines, key)
 		probs = append(probs, policy.Problem{File: path, Line: line, Col: colOf(line), Msg: fmt.Sprintf(format, args...)})
 	}
 	for _, k := range md.Undecoded() {
@@ -192,6 +211,8 @@ func (c *Config) applyDefaults() {
 	setInt(&l.FlowsPerIdentity, d.FlowsPerIdentity)
 	setInt(&l.PendingPerIdentity, d.PendingPerIdentity)
 	setInt(&l.PendingTotal, d.PendingTotal)
+	setInt(&l.FlowsTotal, d.FlowsTotal)
+	setInt(&l.UDPFlowsTotal, d.UDPFlowsTotal)
 	setDur(&l.DialTimeout, d.DialTimeout)
 	setDur(&l.TCPIdle, d.TCPIdle)
 	setDur(&l.UDPIdle, d.UDPIdle)
@@ -212,6 +233,8 @@ func (c *Config) checkSet(md toml.MetaData, bad func(key, format string, args ..
 		{"limits.flows_per_identity", int64(l.FlowsPerIdentity), false},
 		{"limits.pending_per_identity", int64(l.PendingPerIdentity), false},
 		{"limits.pending_total", int64(l.PendingTotal), false},
+		{"limits.flows_total", int64(l.FlowsTotal), false},
+		{"limits.udp_flows_total", int64(l.UDPFlowsTotal), false},
 		{"limits.dial_timeout", int64(l.DialTimeout), true},
 		{"limits.tcp_idle", int64(l.TCPIdle), true},
 		{"limits.udp_idle", int64(l.UDPIdle), true},
@@ -305,8 +328,11 @@ func ParseListen(s string) (netip.AddrPort, policy.Proto, error) {
 	return ap, proto, nil
 }
 
-// LoadPolicy loads the policy the config names and checks that the config
-// fits it: the site exists, every listener's service exists.
+// LoadPolicy loads the policy the config names, checks that the config
+// fits it (the site exists, every listener's service exists) and runs its
+// [[test]]s: a policy whose tests fail is refused, by run as by reload and
+// check. The error is a *policy.LoadError, one problem per failing test at
+// the test's line.
 func (c *Config) LoadPolicy() (*policy.Policy, error) {
 	p, err := policy.Load(c.Path(c.Policy))
 	if err != nil {
@@ -315,20 +341,30 @@ func (c *Config) LoadPolicy() (*policy.Policy, error) {
 	if err := c.CheckAgainst(p); err != nil {
 		return nil, err
 	}
+	var failed []policy.Problem
+	for _, r := range p.RunTests() {
+		if !r.Passed {
+			failed = append(failed, r.Problem)
+		}
+	}
+	if len(failed) > 0 {
+		return nil, &policy.LoadError{Problems: failed}
+	}
 	return p, nil
 }
 
 // CheckAgainst reports config references that the policy does not define.
 func (c *Config) CheckAgainst(p *policy.Policy) error {
 	data, _ := os.ReadFile(c.file)
+	lines := strings.Split(string(data), "\n")
 	var probs []policy.Problem
 	if p.Site(c.Site) == nil {
-		line := keyLine(data, "site")
+		line := keyLine(lines, "site")
 		probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: fmt.Sprintf("unknown site %q (not a [[site]] in %s)", c.Site, p.File())})
 	}
 	for i, ln := range c.Listener {
 		if ln.Service != "" && p.Service(ln.Service) == nil {
-			line := keyLine(data, fmt.Sprintf("listener[%d].service", i))
+			line := keyLine(lines, fmt.Sprintf("listener[%d].service", i))
 			probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: fmt.Sprintf("listener %d: unknown service %q", i+1, ln.Service)})
 		}
 	}
@@ -369,9 +405,14 @@ func (c *Config) ReadPrivateKey() (policy.Key, error) {
 func tomlProblem(path string, err error) policy.Problem {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
+		// The parser's message may quote the input at length (a 3 KB
+		// key): keep it short, like every other message.
 		msg := pe.Message
+		if len(msg) > 256 {
+			msg = msg[:256] + "..."
+		}
 		if pe.LastKey != "" {
-			msg = fmt.Sprintf("%s: %s", pe.LastKey, pe.Message)
+			msg = policy.Quote(pe.LastKey) + ": " + msg
 		}
 		return policy.Problem{File: path, Line: pe.Position.Line, Col: pe.Position.Col, Msg: msg}
 	}
@@ -383,7 +424,7 @@ func tomlProblem(path string, err error) policy.Problem {
 // scanning for the table header and then the key. A key that is not there
 // gets its table's header line; 0 when neither is found.
 // BurntSushi/toml keeps key positions private, and gateway.toml is small.
-func keyLine(data []byte, dotted string) int {
+func keyLine(lines []string, dotted string) int {
 	table, key := "", dotted
 	if i := strings.LastIndexByte(dotted, '.'); i >= 0 {
 		table, key = dotted[:i], dotted[i+1:]
@@ -398,9 +439,10 @@ func keyLine(data []byte, dotted string) int {
 		seen = 0 // top-level keys come before any header
 	}
 	header := 0 // the line of the table's header: where a missing key belongs
-	// Not bufio.Scanner: it gives up at a 64 KB line, and a hostile file
-	// has those; the position of the problem must still be found.
-	for i, raw := range strings.Split(string(data), "\n") {
+	// lines, not a bufio.Scanner: it gives up at a 64 KB line, and a
+	// hostile file has those; the position of the problem must still be
+	// found. The caller splits the file once for all its problems.
+	for i, raw := range lines {
 		n := i + 1
 		line := strings.TrimSpace(raw)
 		if strings.HasPrefix(line, "[") {

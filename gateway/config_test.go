@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ func TestParseConfigErrors(t *testing.T) {
 				`gateway.toml:10:1: dns.rate_per_identity = -1 must be a positive number of queries per second`,
 				`gateway.toml:11:1: dns.egress_ttl_min = "-30s" must be positive`,
 			}},
+		{"too big", "site = \"a\"\n#" + strings.Repeat("x", 4<<20) + "\n", []string{"gateway.toml: file is 4194317 bytes, more than the 4194304 accepted"}},
 		{"egress ttl min above max", "site = \"a\"\npolicy = \"p\"\nprivate_key_file = \"k\"\n[dns]\negress_ttl_min = \"2h\"\negress_ttl_max = \"1h\"\n",
 			[]string{`gateway.toml:5:1: egress_ttl_min 2h0m0s must not be above egress_ttl_max 1h0m0s`}},
 		{"bad names and huge values", "site = \"le eds\"\npolicy = \"p\"\nprivate_key_file = \"k\"\nlisten = \"" + strings.Repeat("9", 1<<20) + "\"\n[[listener]]\nlisten = \"127.0.0.1:104\"\nservice = \"" + strings.Repeat("s", 65) + "\"\n",
@@ -120,5 +122,54 @@ func TestConfigAgainstPolicy(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error %v lacks %q", err, w)
 		}
+	}
+}
+
+// TestLoadPolicyRunsTests: a policy whose [[test]] fails is refused by
+// LoadPolicy, so run refuses what reload and check refuse.
+func TestLoadPolicyRunsTests(t *testing.T) {
+	dir := t.TempDir()
+	pol := fmt.Sprintf(`[overlay]
+prefix = "100.80.0.0/16"
+service_prefix = "100.81.0.0/16"
+domain = "x.internal"
+[[site]]
+name = "leeds"
+key = %q
+address = "100.80.0.1"
+[[identity]]
+name = "alice"
+key = %q
+address = "100.80.1.1"
+site = "leeds"
+[[service]]
+name = "pacs"
+site = "leeds"
+endpoints = ["127.0.0.10:443"]
+[[rule]]
+name = "alice-pacs"
+from = ["alice"]
+to = ["pacs"]
+[[test]]
+from = "alice"
+to = "pacs:443"
+expect = "%%s"
+`, newTestKey(t).pubB64(), newTestKey(t).pubB64())
+	gw := filepath.Join(dir, "gateway.toml")
+	os.WriteFile(gw, []byte("site = \"leeds\"\npolicy = \"policy.toml\"\nprivate_key_file = \"k\"\n"), 0o644)
+	c, err := LoadConfig(gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	polPath := filepath.Join(dir, "policy.toml")
+	os.WriteFile(polPath, []byte(fmt.Sprintf(pol, "allow")), 0o644)
+	if _, err := c.LoadPolicy(); err != nil {
+		t.Fatalf("passing tests: %v", err)
+	}
+	os.WriteFile(polPath, []byte(fmt.Sprintf(pol, "deny")), 0o644)
+	_, err = c.LoadPolicy()
+	want := polPath + `:22:1: test alice -> pacs:443: expected deny, got allow by rule "alice-pacs"`
+	if err == nil || err.Error() != want {
+		t.Fatalf("failing test: %v\nwant %s", err, want)
 	}
 }

@@ -13,6 +13,7 @@ type state struct {
 	pol  *policy.Policy
 	site *policy.Site // this gateway's site in pol
 	cfg  *Config      // the gateway.toml it was loaded with
+	key  policy.Key   // the private key private_key_file held
 	// loadedAt is when the policy was loaded (status).
 	loadedAt time.Time
 }

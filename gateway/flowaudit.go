@@ -72,7 +72,10 @@ func (ff *flowFields) attrs(extra ...slog.Attr) []slog.Attr {
 	if ff.fromSite != "" {
 		a = append(a, slog.String("from_site", ff.fromSite))
 	}
-	a = append(a, slog.String("src", ff.src.String()), slog.String("dst", ff.dst.String()))
+	if ff.src.IsValid() {
+		a = append(a, slog.String("src", ff.src.String()))
+	}
+	a = append(a, slog.String("dst", ff.dst.String()))
 	if ff.lanSrc.IsValid() {
 		a = append(a, slog.String("lan_src", ff.lanSrc.String()))
 	}

@@ -38,6 +38,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock used for time-window decisions; nil is time.Now.
 	Now func() time.Time
+	// Version is the build's version, for the gateway.start audit event.
+	Version string
 }
 
 // Gateway is a running wardgate gateway.
@@ -52,7 +54,7 @@ type Gateway struct {
 
 	state   atomic.Pointer[state]
 	overlay *overlay.Overlay
-	limits  *identityLimits
+	limits  *flowLimits
 	flows   *flowTable
 	rr      roundRobin
 	// dns answers on the overlay address, port 53; its FQDN egress table
@@ -73,6 +75,7 @@ type Gateway struct {
 	// an address it learnt from DNS (dnsfilter's FQDN egress).
 	egress func(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service
 
+	version  string
 	closing  atomic.Bool
 	flowsWG  sync.WaitGroup
 	reloadMu sync.Mutex
@@ -106,6 +109,10 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	st := g.state.Load()
+	g.version = opts.Version
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStart,
+		slog.String("site", st.site.Name), slog.String("version", g.version),
+		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()), slog.String("enforce", cfg.Enforce))
 	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
 		"port", g.overlay.Port(), "policy", st.pol.File(), "hash", st.pol.Hash())
 	if g.auditing.Load() {
@@ -126,9 +133,15 @@ func (g *Gateway) start(opts Options) error {
 	if err != nil {
 		return err
 	}
-	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, loadedAt: time.Now()}
+	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now()}
+	if err := st.checkKey(); err != nil {
+		return err
+	}
 	g.state.Store(st)
-	g.limits = newIdentityLimits(cfg.Limits.FlowsPerIdentity, cfg.Limits.PendingPerIdentity)
+	g.limits = newFlowLimits(limitCaps{
+		flowsPerIdentity: cfg.Limits.FlowsPerIdentity, pendingPerIdentity: cfg.Limits.PendingPerIdentity,
+		flowsTotal: cfg.Limits.FlowsTotal, udpFlowsTotal: cfg.Limits.UDPFlowsTotal,
+	})
 	g.flows = newFlowTable()
 	g.metrics = g.newMetrics()
 
@@ -159,11 +172,16 @@ func (g *Gateway) start(opts Options) error {
 		return fmt.Errorf("dns: %w", err)
 	}
 	peers, err := peersFor(st)
-	if err == nil {
-		err = g.overlay.SetPeers(peers)
-	}
 	if err != nil {
 		return fmt.Errorf("peers: %w", err)
+	}
+	restored := restoreEndpoints(peers, g.loadPeerEndpoints())
+	if err := g.overlay.SetPeers(peers); err != nil {
+		return fmt.Errorf("peers: %w", err)
+	}
+	if len(restored) > 0 {
+		g.overlay.Knock(restored...)
+		g.log.Info("handshakes started with the clients of the last run", "peers", len(restored))
 	}
 	if err := g.startSiteLinks(); err != nil {
 		return fmt.Errorf("site links: %w", err)
@@ -252,6 +270,12 @@ func (g *Gateway) Close() error {
 		}
 		<-done
 	}
+	if err := g.savePeerEndpoints(g.overlay.Peers()); err != nil {
+		g.log.Warn("peer endpoints not saved; after a restart clients reconnect on their own", "err", err)
+	}
+	st := g.state.Load()
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStop,
+		slog.String("site", st.site.Name), slog.String("version", g.version), slog.String("hash", st.pol.Hash()))
 	g.teardown()
 	return nil
 }

@@ -21,15 +21,28 @@ const (
 	sessionGap = 3 * time.Minute
 )
 
-// watchHandshakes polls the device's peers until stop is closed.
+// watchHandshakes polls the device's peers until stop is closed: it logs
+// new sessions and saves changed endpoints (peerstate.go).
 func (g *Gateway) watchHandshakes(stop <-chan struct{}) {
 	last := make(map[overlay.Key]overlay.PeerStats)
 	t := time.NewTicker(handshakePoll)
 	defer t.Stop()
+	var saved time.Time
+	moved := false // an endpoint changed since the last save
 	for {
-		for _, ps := range g.overlay.Peers() {
+		stats := g.overlay.Peers()
+		if moved && time.Since(saved) >= peerStateEvery {
+			if err := g.savePeerEndpoints(stats); err != nil {
+				g.log.Warn("peer endpoints not saved", "err", err)
+			}
+			saved, moved = time.Now(), false
+		}
+		for _, ps := range stats {
 			prev, seen := last[ps.PublicKey]
 			last[ps.PublicKey] = ps
+			if ps.Endpoint != prev.Endpoint {
+				moved = true
+			}
 			if ps.LastHandshake.IsZero() || ps.LastHandshake.Equal(prev.LastHandshake) {
 				continue
 			}

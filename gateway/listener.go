@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -120,6 +122,7 @@ func (g *Gateway) handleLAN(c net.Conn, service string, port uint16) {
 func (g *Gateway) serveLANUDP(pc net.PacketConn, service string, port uint16) {
 	var mu sync.Mutex
 	sessions := make(map[netip.AddrPort]*lanDatagrams)
+	var unknown denyLimiter
 	buf := make([]byte, udpBufSize)
 	for {
 		n, from, err := pc.ReadFrom(buf)
@@ -140,6 +143,15 @@ func (g *Gateway) serveLANUDP(pc net.PacketConn, service string, port uint16) {
 				continue
 			}
 			v := g.lanVerdict(src, service, port, policy.ProtoUDP)
+			if v.id == nil {
+				ok, suppressed := unknown.allow(time.Now())
+				if suppressed > 0 {
+					g.logSuppressedDenials(v, suppressed)
+				}
+				if !ok {
+					continue
+				}
+			}
 			serve := g.admitUDPVerdict(v, nil)
 			if serve == nil {
 				continue // denied and logged; UDP has no refusal to send here
@@ -157,6 +169,15 @@ func (g *Gateway) serveLANUDP(pc net.PacketConn, service string, port uint16) {
 		}
 		s.deliver(append([]byte(nil), buf[:n]...))
 	}
+}
+
+// logSuppressedDenials writes one flow.deny for the n unknown-source
+// datagrams a listener did not log one by one (denyLimiter).
+func (g *Gateway) logSuppressedDenials(v verdict, n int) {
+	ff := v.fields()
+	ff.src, ff.lanSrc, ff.communityID = netip.AddrPort{}, netip.AddrPort{}, ""
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventFlowDeny,
+		ff.attrs(slog.String("reason", "unknown-identity"), slog.Int("suppressed", n))...)
 }
 
 // lanDatagrams is one source's flow on a shared UDP listener, as a

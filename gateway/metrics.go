@@ -91,8 +91,9 @@ func (m *metrics) observe(v verdict, event string, took time.Duration) {
 
 // flowEnded moves a finished flow's bytes into the running totals.
 func (m *metrics) flowEnded(f *flow) {
-	m.endedIn.Add(f.bytesIn.Load())
-	m.endedOut.Add(f.bytesOut.Load())
+	in, out := f.bytes()
+	m.endedIn.Add(in)
+	m.endedOut.Add(out)
 }
 
 // scrapeCollector reads, at scrape time, values the gateway keeps anyway,
@@ -139,8 +140,9 @@ func (g *Gateway) bytesCollector() prometheus.Collector {
 	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
 		in, out := g.metrics.endedIn.Load(), g.metrics.endedOut.Load()
 		for _, f := range g.flows.snapshot() {
-			in += f.bytesIn.Load()
-			out += f.bytesOut.Load()
+			fi, fo := f.bytes()
+			in += fi
+			out += fo
 		}
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(in), "in")
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(out), "out")
@@ -174,11 +176,12 @@ func (g *Gateway) dnsCollector() prometheus.Collector {
 // refusedCollector counts flows the per-identity caps refused.
 func (g *Gateway) refusedCollector() prometheus.Collector {
 	desc := prometheus.NewDesc("wardgate_flows_refused_total",
-		"Flows the policy allowed but a [limits] cap refused, by cap (flow-limit, pending-limit).", []string{"reason"}, nil)
+		"Flows the policy allowed but a [limits] cap refused, by cap (flow-limit, pending-limit, gateway-flow-limit, gateway-udp-limit).", []string{"reason"}, nil)
 	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
-		flows, pending := g.limits.refusals()
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(flows), string(limitFlows))
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(pending), string(limitPending))
+		refused := g.limits.refusals()
+		for _, r := range limitReasons {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(refused[r]), string(r))
+		}
 	}}
 }
 

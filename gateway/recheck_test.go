@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/overlay/memnet"
+	"github.com/wardgate/wardgate/policy"
 )
 
 // fakeClock is a settable clock for decisions.
@@ -63,4 +65,35 @@ func TestLiveFlowsEndWhenTheirWindowCloses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closeRecorder is a flow connection that records that it was closed.
+type closeRecorder struct{ closed chan struct{} }
+
+func (c closeRecorder) Close() error { close(c.closed); return nil }
+
+// TestFlowRegisteredAfterReloadIsCaught: a flow decided with the old
+// policy just before a reload's swap, and registered only after the
+// reload's own revocation pass, is still ended within about a second.
+func TestFlowRegisteredAfterReloadIsCaught(t *testing.T) {
+	r := newReloadRig(t)
+	g := r.tg.gw
+	v := g.decide(g.state.Load(), netip.MustParseAddrPort("100.80.1.10:40000"), netip.AddrPortFrom(netip.MustParseAddr("100.81.0.10"), r.be.echo.Port()), policy.ProtoTCP)
+	if !v.pass {
+		t.Fatal("alice may not reach ehr in the old policy")
+	}
+	r.write(t, strings.Replace(r.policy(""), `to = ["ehr", "dead", "echo"]`, `to = ["dead", "echo"]`, 1))
+	if _, err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	f := g.newFlow(v) // the late registration
+	defer g.removeFlow(f)
+	c := closeRecorder{closed: make(chan struct{})}
+	f.conns.add(c)
+	start := time.Now()
+	recv(t, c.closed, "the late flow's revocation")
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("revoked after %v", d)
+	}
+	r.tg.audit.waitEvent(t, map[string]any{"event": "flow.revoked", "identity": "alice", "service": "ehr", "reason": "no-rule"})
 }

@@ -48,7 +48,7 @@ func (g *Gateway) routeFlow(r *overlay.Relay) bool {
 	if !v.pass || !g.isRemote(v) || !g.links.up(v.svc.Site) {
 		return false
 	}
-	if g.limits.acquire(v.id.Name, false) != limitNone {
+	if g.limits.acquire(v.id.Name, kindRelayed) != limitNone {
 		return false
 	}
 	f := g.newFlow(v)
@@ -71,7 +71,7 @@ func (g *Gateway) routeFlow(r *overlay.Relay) bool {
 // endRelayed writes a relayed flow's end and releases what it held.
 func (g *Gateway) endRelayed(v verdict, f *flow, e overlay.RelayEnd) {
 	defer g.flowsWG.Done()
-	defer g.limits.releaseFlow(v.id.Name)
+	defer g.limits.releaseFlow(v.id.Name, kindRelayed)
 	defer g.removeFlow(f)
 	reason := e.Reason
 	switch {
@@ -79,20 +79,22 @@ func (g *Gateway) endRelayed(v verdict, f *flow, e overlay.RelayEnd) {
 		reason = "revoked"
 	case e.Reason == overlay.RelayAborted:
 		reason = "stopped"
+	case e.Reason == overlay.RelayReset:
+		reason = "reset by an end" // the client, or the serving site
 	}
 	g.logEnd(f, reason)
 }
 
 // unrelayed says why a flow that reached the stack, although its service
 // is at another site, is refused there: routeFlow relays every such flow
-// it may, so what is left is a site that is down or a cap that was hit.
-// "" for a flow that is not another site's.
+// it may, so what is left is a site that is down, or a flow it refused for
+// a cap, which the stack's handler then decides and limits again (and, in
+// the rare case the cap has room by then, carries from the client's own
+// address like a LAN device's flow). "" for a flow that is not another
+// site's, or is to be served that way.
 func (g *Gateway) unrelayed(v verdict) string {
-	if !v.pass || !g.isRemote(v) {
-		return ""
-	}
-	if !g.links.up(v.svc.Site) {
+	if v.pass && g.isRemote(v) && !g.links.up(v.svc.Site) {
 		return "site-down"
 	}
-	return string(limitFlows)
+	return ""
 }

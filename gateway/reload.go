@@ -4,47 +4,148 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/wardgate/wardgate/dnsfilter"
+	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/policy"
 )
 
-// Reload reads gateway.toml and the policy again. Load, validate, run the
-// [[test]]s and compile first; only then swap atomically. A bad file changes
-// nothing (config.error is logged and the error returned). A good one takes
-// effect for new flows at once, updates WireGuard peers without disturbing
-// unchanged ones, and ends live flows the new policy denies (flow.revoked).
+// Reload reads gateway.toml and the policy again. Everything the new
+// configuration needs is built first: the config, the policy (loaded,
+// validated, its [[test]]s run), the blocklists and the peer set. Only then
+// is anything changed, in one place: peers, the state swap, blocklists,
+// the enforce mode, site links. A refused reload changes nothing at all
+// (config.error is logged and the error returned); a good one takes effect
+// for new flows at once, updates WireGuard peers without disturbing
+// unchanged ones, ends live flows the new policy denies (flow.revoked), and
+// reports what changed.
 //
 // Settings that shape sockets (listen, private key, limits) take effect on
 // restart; a reload that changes them says so in the operational log.
-func (g *Gateway) Reload() error {
+func (g *Gateway) Reload() (ReloadChanges, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	g.reopenAudit() // after logrotate, even when the new config is refused
 	st, err := g.loadState()
 	if err != nil {
-		return g.refuseReload(err)
+		return ReloadChanges{}, g.refuseReload(err)
 	}
-	if err := g.dns.ReloadBlocklists(g.cfg.paths(st.cfg.DNS.Blocklists)); err != nil {
-		return g.refuseReload(err)
+	blocks, err := dnsfilter.LoadBlocklists(st.cfg.paths(st.cfg.DNS.Blocklists))
+	if err != nil {
+		return ReloadChanges{}, g.refuseReload(err)
 	}
 	peers, err := peersFor(st)
-	if err == nil {
-		err = g.overlay.SetPeers(peers)
-	}
 	if err != nil {
-		return g.refuseReload(fmt.Errorf("peers: %w", err))
+		return ReloadChanges{}, g.refuseReload(fmt.Errorf("peers: %w", err))
 	}
+	prev := g.state.Load()
+	if st.key != prev.key {
+		// A gateway key rotation (docs/operating.md): every session ends.
+		if err := g.overlay.SetPrivateKey(overlay.Key(st.key)); err != nil {
+			return ReloadChanges{}, g.refuseReload(err)
+		}
+	}
+	if err := g.overlay.SetPeers(peers); err != nil {
+		if st.key != prev.key {
+			g.overlay.SetPrivateKey(overlay.Key(prev.key))
+		}
+		return ReloadChanges{}, g.refuseReload(fmt.Errorf("peers: %w", err))
+	}
+	// From here on nothing can fail: the new state is in force.
 	old := g.state.Swap(st)
+	g.dns.SetBlocklists(blocks)
+	g.auditing.Store(st.cfg.Auditing())
 	g.links.update(st)
-	revoked := g.revoke(st)
-	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigReload,
-		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()),
-		slog.String("previous_hash", old.pol.Hash()), slog.Int("revoked", revoked))
+	ch := changes(old, st)
+	ch.KeyChanged = st.key != old.key
+	ch.Revoked = g.revoke(st)
+	g.logReload(ch)
 	g.metrics.reloads.WithLabelValues("ok").Inc()
-	g.log.Info("reloaded", "hash", st.pol.Hash(), "peers", len(peers), "revoked", revoked)
-	return nil
+	return ch, nil
+}
+
+// ReloadChanges is what a reload changed, for the audit log, the
+// operational log and `wardgate reload`.
+type ReloadChanges struct {
+	PolicyHash      string   `json:"policy_hash"`
+	PreviousHash    string   `json:"previous_hash"`
+	Enforce         string   `json:"enforce"`
+	PreviousEnforce string   `json:"previous_enforce"`
+	PeersAdded      []string `json:"peers_added,omitempty"`
+	PeersRemoved    []string `json:"peers_removed,omitempty"`
+	// KeyChanged: private_key_file now holds another key; every WireGuard
+	// session was ended and peers handshake with the new public key.
+	KeyChanged bool `json:"key_changed,omitempty"`
+	Revoked    int  `json:"revoked"`
+}
+
+// changes compares the state before and after a reload (Revoked is set by
+// the caller).
+func changes(old, st *state) ReloadChanges {
+	ch := ReloadChanges{
+		PolicyHash: st.pol.Hash(), PreviousHash: old.pol.Hash(),
+		Enforce: st.cfg.Enforce, PreviousEnforce: old.cfg.Enforce,
+	}
+	before, after := peerNames(old), peerNames(st)
+	for k, name := range after {
+		if _, ok := before[k]; !ok {
+			ch.PeersAdded = append(ch.PeersAdded, name)
+		}
+	}
+	for k, name := range before {
+		if _, ok := after[k]; !ok {
+			ch.PeersRemoved = append(ch.PeersRemoved, name)
+		}
+	}
+	slices.Sort(ch.PeersAdded)
+	slices.Sort(ch.PeersRemoved)
+	return ch
+}
+
+// peerNames names this site's WireGuard peers by key: its identities and
+// the other sites.
+func peerNames(st *state) map[policy.Key]string {
+	m := make(map[policy.Key]string)
+	for _, id := range st.pol.Identities() {
+		if !id.IsLAN() && id.Site == st.site.Name {
+			m[id.Key] = id.Name
+		}
+	}
+	for _, s := range st.pol.Sites() {
+		if s.Name != st.site.Name {
+			m[s.Key] = "site " + s.Name
+		}
+	}
+	return m
+}
+
+// logReload writes config.reload, and config.enforce when the enforce mode
+// changed: turning enforcement off must leave a trail.
+func (g *Gateway) logReload(ch ReloadChanges) {
+	ctx := context.Background()
+	if ch.Enforce != ch.PreviousEnforce {
+		g.audit.LogAttrs(ctx, slog.LevelInfo, EventConfigEnforce,
+			slog.String("enforce", ch.Enforce), slog.String("previous_enforce", ch.PreviousEnforce))
+		if ch.Enforce == "audit" {
+			g.log.Warn("AUDIT MODE: this gateway is NOT ENFORCING policy from now on; would-be denials are let through and logged as flow.audit")
+		} else {
+			g.log.Info("enforcing policy again", "previous", ch.PreviousEnforce)
+		}
+	}
+	g.audit.LogAttrs(ctx, slog.LevelInfo, EventConfigReload,
+		slog.String("policy", g.state.Load().pol.File()), slog.String("hash", ch.PolicyHash),
+		slog.String("previous_hash", ch.PreviousHash), slog.String("enforce", ch.Enforce),
+		slog.Any("peers_added", ch.PeersAdded), slog.Any("peers_removed", ch.PeersRemoved),
+		slog.Bool("key_changed", ch.KeyChanged), slog.Int("revoked", ch.Revoked))
+	if ch.KeyChanged {
+		g.log.Warn("the gateway's WireGuard key changed: every session ended; peers need the new public key")
+	}
+	g.log.Info("reloaded", "hash", ch.PolicyHash, "enforce", ch.Enforce,
+		"peers_added", len(ch.PeersAdded), "peers_removed", len(ch.PeersRemoved), "revoked", ch.Revoked)
 }
 
 // refuseReload logs a reload that changed nothing and returns its error.
@@ -64,29 +165,53 @@ func (g *Gateway) loadState() (*state, error) {
 	if cfg.Site != g.cfg.Site {
 		return nil, fmt.Errorf("%s: site changed from %q to %q: restart the gateway to change its site", cfg.File(), g.cfg.Site, cfg.Site)
 	}
-	if cfg.Listen != g.cfg.Listen || cfg.PrivateKeyFile != g.cfg.PrivateKeyFile || cfg.Limits != g.cfg.Limits {
-		g.log.Warn("listen, private_key_file and [limits] changes take effect on restart")
+	if later := restartOnly(g.cfg, cfg); len(later) > 0 {
+		g.log.Warn("these changes take effect on restart; the running values stay", "settings", strings.Join(later, ", "))
 	}
 	pol, err := cfg.LoadPolicy()
 	if err != nil {
 		return nil, err
 	}
-	if failed := failedTests(pol); failed != "" {
-		return nil, fmt.Errorf("%s: policy tests fail: %s", pol.File(), failed)
+	key, err := cfg.ReadPrivateKey()
+	if err != nil {
+		return nil, err
 	}
-	g.auditing.Store(cfg.Auditing())
-	return &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, loadedAt: time.Now()}, nil
+	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now()}
+	return st, st.checkKey()
 }
 
-// failedTests lists the policy's failing [[test]]s, "" when all pass.
-func failedTests(p *policy.Policy) string {
+// restartOnly lists the settings that changed from old to cfg and that a
+// reload does not apply: they shape sockets and servers made at start.
+// What a reload applies (the policy, enforce, blocklists, peers, the key)
+// is read from the new state; everything else keeps the values of start.
+func restartOnly(old, cfg *Config) []string {
 	var out []string
-	for _, r := range p.RunTests() {
-		if !r.Passed {
-			out = append(out, fmt.Sprintf("%s (%s -> %s: expected %s, got %s)", r.Problem.Error(), r.From, r.To, r.Expect, r.Got.Verdict))
+	add := func(changed bool, name string) {
+		if changed {
+			out = append(out, name)
 		}
 	}
-	return strings.Join(out, "; ")
+	oldDNS, newDNS := old.DNS, cfg.DNS
+	oldDNS.Blocklists, newDNS.Blocklists = nil, nil
+	add(cfg.Listen != old.Listen, "listen")
+	add(cfg.StateDir != old.StateDir, "state_dir")
+	add(!reflect.DeepEqual(oldDNS, newDNS), "[dns] (but blocklists)")
+	add(cfg.Admin != old.Admin, "[admin]")
+	add(cfg.Log != old.Log, "[log]")
+	add(cfg.Limits != old.Limits, "[limits]")
+	add(!slices.Equal(cfg.Listener, old.Listener), "[[listener]]")
+	return out
+}
+
+// checkKey refuses a private key whose public key is not this site's key in
+// the policy: such a gateway would start, and then complete no handshake
+// with anyone.
+func (st *state) checkKey() error {
+	if pub := policy.Key(overlay.Key(st.key).PublicKey()); pub != st.site.Key {
+		return fmt.Errorf("%s: private_key_file %s belongs to public key %s, but site %q has key %s in %s",
+			st.cfg.File(), st.cfg.PrivateKeyFile, pub, st.site.Name, st.site.Key, st.pol.File())
+	}
+	return nil
 }
 
 // revoke decides every live flow again with st and ends those it no

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +70,7 @@ func TestReloadBadFileChangesNothing(t *testing.T) {
 	r := newReloadRig(t)
 	before := r.tg.gw.Policy().Hash()
 	r.write(t, r.policy("\n[[rule]]\nname = \"broken\"\nfrom = [\"group:nobody\"]\nto = [\"ehr\"]\n"))
-	err := r.tg.gw.Reload()
+	_, err := r.tg.gw.Reload()
 	var le *policy.LoadError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), "policy.toml:") || !strings.Contains(err.Error(), "nobody") {
 		t.Fatalf("reload of a bad file: %v", err)
@@ -98,7 +99,7 @@ func TestReloadRevokesLiveFlows(t *testing.T) {
 	text += fmt.Sprintf("\n[[identity]]\nname = \"carol\"\nkey = %q\naddress = \"100.80.1.12\"\nsite = \"leeds\"\ngroups = [\"admin\"]\n", newTestKey(t).pubB64())
 	r.write(t, text)
 	start := time.Now()
-	if err := r.tg.gw.Reload(); err != nil {
+	if _, err := r.tg.gw.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	held.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -167,12 +168,12 @@ func TestReloadUnderTraffic(t *testing.T) {
 	for i := range 200 {
 		if i%2 == 0 {
 			r.write(t, good[(i/2)%2])
-			if err := r.tg.gw.Reload(); err != nil {
+			if _, err := r.tg.gw.Reload(); err != nil {
 				t.Fatalf("good reload %d: %v", i, err)
 			}
 		} else {
 			r.write(t, bad)
-			if err := r.tg.gw.Reload(); err == nil {
+			if _, err := r.tg.gw.Reload(); err == nil {
 				t.Fatalf("bad reload %d accepted", i)
 			}
 		}
@@ -244,7 +245,7 @@ func TestAuditMode(t *testing.T) {
 	gw := filepath.Join(r.tg.dir, "gateway.toml")
 	text, _ := os.ReadFile(gw)
 	os.WriteFile(gw, bytes.Replace(text, []byte("enforce = \"audit\"\n"), nil, 1), 0o644)
-	if err := r.tg.gw.Reload(); err != nil {
+	if _, err := r.tg.gw.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.roundTrip(r.alice); err != nil {
@@ -253,5 +254,121 @@ func TestAuditMode(t *testing.T) {
 	r.tg.audit.waitEvent(t, map[string]any{"event": "flow.audit", "identity": "alice", "rule": "no-ehr-soon", "reason": "deny-rule"})
 	if err := r.roundTrip(bob); err == nil {
 		t.Error("bob's would-be denial passes in an enforcing gateway")
+	}
+}
+
+// TestEnforceChangesLeaveATrail: start and stop are audit events; turning
+// enforcement off (and on) is config.enforce plus an enforce field on
+// config.reload; a refused reload that asked for audit mode changes
+// nothing, the enforce mode included.
+func TestEnforceChangesLeaveATrail(t *testing.T) {
+	r := newReloadRig(t)
+	r.tg.audit.waitEvent(t, map[string]any{"event": "gateway.start", "site": "leeds", "enforce": "enforce", "hash": r.tg.gw.Policy().Hash()})
+	gwFile := filepath.Join(r.tg.dir, "gateway.toml")
+	orig, err := os.ReadFile(gwFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setGateway := func(extra string) {
+		if err := os.WriteFile(gwFile, append([]byte(extra), orig...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Audit mode and a blocklist that does not exist: refused as a whole.
+	setGateway("enforce = \"audit\"\n[dns]\nblocklists = [\"missing.txt\"]\n")
+	if _, err := r.tg.gw.Reload(); err == nil {
+		t.Fatal("a reload with a missing blocklist was accepted")
+	}
+	if st := r.tg.gw.Status(); !st.Enforcing {
+		t.Fatal("a refused reload switched the gateway to audit mode")
+	}
+	if err := r.roundTrip(r.bob); err == nil { // bob has no rule for ehr
+		t.Fatal("a would-be denial passed after a refused reload")
+	}
+
+	setGateway("enforce = \"audit\"\n")
+	ch, err := r.tg.gw.Reload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Enforce != "audit" || ch.PreviousEnforce != "enforce" || ch.PolicyHash != ch.PreviousHash {
+		t.Errorf("changes %+v", ch)
+	}
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.enforce", "enforce": "audit", "previous_enforce": "enforce"})
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.reload", "enforce": "audit"})
+
+	setGateway("")
+	r.write(t, r.policy(fmt.Sprintf("\n[[identity]]\nname = \"carol\"\nkey = %q\naddress = \"100.80.1.12\"\nsite = \"leeds\"\ngroups = [\"admin\"]\n", newTestKey(t).pubB64())))
+	if ch, err = r.tg.gw.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if ch.Enforce != "enforce" || len(ch.PeersAdded) != 1 || ch.PeersAdded[0] != "carol" || ch.PolicyHash == ch.PreviousHash {
+		t.Errorf("changes %+v", ch)
+	}
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.enforce", "enforce": "enforce", "previous_enforce": "audit"})
+
+	r.tg.gw.Close()
+	r.tg.audit.waitEvent(t, map[string]any{"event": "gateway.stop", "site": "leeds"})
+}
+
+// TestReloadRotatesTheGatewayKey: a new private_key_file is applied on
+// reload when the policy names its public key for this site; a key the
+// policy does not name is refused and changes nothing.
+func TestReloadRotatesTheGatewayKey(t *testing.T) {
+	r := newReloadRig(t)
+	newKey := newTestKey(t)
+	keyFile := filepath.Join(r.tg.dir, "gw.key")
+	if err := os.WriteFile(keyFile, []byte(newKey.privB64()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.tg.gw.Reload()
+	if err == nil || !strings.Contains(err.Error(), "private_key_file") || !strings.Contains(err.Error(), newKey.pubB64()) {
+		t.Fatalf("a key the policy does not name: %v", err)
+	}
+	if err := r.roundTrip(r.alice); err != nil {
+		t.Fatalf("traffic after the refused key: %v", err)
+	}
+
+	r.write(t, sprintfPolicy(newKey, r.keys[1], r.keys[2], r.be))
+	ch, err := r.tg.gw.Reload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ch.KeyChanged {
+		t.Errorf("changes %+v", ch)
+	}
+	r.tg.key = newKey
+	alice := r.tg.client(t, r.keys[1], "100.80.1.10") // configured with the new public key
+	// Its first initiation may come within WireGuard's 20 ms handshake
+	// flood window of the old client's last one and be ignored; the client
+	// then retries after its rekey timeout (5 s).
+	waitUntil(t, 15*time.Second, "a client with the gateway's new key", func() bool { return r.roundTrip(alice) == nil })
+	r.tg.audit.waitEvent(t, map[string]any{"event": "config.reload", "key_changed": true})
+}
+
+func TestRestartOnlyNamesWhatAReloadLeaves(t *testing.T) {
+	base := func() *Config {
+		return &Config{Listen: "0.0.0.0:51820", DNS: DNSConfig{Upstream: []string{"127.0.0.1:53"}}, Limits: Defaults}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(c *Config)
+		want   []string
+	}{
+		{"nothing", func(c *Config) {}, nil},
+		{"blocklists are applied", func(c *Config) { c.DNS.Blocklists = []string{"x.txt"} }, nil},
+		{"enforce is applied", func(c *Config) { c.Enforce = "audit" }, nil},
+		{"upstreams", func(c *Config) { c.DNS.Upstream = []string{"127.0.0.1:5353"} }, []string{"[dns] (but blocklists)"}},
+		{"listen and limits", func(c *Config) { c.Listen = "127.0.0.1:51820"; c.Limits.TCPIdle = 1 }, []string{"listen", "[limits]"}},
+		{"listeners", func(c *Config) { c.Listener = []ListenerConfig{{Listen: "127.0.0.1:1", Service: "x"}} }, []string{"[[listener]]"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.change(c)
+			if got := restartOnly(base(), c); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -126,7 +126,7 @@ func (m *mesh) rewrite(site string) {
 	if err := os.WriteFile(filepath.Join(tg.dir, "policy.toml"), []byte(m.policy()), 0o644); err != nil {
 		m.t.Fatal(err)
 	}
-	if err := tg.gw.Reload(); err != nil {
+	if _, err := tg.gw.Reload(); err != nil {
 		m.t.Fatalf("reload %s: %v", site, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -72,19 +73,25 @@ func spliceTCP(client, backend net.Conn, in, out *atomic.Int64, idle *idleTimer)
 }
 
 // copyHalf copies src to dst, counting bytes, then closes dst's write half.
+// It borrows a buffer only for each read that has data waiting: an idle
+// flow (thousands of them, a slowloris) holds no buffer at all.
 func copyHalf(dst, src net.Conn, n *atomic.Int64, idle *idleTimer) error {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
 	for {
-		nr, rerr := src.Read(buf)
+		if err := waitReadable(src); err != nil {
+			return err
+		}
+		bp := copyBufs.Get().(*[]byte)
+		nr, rerr := src.Read(*bp)
+		var werr error
 		if nr > 0 {
 			idle.touch()
-			nw, werr := dst.Write(buf[:nr])
+			var nw int
+			nw, werr = dst.Write((*bp)[:nr])
 			n.Add(int64(nw))
-			if werr != nil {
-				return werr
-			}
+		}
+		copyBufs.Put(bp)
+		if werr != nil {
+			return werr
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {
@@ -96,4 +103,33 @@ func copyHalf(dst, src net.Conn, n *atomic.Int64, idle *idleTimer) error {
 			return rerr
 		}
 	}
+}
+
+// waitReadable blocks until a Read on c would find data (or an end),
+// without a buffer: overlay connections wait on their stack endpoint, host
+// sockets on the poller. A conn that can do neither returns at once, and
+// its Read then waits holding a buffer.
+func waitReadable(c net.Conn) error {
+	switch c := c.(type) {
+	case interface{ WaitReadable() error }:
+		return c.WaitReadable()
+	case syscall.Conn:
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		// Ready is what a Read would not wait for: data, the end, an
+		// error. MSG_PEEK looks without taking; only "would block" makes
+		// the runtime park the goroutine until the poller says readable.
+		var peek [1]byte
+		err = rc.Read(func(fd uintptr) bool {
+			_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			return err != syscall.EAGAIN
+		})
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil // a closed socket: the Read reports it
+	}
+	return nil
 }

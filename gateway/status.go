@@ -22,6 +22,8 @@ type Status struct {
 	ActiveFlows int          `json:"active_flows"`
 	Peers       []PeerStatus `json:"peers"`
 	SiteLinks   []LinkStatus `json:"site_links"`
+	// Services are the policy's services with their VIPs, sites and ports.
+	Services []ServiceInfo `json:"services"`
 	// AuditWriteErrors counts audit lines that could not be written
 	// (full disk, ...): each one is an event lost. docs/operating.md.
 	AuditWriteErrors uint64 `json:"audit_write_errors"`
@@ -66,6 +68,7 @@ func (g *Gateway) Status() Status {
 		ActiveFlows: g.flows.len(),
 		Peers:       g.peerStatus(st),
 		SiteLinks:   g.linkStatus(st),
+		Services:    Services(st.pol),
 
 		AuditWriteErrors: g.auditWriteErrors(),
 	}

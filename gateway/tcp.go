@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/policy"
@@ -20,7 +21,15 @@ type clientSide struct {
 	deny   func(reason string)      // refused by policy or a cap, nothing dialed
 	fail   func()                   // allowed, but the backend refused
 	accept func() (net.Conn, error) // the backend accepted: complete the client
+	// abandon makes a pending accept return at once (a client that does
+	// not complete its handshake); nil when accept does not wait.
+	abandon func()
 }
+
+// handshakeWait bounds how long an allowed flow whose backend accepted
+// waits for the client to complete its TCP handshake; a variable for
+// tests.
+var handshakeWait = 5 * time.Second
 
 // handleTCP decides a new TCP connection from the overlay and, when it is
 // allowed, dials the backend before completing the client's handshake, so
@@ -36,7 +45,7 @@ func (g *Gateway) handleTCP(r *overlay.TCPRequest) {
 		g.logDecision(v, nil, reason)
 		return
 	}
-	g.serveTCP(v, clientSide{deny: func(string) { r.Reject() }, fail: r.Reject, accept: r.Accept})
+	g.serveTCP(v, clientSide{deny: func(string) { r.Reject() }, fail: r.Reject, accept: r.Accept, abandon: r.Abandon})
 }
 
 // serveTCP runs one TCP flow whose verdict is made: refuse, or dial the
@@ -47,7 +56,7 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 		g.logDecision(v, nil, "")
 		return
 	}
-	if lim := g.limits.acquire(v.id.Name, true); lim != limitNone {
+	if lim := g.limits.acquire(v.id.Name, kindTCP); lim != limitNone {
 		cs.deny(string(lim))
 		g.logDecision(v, nil, string(lim))
 		return
@@ -56,7 +65,7 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	defer setupDone()
 	g.flowsWG.Add(1)
 	defer g.flowsWG.Done()
-	defer g.limits.releaseFlow(v.id.Name)
+	defer g.limits.releaseFlow(v.id.Name, kindTCP)
 
 	f := g.newFlow(v)
 	defer g.removeFlow(f)
@@ -67,14 +76,32 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	f.conns.add(ctxCloser{cancel})
 
 	backend, err := g.dialFlow(ctx, v, f)
-	setupDone()
 	if err != nil {
+		setupDone()
 		cs.fail()
 		g.logEnd(f, err.Error())
 		return
 	}
 	f.conns.add(backend)
+	// The client's handshake completes only now. A client that never sends
+	// its ACK (a half-open scan) must not hold the backend connection: it
+	// is closed after handshakeWait, and until accept returns the flow
+	// still counts against the identity's pending limit.
+	giveUp := time.AfterFunc(handshakeWait, func() {
+		backend.Close()
+		if cs.abandon != nil {
+			cs.abandon()
+		}
+	})
 	client, err := cs.accept()
+	setupDone()
+	if !giveUp.Stop() {
+		if client != nil {
+			client.Close()
+		}
+		g.logEnd(f, "the client did not complete its handshake")
+		return
+	}
 	if err != nil {
 		backend.Close()
 		g.logEnd(f, "accept: "+err.Error())
@@ -90,9 +117,10 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 	g.logEnd(f, endReason(f, err))
 }
 
-// dialFlow connects an allowed flow to its service: a local backend, or,
-// for a LAN device behind a listener, the service's own site, from the
-// device's overlay address (the site decides again there).
+// dialFlow connects an allowed flow to its service: a local backend, or the
+// service's own site, from the client's own overlay address (a LAN
+// device's, or a client's flow that was not relayed), so that the site
+// identifies the client and decides again.
 func (g *Gateway) dialFlow(ctx context.Context, v verdict, f *flow) (net.Conn, error) {
 	if g.isRemote(v) {
 		if !g.links.up(v.svc.Site) {

@@ -32,7 +32,14 @@ func (g *Gateway) admitUDP(src, dst netip.AddrPort) func(net.Conn) {
 	if serve == nil {
 		return nil
 	}
-	return func(client net.Conn) { serve(func() (net.Conn, error) { return client, nil }) }
+	return func(client net.Conn) {
+		serve(func() (net.Conn, error) {
+			if client == nil {
+				return nil, errors.New("the overlay could not set up the flow")
+			}
+			return client, nil
+		})
+	}
 }
 
 // admitUDPVerdict refuses v (logging why, and telling deny when set) or
@@ -48,7 +55,7 @@ func (g *Gateway) admitUDPVerdict(v verdict, deny func(reason string)) func(acce
 		g.logDecision(v, nil, "")
 		return nil
 	}
-	if lim := g.limits.acquire(v.id.Name, false); lim != limitNone {
+	if lim := g.limits.acquire(v.id.Name, kindUDP); lim != limitNone {
 		refuse(string(lim))
 		g.logDecision(v, nil, string(lim))
 		return nil
@@ -58,7 +65,7 @@ func (g *Gateway) admitUDPVerdict(v verdict, deny func(reason string)) func(acce
 	g.flowsWG.Add(1)
 	return func(accept func() (net.Conn, error)) {
 		defer g.flowsWG.Done()
-		defer g.limits.releaseFlow(v.id.Name)
+		defer g.limits.releaseFlow(v.id.Name, kindUDP)
 		defer g.removeFlow(f)
 		defer g.recoverFlow(v, f)
 		g.serveUDP(v, f, accept)
@@ -129,13 +136,23 @@ func (g *Gateway) serveUDP(v verdict, f *flow, accept func() (net.Conn, error)) 
 
 // relayDatagrams copies datagrams from src to dst until src fails (closed
 // by the idle timer or a stop). Write errors on UDP (an ICMP error from the
-// backend, a full buffer) drop one datagram, as a router would.
+// backend, a full buffer) drop one datagram, as a router would. Like a TCP
+// splice it borrows a buffer only when a datagram is waiting: an idle UDP
+// flow holds none.
 func relayDatagrams(dst, src net.Conn, n interface{ Add(int64) int64 }, idle *idleTimer) {
-	bp := udpBufs.Get().(*[]byte)
-	defer udpBufs.Put(bp)
-	buf := *bp
 	for {
-		nr, err := src.Read(buf)
+		if err := waitReadable(src); err != nil {
+			return
+		}
+		bp := udpBufs.Get().(*[]byte)
+		nr, err := src.Read(*bp)
+		if err == nil {
+			idle.touch()
+			if _, werr := dst.Write((*bp)[:nr]); werr == nil {
+				n.Add(int64(nr))
+			}
+		}
+		udpBufs.Put(bp)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -147,10 +164,6 @@ func relayDatagrams(dst, src net.Conn, n interface{ Add(int64) int64 }, idle *id
 				continue
 			}
 			return
-		}
-		idle.touch()
-		if _, err := dst.Write(buf[:nr]); err == nil {
-			n.Add(int64(nr))
 		}
 	}
 }

@@ -56,16 +56,22 @@ func (r *TCPRequest) Accept() (net.Conn, error) { return r.accept() }
 // Reject resets the connection at once: the client sees "connection refused".
 func (r *TCPRequest) Reject() { r.reject() }
 
+// Abandon, called while Accept waits for the client's final ACK, resets the
+// half-open connection so that Accept returns an error at once.
+func (r *TCPRequest) Abandon() { r.abandon() }
+
 // Handler receives new flows. Both funcs must be set.
 type Handler struct {
 	// TCP runs in its own goroutine per SYN and may block (to dial a backend).
 	TCP func(r *TCPRequest)
 	// UDP is called synchronously on the packet path for the first datagram
 	// of a new (src, dst) flow and must not block. Returning nil refuses the
-	// flow with ICMP port unreachable. Otherwise the returned func runs in its
-	// own goroutine with a conn bound to the flow (Read/Write datagrams to and
-	// from src as dst); closing the conn ends the flow and releases it so a
-	// later datagram starts a new flow.
+	// flow with ICMP port unreachable. Otherwise the returned func always
+	// runs, in its own goroutine, with a conn bound to the flow (Read/Write
+	// datagrams to and from src as dst); closing the conn ends the flow and
+	// releases it so a later datagram starts a new flow. When the stack
+	// cannot give the flow an endpoint, the func runs with a nil conn, so
+	// that the handler can release what it took for the flow.
 	UDP func(src, dst netip.AddrPort) func(c net.Conn)
 	// Ping is asked whether an ICMP echo request from src to dst may be
 	// answered; dst may be any address (service VIPs). The gateway's own
@@ -159,6 +165,27 @@ func (o *Overlay) SetPeers(peers []Peer) error {
 	o.peersMu.Lock()
 	defer o.peersMu.Unlock()
 	return o.setPeersLocked(peers)
+}
+
+// SetPrivateKey changes the device's key (a gateway key rotation). Every
+// session ends; peers must know the new public key to handshake again.
+func (o *Overlay) SetPrivateKey(k Key) error {
+	if err := o.dev.IpcSet(fmt.Sprintf("private_key=%s\n", k)); err != nil {
+		return fmt.Errorf("overlay: set private key: %w", err)
+	}
+	return nil
+}
+
+// Knock starts a handshake with each peer that has no session and whose
+// endpoint is known (a keepalive makes the device initiate one), so that a
+// restarted gateway re-establishes its clients' sessions itself instead of
+// waiting for them to notice, which takes a WireGuard client 5 to 15 s.
+func (o *Overlay) Knock(keys ...Key) {
+	for _, k := range keys {
+		if p := o.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
+			p.SendKeepalive()
+		}
+	}
 }
 
 // Peers returns the device's peer statistics.

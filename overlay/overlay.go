@@ -53,7 +53,7 @@ func newOverlay(cfg Config) (*Overlay, error) {
 	o.stack = s
 	o.link.relay = newRelayTable(cfg.Handler.Route, o.link.forward, o.link.inject, cfg.MTU)
 	fwd := tcp.NewForwarder(s, 0, cfg.TCP.MaxInFlight, o.handleTCP)
-	s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, o.tcpPacketHandler(fwd))
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, o.handleUDP)
 
 	o.dev = device.NewDevice((*tunSide)(o.link), cfg.Bind, deviceLogger(o.log))
@@ -94,7 +94,9 @@ func (o *Overlay) listenPort() (uint16, error) {
 }
 
 func (o *Overlay) close() {
-	o.link.relay.close()
+	if o.link.relay != nil { // nil when the stack never came up
+		o.link.relay.close()
+	}
 	if o.dev != nil {
 		o.dev.Close() // closes the bind and the link (tun side)
 	}

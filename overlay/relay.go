@@ -36,7 +36,8 @@ const (
 
 // Why a relay ended (RelayEnd.Reason).
 const (
-	RelayClosed  = ""        // both sides finished (FIN) or the flow was reset by an end
+	RelayClosed  = ""        // both sides finished (FIN)
+	RelayReset   = "reset"   // one end reset the connection (TCP RST)
 	RelayIdle    = "idle"    // no packet for Idle
 	RelayAborted = "aborted" // Abort or Close: the gateway ended it
 	RelayStopped = "stopped" // the overlay closed
@@ -60,7 +61,9 @@ type Relay struct {
 	// (zero: DefaultRelayIdle).
 	Idle time.Duration
 	// OnEnd is called once when the relay ends, from the packet path or the
-	// sweeper: it must not block.
+	// sweeper: it must not block. A TCP flow whose two sides both sent FIN
+	// has ended: OnEnd runs then, although its entry stays a little longer
+	// (relayFinLinger) so that the last ACKs still pass.
 	OnEnd func(RelayEnd)
 
 	t   *relayTable
@@ -101,10 +104,16 @@ func (r *Relay) Abort() error {
 // Close is Abort, so that a relay can sit among a flow's connections.
 func (r *Relay) Close() error { return r.Abort() }
 
+// end takes r out of the table and reports its end, once.
 func (r *Relay) end(reason string) {
+	r.ended.Store(true)
+	r.t.remove(r)
+	r.report(reason)
+}
+
+// report calls OnEnd, once.
+func (r *Relay) report(reason string) {
 	r.once.Do(func() {
-		r.ended.Store(true)
-		r.t.remove(r)
 		if r.OnEnd != nil {
 			in, out := r.Bytes()
 			r.OnEnd(RelayEnd{BytesIn: in, BytesOut: out, Reason: reason})
@@ -221,13 +230,9 @@ func (t *relayTable) open(p *packet) *Relay {
 		t.size.Add(1)
 	}
 	t.mu.Unlock()
-	if old != nil { // a race between two first packets: the newer wins
-		old.once.Do(func() {
-			old.ended.Store(true)
-			if old.OnEnd != nil {
-				old.OnEnd(RelayEnd{Reason: RelayClosed})
-			}
-		})
+	if old != nil { // a lingering finished flow, or a race: the newer wins
+		old.ended.Store(true)
+		old.report(RelayClosed)
 	}
 	return r
 }
@@ -252,7 +257,7 @@ func (r *Relay) forward(b []byte, dir int, p *packet) {
 	}
 	r.t.emit(b)
 	if p.proto == protoTCP && p.flags&tcpRST != 0 {
-		r.end(RelayClosed)
+		r.end(RelayReset)
 	}
 }
 
@@ -268,6 +273,9 @@ func (r *Relay) trackTCP(b []byte, dir int, p *packet) {
 	if p.flags&tcpFIN != 0 {
 		flags++
 		r.fin[dir].Store(true)
+		if r.finished() {
+			r.report(RelayClosed) // the flow is over; the entry lingers
+		}
 	}
 	next := p.seq + uint32(p.payload) + flags
 	switch prev := r.next[dir].Load(); {

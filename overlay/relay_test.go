@@ -251,7 +251,8 @@ func isTimeout(err error) bool {
 }
 
 func TestRelayTCPEndsWhenBothSidesFinish(t *testing.T) {
-	defer overlay.SetRelayFinLinger(overlay.SetRelayFinLinger(300 * time.Millisecond))
+	// The end is reported when the second FIN passes, not after the linger.
+	defer overlay.SetRelayFinLinger(overlay.SetRelayFinLinger(time.Minute))
 	n := newRelayNet(t)
 	c, err := n.client.DialContext(ctxTimeout(t, 10*time.Second), "tcp", vipA.String())
 	if err != nil {
@@ -263,8 +264,12 @@ func TestRelayTCPEndsWhenBothSidesFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+	start := time.Now()
 	if e := recv(t, n.ended, "end"); e.Reason != overlay.RelayClosed || e.BytesIn != 64<<10 || e.BytesOut != 64<<10 {
 		t.Fatalf("end %+v, want closed with %d bytes each way", e, 64<<10)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the end was reported %v after both FINs", d)
 	}
 }
 

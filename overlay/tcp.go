@@ -10,6 +10,8 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -99,8 +101,24 @@ func (r *TCPRequest) accept() (net.Conn, error) {
 	}
 	st.completeLocked(r.Src.Addr(), false)
 	st.o.setKeepAlive(ep)
-	st.conn = &TCPConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}
+	st.conn = &TCPConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep, wq: &wq}
 	return st.conn, nil
+}
+
+// abandon ends an Accept that is still waiting for the client's final ACK:
+// the half-open connection is reset, and Accept returns an error at once
+// instead of after gVisor's own handshake timeout (two minutes). It is
+// for a handler that gives up on a client that never completes (a
+// half-open scan).
+func (r *TCPRequest) abandon() {
+	st := r.st
+	if st == nil {
+		return
+	}
+	ep := st.o.stack.FindTransportEndpoint(protoOf(r.Dst.Addr()), tcp.ProtocolNumber, st.fr.ID(), nicID)
+	if ep != nil {
+		ep.Abort()
+	}
 }
 
 // TCPConn is an accepted overlay connection. Besides net.Conn it half-closes
@@ -108,6 +126,29 @@ func (r *TCPRequest) accept() (net.Conn, error) {
 type TCPConn struct {
 	*gonet.TCPConn
 	ep tcpip.Endpoint
+	wq *waiter.Queue
+}
+
+// readyEvents are what ends a wait for reading: data, the peer's FIN, an
+// error, or the connection closed.
+const readyEvents = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+
+// WaitReadable blocks until a Read would not block: data or an end is
+// there. A copy loop waits here, holding no buffer, while its flow idles.
+func (c *TCPConn) WaitReadable() error { return waitReadable(c.ep, c.wq) }
+
+// waitReadable waits on ep's queue until it reports readyEvents.
+func waitReadable(ep tcpip.Endpoint, wq *waiter.Queue) error {
+	if ep.Readiness(readyEvents) != 0 {
+		return nil
+	}
+	e, ch := waiter.NewChannelEntry(readyEvents)
+	wq.EventRegister(&e)
+	defer wq.EventUnregister(&e)
+	for ep.Readiness(readyEvents) == 0 {
+		<-ch
+	}
+	return nil
 }
 
 // Abort closes the connection with a TCP reset instead of a FIN, so the
@@ -143,6 +184,65 @@ func (o *Overlay) setKeepAlive(ep tcpip.Endpoint) {
 	if err := ep.SetSockOptInt(tcpip.KeepaliveCountOption, tc.KeepAliveCount); err != nil {
 		o.log.Debug("overlay: keepalive count", "err", err.String())
 	}
+}
+
+// tcpPacketHandler is the stack's handler for TCP segments that no endpoint
+// took: new SYNs, and strays. While a source has its whole in-flight share
+// waiting for the handler, its SYNs are reset here, before the forwarder
+// starts a goroutine and holds a copy of each: a SYN flood from one peer
+// then costs the gateway little more than its packets and one reset each.
+func (o *Overlay) tcpPacketHandler(fwd *tcp.Forwarder) func(stack.TransportEndpointID, *stack.PacketBuffer) bool {
+	return func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		if !o.inflight.full(addrPortOf(id.RemoteAddress, 0).Addr()) {
+			return fwd.HandlePacket(id, pkt)
+		}
+		if th := header.TCP(pkt.TransportHeader().Slice()); len(th) >= header.TCPMinimumSize && th.Flags() == header.TCPFlagSyn {
+			o.link.inject(resetFor(id, th.SequenceNumber()))
+		}
+		return true // consumed: the stack answers nothing more
+	}
+}
+
+// resetFor builds the RST+ACK that refuses a SYN with sequence number seq
+// on the connection id (seen from the stack: local is the SYN's
+// destination).
+func resetFor(id stack.TransportEndpointID, seq uint32) []byte {
+	v4 := id.LocalAddress.Len() == header.IPv4AddressSize
+	ipLen := header.IPv6MinimumSize
+	if v4 {
+		ipLen = header.IPv4MinimumSize
+	}
+	b := make([]byte, ipLen+header.TCPMinimumSize)
+	if v4 {
+		ip := header.IPv4(b)
+		ip.Encode(&header.IPv4Fields{
+			TotalLength: uint16(len(b)),
+			TTL:         replyHopLimit,
+			Protocol:    uint8(header.TCPProtocolNumber),
+			SrcAddr:     id.LocalAddress,
+			DstAddr:     id.RemoteAddress,
+		})
+		ip.SetChecksum(^ip.CalculateChecksum())
+	} else {
+		header.IPv6(b).Encode(&header.IPv6Fields{
+			PayloadLength:     header.TCPMinimumSize,
+			TransportProtocol: header.TCPProtocolNumber,
+			HopLimit:          replyHopLimit,
+			SrcAddr:           id.LocalAddress,
+			DstAddr:           id.RemoteAddress,
+		})
+	}
+	t := header.TCP(b[ipLen:])
+	t.Encode(&header.TCPFields{
+		SrcPort:    id.LocalPort,
+		DstPort:    id.RemotePort,
+		AckNum:     seq + 1,
+		DataOffset: header.TCPMinimumSize,
+		Flags:      header.TCPFlagRst | header.TCPFlagAck,
+	})
+	sum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, id.LocalAddress, id.RemoteAddress, header.TCPMinimumSize)
+	t.SetChecksum(^t.CalculateChecksum(sum))
+	return b
 }
 
 // handleTCP runs in the forwarder's goroutine for each new SYN. Whatever the
@@ -192,6 +292,13 @@ func (l *sourceLimiter) acquire(a netip.Addr) bool {
 	}
 	l.n[a]++
 	return true
+}
+
+// full reports whether a has its whole share in flight.
+func (l *sourceLimiter) full(a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n[a] >= l.limit
 }
 
 func (l *sourceLimiter) release(a netip.Addr) {

@@ -35,12 +35,28 @@ func (o *Overlay) handleUDP(id stack.TransportEndpointID, pkt *stack.PacketBuffe
 	}).HandlePacket(id, pkt)
 	if err != nil {
 		o.log.Warn("overlay: UDP flow endpoint", "src", src, "dst", dst, "err", err.String())
+		// fn still runs, with no conn, so that the handler releases what
+		// it took for the flow (its slot, its flow-table entry).
+		go o.runUDP(src, dst, nil, fn)
 		return true
 	}
-	c := gonet.NewUDPConn(&wq, ep)
+	c := &UDPConn{UDPConn: gonet.NewUDPConn(&wq, ep), ep: ep, wq: &wq}
 	go o.runUDP(src, dst, c, fn)
 	return true
 }
+
+// UDPConn is a UDP flow's conn. Besides net.Conn it can wait for a
+// datagram without a buffer (WaitReadable).
+type UDPConn struct {
+	*gonet.UDPConn
+	ep tcpip.Endpoint
+	wq *waiter.Queue
+}
+
+// WaitReadable blocks until a Read would not block: a datagram is queued,
+// or the flow ended. A relay loop waits here, holding no buffer, while its
+// flow idles.
+func (c *UDPConn) WaitReadable() error { return waitReadable(c.ep, c.wq) }
 
 // askUDP calls the handler, turning a panic into a refusal.
 func (o *Overlay) askUDP(src, dst netip.AddrPort) (fn func(net.Conn)) {
@@ -55,12 +71,16 @@ func (o *Overlay) askUDP(src, dst netip.AddrPort) (fn func(net.Conn)) {
 
 // runUDP runs one flow. The conn is closed when fn returns (or panics), which
 // releases the endpoint so that a later datagram starts a new flow.
-func (o *Overlay) runUDP(src, dst netip.AddrPort, c *gonet.UDPConn, fn func(net.Conn)) {
-	defer c.Close()
+func (o *Overlay) runUDP(src, dst netip.AddrPort, c *UDPConn, fn func(net.Conn)) {
 	defer func() {
 		if p := recover(); p != nil {
 			o.log.Error("overlay: panic in UDP flow", "src", src, "dst", dst, "panic", fmt.Sprint(p))
 		}
 	}()
+	if c == nil {
+		fn(nil)
+		return
+	}
+	defer c.Close()
 	fn(c)
 }

@@ -95,7 +95,7 @@ const (
 	ReasonExpired
 )
 
-// String returns the DESIGN.md spelling: "no-rule", "deny-rule", "no-service",
+// String returns the docs/design.md spelling: "no-rule", "deny-rule", "no-service",
 // "unknown-identity", "outside-time-window", "expired", "" for ReasonNone.
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
@@ -383,7 +383,8 @@ func (p *Policy) Services() []*Service { return p.services }
 // Rules returns the rules in file order.
 func (p *Policy) Rules() []*Rule { return p.rules }
 
-// Groups returns every group some identity is in, sorted.
+// Groups returns every group declared in `groups` or held by some
+// identity, sorted.
 func (p *Policy) Groups() []string { return p.groups }
 
 // Site returns the site called name, or nil.

@@ -10,7 +10,7 @@ import (
 
 // Keys each table accepts. Anything else is an error.
 var (
-	topKeys      = []string{"overlay", "site", "identity", "service", "rule", "test"}
+	topKeys      = []string{"overlay", "groups", "site", "identity", "service", "rule", "test"}
 	overlayKeys  = []string{"prefix", "service_prefix", "domain"}
 	siteKeys     = []string{"name", "key", "address", "endpoint"}
 	identityKeys = []string{"name", "key", "address", "source", "site", "groups"}
@@ -39,6 +39,7 @@ func (r *Rule) expiredAt(t time.Time) bool { return !r.Expires.IsZero() && !t.Be
 // testSpec is a [[test]] with its references resolved.
 type testSpec struct {
 	prob      Problem
+	label     string // how messages name it: `test 3 (a -> b)`
 	from, to  string
 	id        *Identity
 	svc       *Service
@@ -72,16 +73,23 @@ func (b *builder) build(raw map[string]any) *Policy {
 		}
 	}
 	b.buildOverlay(p, raw)
-	keyOwner := map[Key]string{}
+	keyOwner := map[Key]*elem{}
 	addrOwner := map[netip.Addr]*elem{}
 	for _, e := range b.elems(raw, "site") {
 		b.buildSite(p, e, keyOwner, addrOwner)
 	}
+	declared := b.declaredGroups(raw)
 	groups := map[string]bool{}
 	for _, e := range b.elems(raw, "identity") {
 		b.buildIdentity(p, e, keyOwner, addrOwner, groups)
 	}
 	b.allocateLANAddresses(p, addrOwner)
+	for _, g := range declared {
+		if !groups[g] {
+			b.warnAt(b.idx.top["groups"], "group %s has no members", Quote(g))
+			groups[g] = true
+		}
+	}
 	for g := range groups {
 		p.groups = append(p.groups, g)
 	}
@@ -101,6 +109,30 @@ func (b *builder) build(raw map[string]any) *Policy {
 		b.buildTest(p, e)
 	}
 	return p
+}
+
+// declaredGroups reads the top-level `groups`: groups that rules may name
+// before any identity is in them.
+func (b *builder) declaredGroups(raw map[string]any) []string {
+	if _, ok := raw["groups"]; !ok {
+		return nil
+	}
+	e := &elem{b: b, kind: "groups", m: raw, pos: &elemPos{head: b.idx.top["groups"]}, label: "groups"}
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range e.strs("groups") {
+		if err := CheckName(g); err != nil {
+			e.errorf("", "group %v", err)
+			continue
+		}
+		if seen[g] {
+			e.errorf("", "group %s declared twice", Quote(g))
+			continue
+		}
+		seen[g] = true
+		out = append(out, g)
+	}
+	return out
 }
 
 func (b *builder) buildOverlay(p *Policy, raw map[string]any) {
@@ -242,28 +274,34 @@ func (b *builder) checkOverlayAddr(p *Policy, e *elem, key string, a netip.Addr,
 		}
 	}
 	if other, ok := addrOwner[a]; ok {
-		if first, later := other.at(key), e.at(key); later.line < first.line || later.line == first.line && later.col < first.col {
-			other.errorf(key, "address %s is already used by %s", a, e.label)
-		} else {
-			e.errorf(key, "address %s is already used by %s", a, other.label)
-		}
+		reportLater(e, other, key, fmt.Sprintf("address %s is already used by", a))
 		return
 	}
 	addrOwner[a] = e
 }
 
-func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]string) {
+// reportLater reports that two elements share a value, at the one written
+// later in the file: sites are read before identities, but the later line
+// is the one that was just added.
+func reportLater(e, other *elem, key, what string) {
+	if first, later := other.at(key), e.at(key); later.line < first.line || later.line == first.line && later.col < first.col {
+		e, other = other, e
+	}
+	e.errorf(key, "%s %s", what, other.label)
+}
+
+func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]*elem) {
 	if k.IsZero() {
 		return
 	}
 	if other, ok := keyOwner[k]; ok {
-		e.errorf("key", "key %s is already used by %s", k, other)
+		reportLater(e, other, "key", fmt.Sprintf("key %s is already used by", k))
 		return
 	}
-	keyOwner[k] = e.label
+	keyOwner[k] = e
 }
 
-func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem) {
+func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]*elem, addrOwner map[netip.Addr]*elem) {
 	e.checkKeys(siteKeys...)
 	s := &Site{Name: e.name(CheckName)}
 	if e.has("key") {
@@ -305,7 +343,7 @@ func splitHostPort(s string) (string, uint16, error) {
 	return host, port, err
 }
 
-func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]string, addrOwner map[netip.Addr]*elem, groups map[string]bool) {
+func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]*elem, addrOwner map[netip.Addr]*elem, groups map[string]bool) {
 	e.checkKeys(identityKeys...)
 	id := &Identity{Name: e.name(CheckName)}
 	hasKey, hasAddr, hasSrc := e.has("key"), e.has("address"), e.has("source")

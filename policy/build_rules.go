@@ -35,14 +35,18 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 		case strings.HasPrefix(f, "group:"):
 			g := f[len("group:"):]
 			if !groups[g] {
-				e.errorf("from", "unknown group %q", g)
+				hint := didYouMean(g, p.groups)
+				if hint == "" {
+					hint = " (no identity is in it: declare it in groups = [...] to name it first)"
+				}
+				e.errorf("from", "unknown group %s%s", Quote(g), hint)
 				continue
 			}
 			spec.groups = append(spec.groups, g)
 		case strings.HasPrefix(f, "site:"):
 			s := f[len("site:"):]
 			if p.siteByName[s] == nil {
-				e.errorf("from", "unknown site %q", s)
+				e.errorf("from", "unknown site %s%s", Quote(s), didYouMean(s, names(p.siteByName)))
 				continue
 			}
 			spec.sites = append(spec.sites, s)
@@ -51,7 +55,7 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 		default:
 			id := p.idByName[f]
 			if id == nil {
-				e.errorf("from", "unknown identity %q", f)
+				e.errorf("from", "unknown identity %s%s", Quote(f), didYouMean(f, names(p.idByName)))
 				continue
 			}
 			spec.ids = append(spec.ids, id.ID)
@@ -73,7 +77,7 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 		}
 		svc := p.svcByName[t]
 		if svc == nil {
-			e.errorf("to", "unknown service %q", t)
+			e.errorf("to", "unknown service %s%s", Quote(t), didYouMean(t, names(p.svcByName)))
 			continue
 		}
 		spec.svcs = append(spec.svcs, svc.ID)
@@ -140,6 +144,15 @@ func (b *builder) buildRule(p *Policy, e *elem, groups map[string]bool) {
 	b.ruleElems = append(b.ruleElems, e)
 }
 
+// names lists the keys of m (for did-you-mean; errors only).
+func names[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
 func (b *builder) buildTest(p *Policy, e *elem) {
 	e.checkKeys(testKeys...)
 	ts := testSpec{}
@@ -197,6 +210,7 @@ func (b *builder) buildTest(p *Policy, e *elem) {
 			e.errorf("rule", "unknown rule %q", ts.rule)
 		}
 	}
+	ts.label = e.label
 	at := e.at("")
 	ts.prob = Problem{File: b.file, Line: at.line, Col: at.col, Msg: fmt.Sprintf("test %s -> %s expects %s", ts.from, ts.to, ts.expect)}
 	p.tests = append(p.tests, ts)

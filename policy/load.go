@@ -63,6 +63,10 @@ func parse(name string, data []byte) (*Policy, error) {
 	p.file = name
 	p.hash = hex.EncodeToString(sum[:])[:16]
 	p.compile(b.ruleSpecs, b.now)
+	b.checkTestTimes(p)
+	if len(b.problems) > 0 {
+		return nil, &LoadError{Problems: sortProblems(b.problems)}
+	}
 	p.warnings = sortProblems(append(b.warnings, b.reachWarnings(p)...))
 	return p, nil
 }

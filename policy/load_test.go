@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func TestLoadErrors(t *testing.T) {
 		want    []string
 	}{
 		{name: "unknown group", add: "[[rule]]\nname = \"radiology-reads-pacs\"\nfrom = [\"group:radiolgy\"]\nto = [\"pacs\"]\n",
-			want: []string{`policy.toml:25:1: rule "radiology-reads-pacs": unknown group "radiolgy"`}},
+			want: []string{`policy.toml:25:1: rule "radiology-reads-pacs": unknown group "radiolgy" (did you mean "radiology"?)`}},
 		{name: "unknown identity site service kind", add: "[[rule]]\nname = \"r\"\nfrom = [\"bob\", \"site:york\", \"team:x\"]\nto = [\"ehr\", \"*\"]\n",
 			want: []string{
 				`policy.toml:25:1: rule "r": unknown identity "bob"`,
@@ -71,11 +72,11 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown key in rule", add: "[[rule]]\nname = \"r\"\nfrom = [\"*\"]\nto = [\"*\"]\n  prots = [\"443/tcp\"]\n",
 			want: []string{`policy.toml:27:3: rule "r": unknown key "prots" (known: name, action, from, to, ports, when, audit, expires, reason)`}},
 		{name: "unknown top-level key", replace: [2]string{"[overlay]", "version = 2\n[overlay]"},
-			want: []string{`policy.toml:1:1: unknown key "version" (known: overlay, site, identity, service, rule, test)`}},
+			want: []string{`policy.toml:1:1: unknown key "version" (known: overlay, groups, site, identity, service, rule, test)`}},
 		{name: "key after a table belongs to it", add: "version = 2\n",
 			want: []string{`policy.toml:23:1: service "pacs": unknown key "version" (known: name, site, endpoints, vip, dns, egress, ports)`}},
 		{name: "unknown table", add: "[[rules]]\nname = \"x\"\n",
-			want: []string{`policy.toml:23:1: unknown key "rules" (known: overlay, site, identity, service, rule, test)`}},
+			want: []string{`policy.toml:23:1: unknown key "rules" (known: overlay, groups, site, identity, service, rule, test)`}},
 		{name: "syntax error", add: "[[rule]]\nname = \"r\nfrom = [\"*\"]\n",
 			want: []string{`policy.toml:24:10: syntax error: strings cannot contain newlines (after key "rule.name")`}},
 		{name: "wrong type", add: "[[rule]]\nname = \"r\"\nfrom = \"*\"\nto = [\"pacs\"]\nports = [443]\naudit = \"yes\"\n",
@@ -127,6 +128,8 @@ func TestLoadErrors(t *testing.T) {
 			}},
 		{name: "duplicate address points at the later line", replace: [2]string{"[[site]]", "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.1.10\"\nsite = \"leeds\"\n[[site]]"},
 			want: []string{`policy.toml:19:1: identity "alice": address 100.80.1.10 is already used by identity "bob"`}},
+		{name: "site key after an identity's", replace: [2]string{"[[site]]", "[[identity]]\nname = \"bob\"\nkey = \"" + testKey(1) + "\"\naddress = \"100.80.1.11\"\nsite = \"leeds\"\n[[site]]"},
+			want: []string{`policy.toml:13:1: site "leeds": key ` + testKey(1) + ` is already used by identity "bob"`}},
 		{name: "site address after an identity's", replace: [2]string{"[[site]]", "[[identity]]\nname = \"bob\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.1\"\nsite = \"leeds\"\n[[site]]"},
 			want: []string{`policy.toml:14:1: site "leeds": address 100.80.0.1 is already used by identity "bob"`}},
 		{name: "endpoints of two sites overlap", replace: [2]string{"[[identity]]", "[[site]]\nname = \"york\"\nkey = \"" + k3 + "\"\naddress = \"100.80.0.2\"\n[[identity]]"},
@@ -205,6 +208,11 @@ func TestLoadErrors(t *testing.T) {
 				`policy.toml:37:1: rule "c": bad time "25:00": out of range`,
 				`policy.toml:42:1: rule "d": clock "09:00-09:00" is empty: start and end are the same`,
 				`policy.toml:47:1: rule "e": time window "sometimes": want [DAYS] [HH:MM-HH:MM] [ZONE], e.g. "mon-fri 07:00-20:00 Europe/London"`,
+			}},
+		{name: "12-hour clock", add: "[[rule]]\nname = \"a\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nwhen = \"mon-fri 8am-6pm\"\n[[rule]]\nname = \"b\"\nfrom = [\"*\"]\nto = [\"pacs\"]\nwhen = \"8-18\"\n",
+			want: []string{
+				`policy.toml:27:1: rule "a": time window "mon-fri 8am-6pm": bad clock "8am-6pm": write HH:MM-HH:MM on the 24-hour clock, e.g. 08:00-18:00`,
+				`policy.toml:32:1: rule "b": time window "8-18": bad clock "8-18": write HH:MM-HH:MM on the 24-hour clock, e.g. 08:00-18:00`,
 			}},
 		{name: "action and audit", add: "[[rule]]\nname = \"r\"\naction = \"permit\"\nfrom = [\"*\"]\nto = [\"pacs\"]\n[[rule]]\nname = \"s\"\nfrom = [\"*\"]\nto = [\"pacs\"]\naudit = true\n",
 			want: []string{
@@ -293,7 +301,7 @@ func TestLoadFileErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Load(path)
-	if got := problems(err); len(got) != 1 || got[0] != path+`:25:1: rule "r": unknown group "nope"` {
+	if got := problems(err); len(got) != 1 || got[0] != path+`:25:1: rule "r": unknown group "nope" (no identity is in it: declare it in groups = [...] to name it first)` {
 		t.Errorf("errors name the path as given: %q", got)
 	}
 }
@@ -404,6 +412,71 @@ func TestLoadBounded(t *testing.T) {
 		}
 		if grew > 512<<20 {
 			t.Errorf("10 MB %s grew the heap by %d MB", tc.name, grew>>20)
+		}
+	}
+}
+
+// TestDeclaredGroups: a declared group may be named by rules before anyone
+// is in it (with a warning); undeclared, it stays an error.
+func TestDeclaredGroups(t *testing.T) {
+	rule := "[[rule]]\nname = \"estates-print\"\nfrom = [\"group:estates\"]\nto = [\"pacs\"]\n"
+	p, err := Parse("policy.toml", []byte("groups = [\"estates\", \"radiology\"]\n"+baseTOML+rule))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(p.Groups()); got != "[estates radiology]" {
+		t.Errorf("Groups() = %s", got)
+	}
+	var warned []string
+	for _, w := range p.Warnings() {
+		warned = append(warned, w.Error())
+	}
+	if !slices.Contains(warned, `policy.toml:1:1: group "estates" has no members`) || slices.ContainsFunc(warned, func(s string) bool { return strings.Contains(s, `"radiology" has no members`) }) {
+		t.Errorf("warnings: %q", warned)
+	}
+	if d := p.Decide(p.Identity("alice"), p.Service("pacs"), 443, ProtoTCP, time.Now()); d.Allowed() {
+		t.Errorf("alice allowed by %s", d.Rule)
+	}
+
+	for _, tc := range []struct{ head, want string }{
+		{"", `policy.toml:25:1: rule "estates-print": unknown group "estates" (no identity is in it: declare it in groups = [...] to name it first)`},
+		{"groups = [\"estate\"]\n", `policy.toml:26:1: rule "estates-print": unknown group "estates" (did you mean "estate"?)`},
+		{"groups = [\"a b\", \"x\", \"x\"]\n", "policy.toml:1:1: groups: group name \"a b\" has ' ' (use letters, digits, '.', '_', '-')\npolicy.toml:1:1: groups: group \"x\" declared twice"},
+		{"groups = \"estates\"\n", `policy.toml:1:1: groups: groups must be an array of strings, not a string`},
+	} {
+		_, err := Parse("policy.toml", []byte(tc.head+baseTOML+rule))
+		if got := strings.Join(problems(err), "\n"); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%q: got\n%s\nwant\n%s", tc.head, got, tc.want)
+		}
+	}
+}
+
+// TestTestsNeedAtForTimedRules: a [[test]] without `at` that a rule with a
+// window or an expiry bears on is refused, so that it cannot pass or fail
+// by the time of day; tests the timed rules do not touch need no `at`.
+func TestTestsNeedAtForTimedRules(t *testing.T) {
+	rules := "[[rule]]\nname = \"days\"\nfrom = [\"alice\"]\nto = [\"pacs\"]\nports = [\"443/tcp\"]\nwhen = \"mon-fri\"\n" +
+		"[[rule]]\nname = \"locum\"\nfrom = [\"group:radiology\"]\nto = [\"*\"]\nports = [\"icmp\"]\nexpires = \"2099-01-01T00:00:00Z\"\n"
+	for _, tc := range []struct{ test, want string }{
+		{"to = \"pacs:443\"\nexpect = \"deny\"\n", `policy.toml:35:1: test 1 (alice -> pacs:443): the result depends on rule "days"'s time window; give the test an ` + "`at`"},
+		{"to = \"pacs\"\nexpect = \"allow\"\n", `policy.toml:35:1: test 1 (alice -> pacs): the result depends on rule "days"'s time window; give the test an ` + "`at`"},
+		{"to = \"pacs:icmp\"\nexpect = \"allow\"\n", `policy.toml:35:1: test 1 (alice -> pacs:icmp): the result depends on rule "locum"'s expiry; give the test an ` + "`at`"},
+		{"to = \"pacs:443\"\nexpect = \"allow\"\nat = \"2026-03-02T09:30:00Z\"\n", ""},
+		{"to = \"pacs:80\"\nexpect = \"deny\"\nreason = \"no-service\"\n", ""},
+	} {
+		text := baseTOML + rules + "[[test]]\nfrom = \"alice\"\n" + tc.test
+		p, err := Parse("policy.toml", []byte(text))
+		got := strings.Join(problems(err), "\n")
+		if err == nil {
+			got = ""
+			for _, r := range p.RunTests() {
+				if !r.Passed {
+					got = r.Problem.Error()
+				}
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%q:\ngot  %s\nwant %s", tc.test, got, tc.want)
 		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// naiveDecide is the policy semantics of DESIGN.md written as plainly as
+// naiveDecide is the policy semantics of docs/design.md written as plainly as
 // possible: every rule, one by one. The compiled Decide must agree with it.
 func naiveDecide(p *Policy, id *Identity, svc *Service, port uint16, proto Proto, t time.Time) Decision {
 	if id == nil {

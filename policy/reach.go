@@ -140,17 +140,26 @@ func touches(ports []PortRange, list []entry, allow bool, now time.Time) bool {
 		if e.allow != allow || (!allow && !e.alwaysDenies()) || (allow && e.expiredAt(now)) {
 			continue
 		}
-		if e.ports == nil {
+		if e.coversSome(ports) {
 			return true
 		}
-		for _, r := range e.ports {
-			if r.Proto == ProtoICMP {
+	}
+	return false
+}
+
+// coversSome reports whether the entry covers some of the offered ports
+// (or ICMP echo, which every service offers).
+func (e *entry) coversSome(offered []PortRange) bool {
+	if e.ports == nil {
+		return true
+	}
+	for _, r := range e.ports {
+		if r.Proto == ProtoICMP {
+			return true
+		}
+		for _, o := range offered {
+			if r.Proto == o.Proto && r.Lo <= o.Hi && o.Lo <= r.Hi {
 				return true
-			}
-			for _, o := range ports {
-				if r.Proto == o.Proto && r.Lo <= o.Hi && o.Lo <= r.Hi {
-					return true
-				}
 			}
 		}
 	}

@@ -11,9 +11,59 @@ import (
 // "svc:443" (tcp), "svc:icmp", or just "svc", and the expected verdict. With
 // a bare service name, `expect = "allow"` passes when some port the service
 // offers is allowed, and `expect = "deny"` when none is. `at` (RFC 3339)
-// fixes the time; without it the test runs at the current time, so tests of
-// time-windowed rules should give `at`. Optional `reason` and `rule` assert
-// the deny reason and the deciding rule's name too.
+// fixes the time; without it the test runs at the current time, which is
+// allowed only when no rule with `when` or `expires` bears on it (see
+// checkTestTimes), so that a test never passes or fails by the time of day.
+// Optional `reason` and `rule` assert the deny reason and the deciding
+// rule's name too.
+
+// checkTestTimes refuses a test without `at` that a rule with a time window
+// or an expiry applies to (same identity, service and port, whatever the
+// time): its result could change with the wall clock, and check, run and
+// reload would disagree. It reads the compiled tables, not the rules.
+func (b *builder) checkTestTimes(p *Policy) {
+	for i := range p.tests {
+		ts := &p.tests[i]
+		if ts.hasAt || ts.id == nil || ts.svc == nil {
+			continue
+		}
+		port, proto := ts.port, ts.proto
+		if proto == ProtoICMP {
+			port = 0
+		}
+		if ts.hasPort && !ts.svc.Offers(port, proto) {
+			continue // no-service at any time
+		}
+		var timed *entry
+		d := &p.dec
+		for _, pr := range d.principals[ts.id.ID] {
+			for _, t := range []*principalTable{&d.bySvc[ts.svc.ID], &d.bySvc[len(d.bySvc)-1]} {
+				list := t.find(pr)
+				for j := range list {
+					e := &list[j]
+					if e.window == nil && e.expires.IsZero() {
+						continue
+					}
+					if ts.hasPort && !e.matches(port, proto) || !ts.hasPort && !e.coversSome(ts.svc.Ports) {
+						continue
+					}
+					if timed == nil || e.rule.Name < timed.rule.Name {
+						timed = e
+					}
+				}
+			}
+		}
+		if timed == nil {
+			continue
+		}
+		what := "time window"
+		if timed.window == nil {
+			what = "expiry"
+		}
+		b.problems = append(b.problems, Problem{File: ts.prob.File, Line: ts.prob.Line, Col: ts.prob.Col,
+			Msg: fmt.Sprintf("%s: the result depends on rule %s's %s; give the test an `at`", ts.label, Quote(timed.rule.Name), what)})
+	}
+}
 
 func (p *Policy) runTests() []TestResult {
 	out := make([]TestResult, 0, len(p.tests))

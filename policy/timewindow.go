@@ -60,6 +60,10 @@ func parseTimeWindow(s string) (*timeWindow, error) {
 		w.start, w.end, sawClock = st, en, true
 		i++
 	}
+	if i < len(f) && f[i] != "" && f[i][0] >= '0' && f[i][0] <= '9' {
+		// No zone name starts with a digit: this is a clock, badly written.
+		return nil, fmt.Errorf("time window %q: bad clock %q: write HH:MM-HH:MM on the 24-hour clock, e.g. 08:00-18:00", s, f[i])
+	}
 	if !sawDays && !sawClock {
 		return nil, fmt.Errorf("time window %q: want [DAYS] [HH:MM-HH:MM] [ZONE], e.g. \"mon-fri 07:00-20:00 Europe/London\"", s)
 	}

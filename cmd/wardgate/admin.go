@@ -226,6 +226,10 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 		}
 		tw.Flush()
 	}
+	if len(st.Services) > 0 {
+		fmt.Fprintf(w, "\nservices (%d):\n", len(st.Services))
+		printServices(w, "  ", st.Services)
+	}
 	if audit {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, auditBanner)
@@ -298,10 +302,33 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wardgate reload: refused; the gateway keeps running the previous policy")
 		return 1
 	}
-	if !*f.json {
-		fmt.Fprintf(stdout, "reloaded: policy %s\n", res.PolicyHash)
+	if !*f.json && res.ReloadChanges != nil {
+		printReload(stdout, res.ReloadChanges)
 	}
 	return 0
+}
+
+// printReload says what a reload changed: the policy, the enforce mode
+// (loudly when enforcement was turned off), peers, revoked flows.
+func printReload(w io.Writer, ch *gateway.ReloadChanges) {
+	if ch.PolicyHash == ch.PreviousHash {
+		fmt.Fprintf(w, "reloaded: policy %s (unchanged)\n", ch.PolicyHash)
+	} else {
+		fmt.Fprintf(w, "reloaded: policy %s (was %s)\n", ch.PolicyHash, ch.PreviousHash)
+	}
+	switch {
+	case ch.Enforce != ch.PreviousEnforce && ch.Enforce == "audit":
+		fmt.Fprintln(w, "enforce: audit (was enforce): THIS GATEWAY NO LONGER ENFORCES POLICY")
+	case ch.Enforce != ch.PreviousEnforce:
+		fmt.Fprintf(w, "enforce: %s (was %s)\n", ch.Enforce, ch.PreviousEnforce)
+	}
+	if len(ch.PeersAdded) > 0 {
+		fmt.Fprintf(w, "peers added: %s\n", strings.Join(ch.PeersAdded, ", "))
+	}
+	if len(ch.PeersRemoved) > 0 {
+		fmt.Fprintf(w, "peers removed: %s\n", strings.Join(ch.PeersRemoved, ", "))
+	}
+	fmt.Fprintf(w, "live flows revoked: %d\n", ch.Revoked)
 }
 
 // ago formats how long before now t was: "12s ago", "5m ago", "3h ago",

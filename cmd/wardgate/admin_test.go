@@ -21,6 +21,7 @@ func regexpLine(text, re string) bool {
 // fakeGateway serves canned admin API answers on a unix socket.
 type fakeGateway struct {
 	status   gateway.Status
+	services []gateway.ServiceInfo
 	flows    []gateway.FlowInfo
 	reloadOK bool
 }
@@ -43,11 +44,15 @@ func serveFake(t *testing.T, f *fakeGateway) string {
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(v)
 	}
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { send(w, 200, f.status) })
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st := f.status
+		st.Services = f.services
+		send(w, 200, st)
+	})
 	mux.HandleFunc("GET /v1/flows", func(w http.ResponseWriter, r *http.Request) { send(w, 200, f.flows) })
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		if f.reloadOK {
-			send(w, 200, gateway.ReloadResult{OK: true, PolicyHash: "feedfacefeedface"})
+			send(w, 200, gateway.ReloadResult{OK: true, ReloadChanges: &gateway.ReloadChanges{PolicyHash: "feedfacefeedface", PreviousHash: "0123456789abcdef", Enforce: "audit", PreviousEnforce: "enforce", PeersAdded: []string{"carol"}, Revoked: 2}})
 			return
 		}
 		send(w, 422, gateway.ReloadResult{Error: "bad", Problems: []string{`policy.toml:41:1: rule "x": unknown group "radiolgy"`}})
@@ -96,6 +101,13 @@ func TestStatusTable(t *testing.T) {
 	if strings.Contains(out, "AUDIT") {
 		t.Error("enforcing gateway shown as audit")
 	}
+	if strings.Contains(out, "services") {
+		t.Error("a services table from a gateway that sent none")
+	}
+	f.services = []gateway.ServiceInfo{{Name: "pacs", Site: "leeds", VIP: "100.81.0.10", Ports: []string{"8443/tcp"}, DNS: []string{"pacs.nhs.internal"}}}
+	if _, out, _ = runCLI("status", "--socket", sock); !regexpLine(out, `pacs\s+leeds\s+100\.81\.0\.10\s+8443/tcp\s+pacs\.nhs\.internal`) {
+		t.Errorf("status lacks the services table:\n%s", out)
+	}
 
 	f.status.Enforce, f.status.Enforcing = "audit", false
 	_, out, _ = runCLI("status", "--socket", sock)
@@ -105,7 +117,7 @@ func TestStatusTable(t *testing.T) {
 
 	code, out, _ = runCLI("status", "--socket", sock, "--json")
 	var st gateway.Status
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Site != "leeds" || len(st.Peers) != 3 {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Site != "leeds" || len(st.Peers) != 3 || len(st.Services) != 1 {
 		t.Fatalf("status --json: %d %q", code, out)
 	}
 }

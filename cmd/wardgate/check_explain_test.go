@@ -53,6 +53,17 @@ func TestExplain(t *testing.T) {
 			t.Errorf("explain %s at %s = %+v, want %s %q %q", tc.to, tc.at, got, tc.verdict, tc.rule, tc.reason)
 		}
 	}
+	for _, tc := range []struct{ from, to, want string }{
+		{"dr-khan-laptp", "pacs:8443", `unknown identity "dr-khan-laptp" in ` + examplePolicy + ` (did you mean "dr-khan-laptop"?)`},
+		{"dr-khan-laptop", "psacs:8443", `unknown service "psacs" in ` + examplePolicy + ` (did you mean "pacs"?)`},
+		{"group:radiology", "pacs:8443", `(explain answers for one identity; group "radiology" has dr-khan-laptop`},
+		{"group:radiolgy", "pacs:8443", `(unknown group (did you mean "radiology"?))`},
+	} {
+		code, _, errs := runCLI("explain", "-c", examplePolicy, "--from", tc.from, "--to", tc.to)
+		if code != 2 || !strings.Contains(errs, tc.want) {
+			t.Errorf("explain --from %s --to %s: exit %d, %q; want %q", tc.from, tc.to, code, errs, tc.want)
+		}
+	}
 	for _, args := range [][]string{
 		{"--from", "nobody", "--to", "pacs:8443"},
 		{"--from", "dr-khan-laptop", "--to", "no-such-service"},

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/policy"
 )
 
-// explainResult is the --json shape of DESIGN.md, plus the port asked about
+// explainResult is the --json shape of docs/design.md, plus the port asked about
 // and the sentence.
 type explainResult struct {
 	Verdict string `json:"verdict"`
@@ -56,7 +57,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	id := pol.Identity(*from)
 	if id == nil {
-		fmt.Fprintf(stderr, "wardgate explain: unknown identity %q in %s\n", *from, pol.File())
+		fmt.Fprintf(stderr, "wardgate explain: unknown identity %s in %s%s\n", policy.Quote(*from), pol.File(), identityHint(pol, *from))
 		return 2
 	}
 	svcName, ports, err := parseTarget(*to)
@@ -66,7 +67,11 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	svc := pol.Service(svcName)
 	if svc == nil {
-		fmt.Fprintf(stderr, "wardgate explain: unknown service %q in %s\n", svcName, pol.File())
+		var names []string
+		for _, s := range pol.Services() {
+			names = append(names, s.Name)
+		}
+		fmt.Fprintf(stderr, "wardgate explain: unknown service %s in %s%s\n", policy.Quote(svcName), pol.File(), didYouMean(svcName, names))
 		return 2
 	}
 	if ports == nil {
@@ -103,6 +108,45 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, r.Text)
 	}
 	return 0
+}
+
+// identityHint helps with a --from that names no identity: a did-you-mean,
+// or, for "group:NAME" (explain answers for one identity), some members of
+// the group or a did-you-mean among groups.
+func identityHint(pol *policy.Policy, from string) string {
+	if g, ok := strings.CutPrefix(from, "group:"); ok {
+		var members []string
+		for _, id := range pol.Identities() {
+			if slices.Contains(id.Groups, g) {
+				members = append(members, id.Name)
+			}
+		}
+		switch {
+		case len(members) > 0:
+			if len(members) > 5 {
+				members = append(members[:5], "...")
+			}
+			return fmt.Sprintf(" (explain answers for one identity; group %s has %s)", policy.Quote(g), strings.Join(members, ", "))
+		case slices.Contains(pol.Groups(), g):
+			return fmt.Sprintf(" (explain answers for one identity; group %s has no members)", policy.Quote(g))
+		}
+		if hint := didYouMean(g, pol.Groups()); hint != "" {
+			return " (unknown group" + hint + ")"
+		}
+		return " (no such group either)"
+	}
+	var names []string
+	for _, id := range pol.Identities() {
+		names = append(names, id.Name)
+	}
+	return didYouMean(from, names)
+}
+
+func didYouMean(name string, candidates []string) string {
+	if c, ok := policy.Nearest(name, candidates); ok {
+		return fmt.Sprintf(" (did you mean %s?)", policy.Quote(c))
+	}
+	return ""
 }
 
 // parseTarget parses SERVICE[:PORT[/PROTO]] and SERVICE:icmp, as [[test]]

@@ -56,9 +56,18 @@ func printErr(w io.Writer, err error) {
 }
 
 // newFlags returns a flag set that reports errors on stderr and does not
-// exit the process.
+// exit the process. Its usage is the list of its flags: the command's
+// synopsis is printed by help (main.go).
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("wardgate "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(fs.Output(), "flags:")
+			fs.PrintDefaults()
+		}
+	}
 	return fs
 }

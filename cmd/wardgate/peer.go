@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,21 +18,23 @@ import (
 	"github.com/wardgate/wardgate/policy"
 )
 
-// cmdPeer dispatches `wardgate peer add|remove|list`.
+// cmdPeer dispatches `wardgate peer add|rotate|remove|list`.
 func cmdPeer(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: wardgate peer add|remove|list -c gateway.toml ...")
+		fmt.Fprintln(stderr, "usage: wardgate peer add|rotate|remove|list -c gateway.toml ...   (wardgate peer --help)")
 		return 2
 	}
 	switch args[0] {
 	case "add":
 		return cmdPeerAdd(args[1:], stdout, stderr)
+	case "rotate":
+		return cmdPeerRotate(args[1:], stdout, stderr)
 	case "remove", "rm":
 		return cmdPeerRemove(args[1:], stdout, stderr)
 	case "list", "ls":
 		return cmdPeerList(args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "wardgate peer: unknown subcommand %q: want add, remove or list\n", args[0])
+	fmt.Fprintf(stderr, "wardgate peer: unknown subcommand %q: want add, rotate, remove or list\n", args[0])
 	return 2
 }
 
@@ -75,10 +79,143 @@ func findPolicy(file string) (policyTarget, error) {
 	return policyTarget{path: cfg.Path(cfg.Policy), site: cfg.Site}, nil
 }
 
-// cmdPeerAdd enrols an identity: it appends it to the policy (see
-// internal/enroll) and prints the client's wg-quick config on stdout, so
-// that `wardgate peer add ... > desk.conf` gives a usable file; messages go
-// to stderr. --qr also prints the config as a QR code for the mobile apps,
+// configFlags are the flags of the commands that hand out a client config:
+// where it goes and whether to draw it as a QR code.
+type configFlags struct {
+	out   *string
+	force *bool
+	qr    *bool
+}
+
+func addConfigFlags(fs *flag.FlagSet) configFlags {
+	return configFlags{
+		out:   fs.String("o", "", "write the client config to this new file (mode 0600) instead of stdout"),
+		force: fs.Bool("force", false, "with -o: replace the file if it exists"),
+		qr:    fs.Bool("qr", false, "also print the config as a QR code (on stderr)"),
+	}
+}
+
+// secretFile is the -o file a client config goes to. It is created before
+// the policy is edited, so that a taken name refuses the command while
+// nothing has changed yet, and a generated private key never ends up with
+// nowhere to go. Without --force the name is reserved with O_EXCL, mode
+// 0600; with --force the config goes to a 0600 temporary file that is
+// renamed over the old one, so the old file's mode does not carry over.
+type secretFile struct {
+	path  string
+	f     *os.File
+	force bool
+}
+
+func createSecret(path string, force bool) (*secretFile, error) {
+	if !force {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("%s exists: not overwritten (--force replaces it)", path)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &secretFile{path: path, f: f}, nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	return &secretFile{path: path, f: f, force: true}, nil
+}
+
+// abort removes what createSecret made.
+func (s *secretFile) abort() {
+	s.f.Close()
+	os.Remove(s.f.Name())
+}
+
+// commit writes the config and puts the file in place.
+func (s *secretFile) commit(data string) error {
+	_, err := s.f.WriteString(data)
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && s.force {
+		err = os.Rename(s.f.Name(), s.path)
+	}
+	if err != nil {
+		os.Remove(s.f.Name())
+		return fmt.Errorf("writing %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// prepareOut creates the -o file, if any. A non-zero code is the exit
+// code, after printing why.
+func (cf configFlags) prepareOut(cmd string, stderr io.Writer) (out *secretFile, code int) {
+	if *cf.out == "" {
+		if *cf.force {
+			fmt.Fprintf(stderr, "wardgate %s: --force goes with -o FILE\n", cmd)
+			return nil, 2
+		}
+		return nil, 0
+	}
+	out, err := createSecret(*cf.out, *cf.force)
+	if err != nil {
+		fmt.Fprintf(stderr, "wardgate %s: -o: %v; nothing changed\n", cmd, err)
+		return nil, 1
+	}
+	return out, 0
+}
+
+// deliver writes the rendered config to the -o file or stdout, and the QR
+// code on stderr. A file that cannot be written after all gets the config
+// on stdout instead: the policy already holds the new key, and its
+// private half exists nowhere else.
+func (cf configFlags) deliver(cmd string, out *secretFile, conf string, stdout, stderr io.Writer) int {
+	code := 0
+	if out == nil {
+		fmt.Fprint(stdout, conf)
+	} else if err := out.commit(conf); err != nil {
+		fmt.Fprintf(stderr, "wardgate %s: %v; the config follows on stdout instead (the policy was changed)\n", cmd, err)
+		fmt.Fprint(stdout, conf)
+		code = 1
+	} else {
+		fmt.Fprintf(stderr, "wrote the client config to %s (mode 0600)\n", out.path)
+	}
+	if *cf.qr {
+		q, err := qrcode.New(conf, qrcode.Low)
+		if err != nil {
+			fmt.Fprintf(stderr, "wardgate %s: QR code: %v\n", cmd, err)
+			return 1
+		}
+		fmt.Fprint(stderr, q.ToSmallString(false))
+	}
+	return code
+}
+
+// printRollout tells which gateways need the edited policy: every one. The
+// identity's home gateway holds its WireGuard peer; every other site's
+// gateway decides the flows the home site relays to it with its own copy
+// of the policy, and the site links compare policy hashes.
+func printRollout(w io.Writer, pol *policy.Policy, home, atHome, elsewhere string) {
+	fmt.Fprintf(w, "apply it on every gateway: copy %s to each and run `wardgate reload` there:\n", filepath.Base(pol.File()))
+	for _, s := range pol.Sites() {
+		if s.Name == home {
+			fmt.Fprintf(w, "  %s (home): %s\n", s.Name, atHome)
+		}
+	}
+	for _, s := range pol.Sites() {
+		if s.Name != home {
+			fmt.Fprintf(w, "  %s: %s\n", s.Name, elsewhere)
+		}
+	}
+}
+
+// cmdPeerAdd enrols an identity: it adds it to the policy (see
+// internal/enroll) and writes the client's wg-quick config to -o FILE or
+// stdout (`wardgate peer add ... > desk.conf` works: messages go to
+// stderr). --qr also prints the config as a QR code for the mobile apps,
 // on stderr (stdout stays a valid wg-quick file), drawn with half-block
 // characters, two modules per character cell, light modules as blocks: it
 // reads as a normal QR code on a dark-background terminal, like
@@ -89,13 +226,13 @@ func cmdPeerAdd(args []string, stdout, stderr io.Writer) int {
 	groups := fs.String("groups", "", "comma-separated groups, e.g. clinical-desktop,radiology")
 	site := fs.String("site", "", "home site (default: the gateway's site)")
 	pubkey := fs.String("pubkey", "", "the client's public key; without it a key pair is generated")
-	qr := fs.Bool("qr", false, "also print the config as a QR code (on stderr)")
+	cf := addConfigFlags(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
 	}
 	if *file == "" || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: wardgate peer add -c gateway.toml NAME --groups a,b [--site S] [--pubkey KEY] [--qr]")
+		fmt.Fprintln(stderr, "usage: wardgate peer add -c gateway.toml NAME --groups a,b [--site S] [--pubkey KEY] [-o FILE [--force]] [--qr]")
 		return 2
 	}
 	req := enroll.Request{Name: pos[0], Site: *site}
@@ -124,18 +261,26 @@ func cmdPeerAdd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wardgate peer add: %s is a policy file: say which site the identity connects to with --site\n", *file)
 		return 2
 	}
+	out, code := cf.prepareOut("peer add", stderr)
+	if code != 0 {
+		return code
+	}
 	res, err := enroll.Add(tgt.path, req)
 	if err != nil {
+		if out != nil {
+			out.abort()
+		}
 		printRefusal(stderr, "peer add", err)
 		return 1
 	}
 	cc, err := enroll.ClientFor(res.Policy, req.Name, res.PrivateKey)
-	if err != nil {
+	if err != nil { // cannot happen: Add checked the identity and its site
+		if out != nil {
+			out.abort()
+		}
 		printErr(stderr, err)
 		return 1
 	}
-	conf := cc.Render()
-	fmt.Fprint(stdout, conf)
 	for _, w := range res.Policy.Warnings() {
 		if strings.Contains(w.Msg, strconv.Quote(req.Name)) {
 			fmt.Fprintf(stderr, "warning: %s\n", w.Error())
@@ -144,27 +289,85 @@ func cmdPeerAdd(args []string, stdout, stderr io.Writer) int {
 	for _, g := range res.NewGroups {
 		fmt.Fprintf(stderr, "warning: group %q is new: no rule names it yet\n", g)
 	}
+	printConfigNotes(stderr, cc, res.PrivateKey)
+	fmt.Fprintf(stderr, "added identity %s (%s) to %s\n", req.Name, res.Identity.Address, tgt.path)
+	printRollout(stderr, res.Policy, req.Site, "adds it as a WireGuard peer", "believes its flows when "+req.Site+" relays them")
+	return cf.deliver("peer add", out, cc.Render(), stdout, stderr)
+}
+
+// printConfigNotes says what the operator must know about a client config
+// before handing it over.
+func printConfigNotes(stderr io.Writer, cc *enroll.ClientConfig, priv policy.Key) {
 	if cc.Endpoint == "" {
 		fmt.Fprintf(stderr, "warning: site %q has no endpoint in the policy: fill in Endpoint in the client config\n", cc.SiteName)
 	}
-	if res.PrivateKey.IsZero() {
+	if priv.IsZero() {
 		fmt.Fprintln(stderr, "note: fill in the client's own PrivateKey in [Interface]")
 	} else {
 		fmt.Fprintln(stderr, "note: the config holds the client's private key; it is not kept anywhere else: hand it over safely")
 	}
-	fmt.Fprintf(stderr, "added identity %s (%s) to %s; run `wardgate reload` on the gateway to apply\n", req.Name, res.Identity.Address, tgt.path)
-	if *qr {
-		q, err := qrcode.New(conf, qrcode.Low)
-		if err != nil {
-			fmt.Fprintf(stderr, "wardgate peer add: QR code: %v\n", err)
-			return 1
-		}
-		fmt.Fprint(stderr, q.ToSmallString(false))
-	}
-	return 0
 }
 
-// cmdPeerRemove deletes an identity's [[identity]] block from the policy.
+// cmdPeerRotate gives an identity a new key (see enroll.Rotate) and hands
+// out its new config like peer add. There is no overlap: a WireGuard peer
+// has one key, so the old key is refused the moment the home gateway
+// reloads, and the new one works from then on. Hence the advice to get the
+// new config onto the client first and reload after.
+func cmdPeerRotate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("peer rotate", stderr)
+	file := fs.String("c", "", "gateway.toml or policy.toml")
+	pubkey := fs.String("pubkey", "", "the client's new public key; without it a key pair is generated")
+	cf := addConfigFlags(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if *file == "" || len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: wardgate peer rotate -c gateway.toml NAME [--pubkey KEY] [-o FILE [--force]] [--qr]")
+		return 2
+	}
+	var key policy.Key
+	if *pubkey != "" {
+		if key, err = policy.ParseKey(strings.TrimSpace(*pubkey)); err != nil {
+			fmt.Fprintf(stderr, "wardgate peer rotate: --pubkey: %v\n", err)
+			return 2
+		}
+	}
+	tgt, err := findPolicy(*file)
+	if err != nil {
+		printErr(stderr, err)
+		return 1
+	}
+	out, code := cf.prepareOut("peer rotate", stderr)
+	if code != 0 {
+		return code
+	}
+	res, err := enroll.Rotate(tgt.path, pos[0], key)
+	if err != nil {
+		if out != nil {
+			out.abort()
+		}
+		printRefusal(stderr, "peer rotate", err)
+		return 1
+	}
+	cc, err := enroll.ClientFor(res.Policy, pos[0], res.PrivateKey)
+	if err != nil {
+		if out != nil {
+			out.abort()
+		}
+		printErr(stderr, err)
+		return 1
+	}
+	printConfigNotes(stderr, cc, res.PrivateKey)
+	home := res.Identity.Site
+	fmt.Fprintf(stderr, "new key for identity %s (%s, address unchanged) in %s\n", pos[0], res.Identity.Address, tgt.path)
+	fmt.Fprintf(stderr, "the old key works until %s reloads and is refused from then on: put the new config on the client first, then reload\n", home)
+	printRollout(stderr, res.Policy, home, "swaps the peer's key (the old key is refused from now on)", "keeps the same policy as the others (its key for the identity is not used there)")
+	return cf.deliver("peer rotate", out, cc.Render(), stdout, stderr)
+}
+
+// cmdPeerRemove deletes an identity's [[identity]] block from the policy
+// (see enroll.Remove: a WireGuard identity's address is retired).
 // An identity that a rule or test names cannot go: the policy error says
 // where, and nothing is written.
 func cmdPeerRemove(args []string, stdout, stderr io.Writer) int {
@@ -183,16 +386,18 @@ func cmdPeerRemove(args []string, stdout, stderr io.Writer) int {
 		printErr(stderr, err)
 		return 1
 	}
-	id, _, err := enroll.Remove(tgt.path, pos[0])
+	id, np, err := enroll.Remove(tgt.path, pos[0])
 	if err != nil {
 		printRefusal(stderr, "peer remove", err)
 		return 1
 	}
-	where := id.Address.String()
 	if id.IsLAN() {
-		where = id.Source.String()
+		fmt.Fprintf(stderr, "removed identity %s (LAN source %s) from %s\n", id.Name, id.Source, tgt.path)
+		printRollout(stderr, np, id.Site, "stops accepting it at its listeners", "stops believing its relayed flows")
+		return 0
 	}
-	fmt.Fprintf(stderr, "removed identity %s (%s) from %s; run `wardgate reload` on the gateway to apply\n", id.Name, where, tgt.path)
+	fmt.Fprintf(stderr, "removed identity %s (%s) from %s; its address is retired (peer add will not reuse it)\n", id.Name, id.Address, tgt.path)
+	printRollout(stderr, np, id.Site, "removes its WireGuard peer", "stops believing its relayed flows")
 	return 0
 }
 

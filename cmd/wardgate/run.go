@@ -31,14 +31,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	g, err := gateway.Start(cfg, gateway.Options{})
+	g, err := gateway.Start(cfg, gateway.Options{Version: version})
 	if err != nil {
 		printErr(stderr, err)
 		return 1
 	}
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			if err := g.Reload(); err != nil {
+			if _, err := g.Reload(); err != nil {
 				printErr(stderr, err)
 			}
 			continue

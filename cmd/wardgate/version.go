@@ -10,6 +10,14 @@ import (
 var version = "dev"
 
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wardgate version: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
 	fmt.Fprintf(stdout, "wardgate %s\n", version)
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		fmt.Fprintf(stdout, "  go        %s\n", bi.GoVersion)

@@ -118,7 +118,7 @@ func flowRow(e event) row {
 // config.reload event.
 func (p *play) reload(ctx context.Context, site, what string) error {
 	mark := p.w.audit.mark()
-	if err := p.w.gws[site].Reload(); err != nil {
+	if _, err := p.w.gws[site].Reload(); err != nil {
 		return fmt.Errorf("reload %s: %w", site, err)
 	}
 	e, err := p.waitEvent(ctx, mark, "config.reload at "+site, is(site, "config.reload"))
@@ -155,7 +155,7 @@ func (p *play) radiologistReadsPACS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	there, err := p.waitEvent(ctx, mark, "flow.allow at york", is(york, "flow.allow", "identity", radiologist, "service", "pacs", "flow", here.str("flow")))
+	there, err := p.waitEvent(ctx, mark, "flow.allow at york", is(york, "flow.allow", "identity", radiologist, "service", "pacs", "community_id", here.str("community_id")))
 	if err != nil {
 		return err
 	}
@@ -271,7 +271,7 @@ func (p *play) ehrMoves(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	there, err := p.waitEvent(ctx, mark, "flow.allow of ehr at york", is(york, "flow.allow", "identity", radiologist, "service", "ehr", "flow", here.str("flow")))
+	there, err := p.waitEvent(ctx, mark, "flow.allow of ehr at york", is(york, "flow.allow", "identity", radiologist, "service", "ehr", "community_id", here.str("community_id")))
 	if err != nil {
 		return err
 	}
@@ -294,7 +294,7 @@ func (p *play) accessRevoked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	there, err := p.waitEvent(ctx, mark, "flow.allow of the stream at york", is(york, "flow.allow", "identity", radiologist, "service", "pacs", "flow", here.str("flow")))
+	there, err := p.waitEvent(ctx, mark, "flow.allow of the stream at york", is(york, "flow.allow", "identity", radiologist, "service", "pacs", "community_id", here.str("community_id")))
 	if err != nil {
 		return err
 	}

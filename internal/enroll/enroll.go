@@ -1,13 +1,14 @@
-// Package enroll adds identities to a policy.toml and removes them again,
-// for `wardgate peer add`, `peer remove` and `peer list`, and renders the
-// wg-quick configuration a new client needs.
+// Package enroll adds identities to a policy.toml, gives them new keys and
+// removes them again, for `wardgate peer add`, `peer rotate`, `peer remove`
+// and `peer list`, and renders the wg-quick configuration a client needs.
 //
 // The policy file is edited as text, never decoded and re-encoded: an
-// [[identity]] block is appended to the end of the file, or one block is cut
-// out, so every comment and the layout of the rest stay byte for byte. The
-// edited text is parsed with policy.Parse before anything is written, and
-// checked to hold exactly the intended change; a result that is invalid
-// writes nothing. The file is replaced atomically (see WriteFileAtomic).
+// [[identity]] block is inserted after the last one, one key line is
+// changed, or one block is replaced by a retired-address line, so every
+// comment and the layout of the rest stay byte for byte. The edited text is
+// parsed with policy.Parse before anything is written, and checked to hold
+// exactly the intended change; a result that is invalid writes nothing. The
+// file is replaced atomically (see WriteFileAtomic).
 package enroll
 
 import (
@@ -20,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/curve25519"
 
@@ -51,9 +53,10 @@ type Added struct {
 // written, and running the command again is safe.
 var ErrChanged = errors.New("policy file changed while it was being edited; nothing written, run the command again")
 
-// Add appends an identity for req to the policy file at path, allocating its
-// address with NextAddress, and writes the file atomically. The edited text
-// is validated first: if policy.Parse refuses it (the error is its
+// Add inserts an identity for req into the policy file at path (after the
+// last [[identity]], see InsertIdentity), allocating its address with
+// NextAddress, and writes the file atomically. The edited text is
+// validated first: if policy.Parse refuses it (the error is its
 // *policy.LoadError) or it does not hold exactly the new identity, the file
 // is left as it was.
 func Add(path string, req Request) (*Added, error) {
@@ -81,7 +84,7 @@ func Add(path string, req Request) (*Added, error) {
 		}
 		out.PrivateKey, key = priv, pub
 	}
-	addr, err := NextAddress(pol)
+	addr, err := NextAddress(pol, RetiredAddresses(orig))
 	if err != nil {
 		return nil, err
 	}
@@ -90,12 +93,16 @@ func Add(path string, req Request) (*Added, error) {
 			out.NewGroups = append(out.NewGroups, g)
 		}
 	}
-	edited := AppendIdentity(orig, IdentityBlock(req.Name, key, addr, req.Site, req.Groups))
+	edited := InsertIdentity(orig, IdentityBlock(req.Name, key, addr, req.Site, req.Groups))
 	np, err := policy.Parse(path, edited)
 	if err != nil {
-		origLines := bytes.Count(orig, []byte("\n"))
+		// Lines after the new block point at the file on disk.
+		same, added := commonPrefixLines(orig, edited), bytes.Count(edited, []byte("\n"))-bytes.Count(orig, []byte("\n"))
 		mapProblems(err, func(p *policy.Problem) {
-			if p.Line > origLines {
+			switch {
+			case p.Line > same+added:
+				p.Line -= added
+			case p.Line > same:
 				p.Msg += " (in the new [[identity]] block)"
 			}
 		})
@@ -104,7 +111,7 @@ func Add(path string, req Request) (*Added, error) {
 	id := np.Identity(req.Name)
 	if id == nil || id.Key != key || id.Address != addr || id.Site != req.Site ||
 		len(np.Identities()) != len(pol.Identities())+1 || !sameOthers(pol, np) {
-		return nil, fmt.Errorf("the edited %s does not hold exactly the new identity %q (is the file's end inside a multi-line string?); nothing written", path, req.Name)
+		return nil, fmt.Errorf("the edited %s does not hold exactly the new identity %q (is the last [[identity]] followed by a multi-line string?); nothing written", path, req.Name)
 	}
 	if err := writeIfUnchanged(path, orig, edited); err != nil {
 		return nil, err
@@ -114,10 +121,14 @@ func Add(path string, req Request) (*Added, error) {
 }
 
 // Remove deletes the [[identity]] block of the identity called name from
-// the policy file at path and writes the file atomically. A rule or test
-// that names the identity makes the result invalid: Remove then refuses
-// with the policy's error and writes nothing. It returns the removed
-// identity (as the old policy had it) and the edited policy.
+// the policy file at path and writes the file atomically. The block of a
+// WireGuard identity is replaced by a retired-address line (RetireNote), so
+// that its address is never handed to another key (see NextAddress); a LAN
+// identity's block is cut out (its address, when derived, comes from its
+// name). A rule or test that names the identity makes the result invalid:
+// Remove then refuses with the policy's error and writes nothing. It
+// returns the removed identity (as the old policy had it) and the edited
+// policy.
 func Remove(path, name string) (*policy.Identity, *policy.Policy, error) {
 	orig, err := os.ReadFile(path)
 	if err != nil {
@@ -131,7 +142,12 @@ func Remove(path, name string) (*policy.Identity, *policy.Policy, error) {
 	if id == nil {
 		return nil, nil, fmt.Errorf("no identity %q in %s", name, path)
 	}
-	edited, err := RemoveIdentity(orig, name)
+	var edited []byte
+	if id.IsLAN() {
+		edited, err = RemoveIdentity(orig, name)
+	} else {
+		edited, err = RetireIdentity(orig, name, RetireNote(id, time.Now()))
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -153,6 +169,92 @@ func Remove(path, name string) (*policy.Identity, *policy.Policy, error) {
 		return nil, nil, err
 	}
 	return id, np, nil
+}
+
+// RetireNote is the retired-address line that replaces a removed
+// identity's block.
+func RetireNote(id *policy.Identity, now time.Time) string {
+	return fmt.Sprintf("# retired address %s (identity %s, removed %s): wardgate peer add does not hand it out again",
+		id.Address, id.Name, now.UTC().Format("2006-01-02"))
+}
+
+// Rotated is the outcome of Rotate.
+type Rotated struct {
+	Old      *policy.Identity // as the policy had it
+	Identity *policy.Identity // as the edited policy has it
+	Policy   *policy.Policy   // the edited policy, as written
+	// PrivateKey is the generated private key; zero when the caller
+	// brought the new public key.
+	PrivateKey policy.Key
+}
+
+// Rotate gives the identity called name a new key in the policy file at
+// path: key, or a generated key pair when key is zero. Only its key line
+// changes; its address, site and groups stay, so rules, tests and audit
+// history still mean the same device. The edited text is validated like
+// Add's (a key another identity or site has is refused) and written
+// atomically.
+func Rotate(path, name string, key policy.Key) (*Rotated, error) {
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policy.Parse(path, orig)
+	if err != nil {
+		return nil, fmt.Errorf("the policy is invalid before the edit: %w", err)
+	}
+	old := pol.Identity(name)
+	if old == nil {
+		return nil, fmt.Errorf("no identity %q in %s", name, path)
+	}
+	if old.IsLAN() {
+		return nil, fmt.Errorf("identity %q is a LAN device (source %s): it has no key to rotate", name, old.Source)
+	}
+	out := &Rotated{Old: old}
+	if key.IsZero() {
+		priv, pub, err := GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		out.PrivateKey, key = priv, pub
+	}
+	if key == old.Key {
+		return nil, fmt.Errorf("identity %q already has key %s", name, key)
+	}
+	edited, err := ReplaceKey(orig, name, old.Key, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	np, err := policy.Parse(path, edited)
+	if err != nil {
+		return nil, fmt.Errorf("the new key would make the policy invalid, nothing written: %w", err)
+	}
+	id := np.Identity(name)
+	if id == nil || id.Key != key || id.Address != old.Address || id.Site != old.Site ||
+		!slices.Equal(id.Groups, old.Groups) || !sameOthers(pol, np) || !sameIdentitiesBut(pol, np, name) {
+		return nil, fmt.Errorf("%s: changing the key line of %q would change more than its key; nothing written", path, name)
+	}
+	if err := writeIfUnchanged(path, orig, edited); err != nil {
+		return nil, err
+	}
+	out.Identity, out.Policy = id, np
+	return out, nil
+}
+
+// sameIdentitiesBut reports whether two policies have the same identities,
+// in the same order and with the same keys and addresses, except the one
+// called name.
+func sameIdentitiesBut(a, b *policy.Policy, name string) bool {
+	if len(a.Identities()) != len(b.Identities()) {
+		return false
+	}
+	for i, x := range a.Identities() {
+		y := b.Identities()[i]
+		if x.Name != y.Name || x.Name != name && (x.Key != y.Key || x.Address != y.Address || x.Source != y.Source || x.Site != y.Site) {
+			return false
+		}
+	}
+	return true
 }
 
 // mapProblems applies f to every problem of a *policy.LoadError in err.
@@ -246,14 +348,20 @@ func PublicKey(priv policy.Key) (policy.Key, error) {
 
 // NextAddress allocates an overlay address for a new identity: the lowest
 // address of [overlay] prefix above every site's address that no identity
-// uses. Sites conventionally take the first addresses of the prefix
-// (100.80.0.1, .2, ...), so identities start after them; the choice is
-// deterministic (the same policy always gives the same address) and reuses
-// the address of a removed identity, which is safe because the address is
-// bound to the new key when the gateway reloads. The network address, the
-// sites' addresses and (for IPv4) the prefix's last address are never
-// handed out.
-func NextAddress(p *policy.Policy) (netip.Addr, error) {
+// uses and that is not retired. Sites conventionally take the first
+// addresses of the prefix (100.80.0.1, .2, ...), so identities start after
+// them; the choice is deterministic (the same policy text always gives the
+// same address).
+//
+// A removed identity's address is retired (RetiredAddresses), never handed
+// to another key: until every gateway has reloaded, a gateway still running
+// the old policy takes the address for the removed identity, so a new
+// client homed at a reloaded gateway would be decided there as the old
+// identity (with its rules) on every flow it relays; and audit records of
+// the old identity would name an address that now means someone else. The
+// network address, the sites' addresses and (for IPv4) the prefix's last
+// address are never handed out either.
+func NextAddress(p *policy.Policy, retired []netip.Addr) (netip.Addr, error) {
 	pfx := p.Overlay().Prefix.Masked()
 	used := make(map[netip.Addr]bool)
 	start := pfx.Addr().Next() // skip the network address
@@ -268,6 +376,9 @@ func NextAddress(p *policy.Policy) (netip.Addr, error) {
 			used[id.Address] = true
 		}
 	}
+	for _, a := range retired {
+		used[a] = true
+	}
 	last := lastAddr(pfx)
 	for a := start; a.IsValid() && pfx.Contains(a); a = a.Next() {
 		if a.Is4() && a == last {
@@ -277,7 +388,7 @@ func NextAddress(p *policy.Policy) (netip.Addr, error) {
 			return a, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("no free address left in overlay prefix %s above the sites", pfx)
+	return netip.Addr{}, fmt.Errorf("no free address left in overlay prefix %s above the sites (retired addresses are not reused: delete their `# retired address` lines to free them)", pfx)
 }
 
 // lastAddr is the highest address of a masked prefix.

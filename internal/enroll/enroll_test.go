@@ -6,9 +6,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wardgate/wardgate/policy"
 )
@@ -67,7 +70,7 @@ func TestNextAddress(t *testing.T) {
 		{"identities below the sites do not matter", idLine("x", k1, "10.9.0.2"), "10.9.0.4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := NextAddress(mustParse(t, smallPolicy+tc.extra))
+			got, err := NextAddress(mustParse(t, smallPolicy+tc.extra), nil)
 			if err != nil || got.String() != tc.want {
 				t.Fatalf("NextAddress = %v, %v; want %s", got, err, tc.want)
 			}
@@ -76,7 +79,7 @@ func TestNextAddress(t *testing.T) {
 	t.Run("full", func(t *testing.T) {
 		text := strings.Replace(smallPolicy, "10.9.0.3", "10.9.0.253", 1)
 		text += idLine("x", k1, "10.9.0.254")
-		_, err := NextAddress(mustParse(t, text))
+		_, err := NextAddress(mustParse(t, text), nil)
 		if err == nil {
 			t.Fatal("NextAddress found an address in a full prefix (10.9.0.255 is the broadcast)")
 		}
@@ -87,28 +90,43 @@ func TestNextAddress(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, _ := NextAddress(p)
+		got, _ := NextAddress(p, nil)
 		if got != netip.MustParseAddr("100.80.0.3") {
 			t.Fatalf("NextAddress(example) = %v, want 100.80.0.3 (above the sites .1 and .2)", got)
 		}
 	})
+	t.Run("retired", func(t *testing.T) {
+		text := smallPolicy + "\n# retired address 10.9.0.4 (identity x, removed 2026-11-30): wardgate peer add does not hand it out again\n" +
+			"#retired address 10.9.0.6: by hand\n# retired address nonsense\n# the retired address 10.9.0.7 is only prose\n" + idLine("y", k2, "10.9.0.5")
+		retired := RetiredAddresses([]byte(text))
+		if len(retired) != 2 || retired[0].String() != "10.9.0.4" || retired[1].String() != "10.9.0.6" {
+			t.Fatalf("RetiredAddresses = %v, want [10.9.0.4 10.9.0.6]", retired)
+		}
+		got, err := NextAddress(mustParse(t, text), retired)
+		if err != nil || got.String() != "10.9.0.7" {
+			t.Fatalf("NextAddress = %v, %v; want 10.9.0.7 (.4 and .6 retired, .5 used)", got, err)
+		}
+	})
 }
 
-func TestAddKeepsTextAndAppends(t *testing.T) {
+// mriBlockEnd is the end of the last [[identity]] of the example policy,
+// after which peer add inserts.
+const mriBlockEnd = "source = \"192.168.20.13/32\"\nsite = \"york\"\ngroups = [\"medical-device\"]\n"
+
+func TestAddInsertsAfterLastIdentity(t *testing.T) {
 	path, orig := examplePolicy(t)
+	if strings.Count(string(orig), mriBlockEnd) != 1 {
+		t.Fatal("test is out of date with configs/example/policy.toml")
+	}
 	res, err := Add(path, Request{Name: "desk-1", Site: "leeds", Groups: []string{"clinical-desktop", "new-group"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(path)
-	if !bytes.HasPrefix(got, orig) {
-		t.Fatal("the original text is not kept byte for byte at the start of the file")
-	}
-	added := string(got[len(orig):])
 	pub, _ := PublicKey(res.PrivateKey)
-	want := "\n[[identity]]\nname = \"desk-1\"\nkey = \"" + pub.String() + "\"\naddress = \"100.80.0.3\"\nsite = \"leeds\"\ngroups = [\"clinical-desktop\", \"new-group\"]\n"
-	if added != want {
-		t.Fatalf("appended:\n%q\nwant\n%q", added, want)
+	block := "\n[[identity]]\nname = \"desk-1\"\nkey = \"" + pub.String() + "\"\naddress = \"100.80.0.3\"\nsite = \"leeds\"\ngroups = [\"clinical-desktop\", \"new-group\"]\n"
+	if want := strings.Replace(string(orig), mriBlockEnd, mriBlockEnd+block, 1); string(got) != want {
+		t.Fatalf("not inserted after the last identity:\n%s", diffLines(want, string(got)))
 	}
 	if res.Identity.Address.String() != "100.80.0.3" || res.Identity.Key != pub {
 		t.Fatalf("identity %+v", res.Identity)
@@ -120,7 +138,8 @@ func TestAddKeepsTextAndAppends(t *testing.T) {
 	if st.Mode().Perm() != 0o640 {
 		t.Fatalf("mode %v, want the original 0640", st.Mode().Perm())
 	}
-	// The next one gets the next address; a client-supplied key is used.
+	// The next one gets the next address and goes after desk-1; a
+	// client-supplied key is used.
 	_, pub2, _ := GenerateKey()
 	res2, err := Add(path, Request{Name: "desk-2", Site: "york", Key: pub2})
 	if err != nil {
@@ -129,10 +148,136 @@ func TestAddKeepsTextAndAppends(t *testing.T) {
 	if !res2.PrivateKey.IsZero() || res2.Identity.Key != pub2 || res2.Identity.Address.String() != "100.80.0.4" {
 		t.Fatalf("second add: %+v priv zero %v", res2.Identity, res2.PrivateKey.IsZero())
 	}
+	got, _ = os.ReadFile(path)
+	if i, j, k := strings.Index(string(got), `"desk-1"`), strings.Index(string(got), `"desk-2"`), strings.Index(string(got), "[[service]]"); i < 0 || j < i || k < j {
+		t.Fatalf("desk-1 at %d, desk-2 at %d, first service at %d: identities not together", i, j, k)
+	}
 	// No stray temporary files.
 	ents, _ := os.ReadDir(filepath.Dir(path))
 	if len(ents) != 1 {
 		t.Fatalf("dir holds %d entries, want only policy.toml", len(ents))
+	}
+}
+
+// A removed identity's address goes to nobody else: its block becomes a
+// retired-address line, and the next add takes the next address.
+func TestRemoveRetiresAddress(t *testing.T) {
+	path, _ := examplePolicy(t)
+	if _, err := Add(path, Request{Name: "desk-1", Site: "leeds"}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	if _, _, err := Remove(path, "desk-1"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(mriBlockEnd) + `\n# retired address 100\.80\.0\.3 \(identity desk-1, removed \d{4}-\d\d-\d\d\): wardgate peer add does not hand it out again\n\n# --- Services`).Match(got) {
+		t.Fatalf("no retired-address line where the block was:\n%s", got)
+	}
+	if bytes.Count(got, []byte("\n")) != bytes.Count(before, []byte("\n"))-5 {
+		t.Fatal("the six lines of the block were not replaced by one")
+	}
+	for _, want := range []string{"100.80.0.4", "100.80.0.5"} {
+		res, err := Add(path, Request{Name: "desk-" + want, Site: "leeds"})
+		if err != nil || res.Identity.Address.String() != want {
+			t.Fatalf("add after remove: %v %v, want %s (100.80.0.3 is retired)", res, err, want)
+		}
+	}
+	// Retired lines stay when the blocks around them go.
+	for _, name := range []string{"desk-100.80.0.4", "desk-100.80.0.5"} {
+		if _, _, err := Remove(path, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ = os.ReadFile(path)
+	if n := len(RetiredAddresses(got)); n != 3 {
+		t.Fatalf("%d retired addresses after removing three identities, want 3:\n%s", n, got)
+	}
+	if _, err := policy.Parse(path, got); err != nil {
+		t.Fatal(err)
+	}
+
+	// A LAN device's block is cut out: its address is derived from its name.
+	os.WriteFile(path, []byte(smallPolicy+"\n[[identity]]\nname = \"scanner\"\nsource = \"192.168.1.5/32\"\nsite = \"a\"\n"), 0o644)
+	if _, _, err := Remove(path, "scanner"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != smallPolicy {
+		t.Fatalf("removing a LAN identity left:\n%s", got)
+	}
+}
+
+func TestInsertIdentity(t *testing.T) {
+	block := "[[identity]]\nname = \"new\"\n"
+	idY := "[[identity]]\nname = \"y\"\nkey = \"k\"\n"
+	idZ := "[[identity]]\nname = \"z\"\nkey = \"k\"\n"
+	for _, tc := range []struct{ name, text, want string }{
+		{"no identity: at the end", "[overlay]\nx = 1\n", "[overlay]\nx = 1\n\n" + block},
+		{"last identity ends the file", "[overlay]\n\n" + idY, "[overlay]\n\n" + idY + "\n" + block},
+		{"before what follows, one blank line each side", idY + "\n# services\n[[service]]\n", idY + "\n" + block + "\n# services\n[[service]]\n"},
+		{"a following header with no blank line gets one", idY + "[[service]]\n", idY + "\n" + block + "\n[[service]]\n"},
+		{"after the comment glued to the last key", idY + "# y's note\n\n[[rule]]\n", idY + "# y's note\n\n" + block + "\n[[rule]]\n"},
+		{"after the last of several, before a retired line", idY + "\n" + idZ + "# retired address 10.0.0.9: x\n[[test]]\n",
+			idY + "\n" + idZ + "\n" + block + "\n# retired address 10.0.0.9: x\n[[test]]\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(InsertIdentity([]byte(tc.text), block)); got != tc.want {
+				t.Fatalf("got:\n%q\nwant\n%q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRotate(t *testing.T) {
+	path, orig := examplePolicy(t)
+	oldKey := "vc0wEK2eokB1cdNrHttpSsnP3lZykrygD7x2qU3//m4="
+	res, err := Rotate(path, "dr-khan-laptop", policy.Key{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := PublicKey(res.PrivateKey)
+	got, _ := os.ReadFile(path)
+	if want := strings.Replace(string(orig), `key = "`+oldKey+`"`, `key = "`+pub.String()+`"`, 1); string(got) != want {
+		t.Fatalf("more than the key line changed:\n%s", diffLines(want, string(got)))
+	}
+	p, err := policy.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := p.Identity("dr-khan-laptop")
+	if id.Key != pub || res.Identity.Key != pub || res.Old.Key.String() != oldKey || id.Address.String() != "100.80.1.10" || id.Site != "leeds" {
+		t.Fatalf("after rotate: %+v (old %+v)", id, res.Old)
+	}
+	if strings.Contains(string(got), oldKey) {
+		t.Fatal("the old key is still in the policy")
+	}
+	// A given public key: no private key comes back.
+	_, pub2, _ := GenerateKey()
+	res, err = Rotate(path, "dr-khan-laptop", pub2)
+	if err != nil || !res.PrivateKey.IsZero() || res.Identity.Key != pub2 {
+		t.Fatalf("Rotate with a key: %+v %v", res, err)
+	}
+
+	for _, tc := range []struct {
+		name, who string
+		key       policy.Key
+		want      string
+	}{
+		{"unknown", "nobody", policy.Key{}, "no identity"},
+		{"LAN device", "mri-3", policy.Key{}, "LAN device"},
+		{"same key", "dr-khan-laptop", pub2, "already has"},
+		{"another identity's key", "dr-khan-laptop", mustKey(t, "BMxOAT+qhgTAzGx+5q8EI4lnlJKlf8yWXyX8wOcM1TY="), "invalid"},
+		{"a site's key", "dr-khan-laptop", mustKey(t, "LqjzRepy5ts7yPfqc1x2/RKn+vzATGXXQQHpg7DLsTU="), "invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := os.ReadFile(path)
+			if _, err := Rotate(path, tc.who, tc.key); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Rotate: %v, want an error with %q", err, tc.want)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
+				t.Fatal("a refused rotate changed the file")
+			}
+		})
 	}
 }
 
@@ -176,29 +321,6 @@ func mustKey(t *testing.T, s string) policy.Key {
 	return k
 }
 
-func TestAddThenRemoveRestoresBytes(t *testing.T) {
-	for _, tail := range []string{"", "\n", "\n\n# trailing comment\n", "# no newline at the end"} {
-		path, _ := examplePolicy(t)
-		base, _ := os.ReadFile(path)
-		base = append(base, tail...)
-		os.WriteFile(path, base, 0o644)
-		if _, err := Add(path, Request{Name: "desk-1", Site: "leeds", Groups: []string{"it"}}); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := Remove(path, "desk-1"); err != nil {
-			t.Fatal(err)
-		}
-		got, _ := os.ReadFile(path)
-		// The add may have added a final newline and one blank line; the
-		// removal takes them away again, along with blank lines that
-		// ended the file (the one thing not restored).
-		want := strings.TrimRight(string(base), "\n") + "\n"
-		if string(got) != want {
-			t.Fatalf("tail %q: after add+remove the file differs:\n%q\nwant\n%q", tail, got[len(got)-80:], want[len(want)-80:])
-		}
-	}
-}
-
 func TestRemoveBlock(t *testing.T) {
 	path, orig := examplePolicy(t)
 	id, np, err := Remove(path, "rad-reporting-01")
@@ -209,12 +331,12 @@ func TestRemoveBlock(t *testing.T) {
 		t.Fatal("wrong identity removed")
 	}
 	got, _ := os.ReadFile(path)
-	block := "[[identity]]\nname = \"rad-reporting-01\"\nkey = \"JjnSMBVolkPN8+70KChPBjqnkyKVmrpajkADd2JIwGE=\"\naddress = \"100.80.2.10\"\nsite = \"york\"\ngroups = [\"radiology\"]\n\n"
-	if !strings.Contains(string(orig), block) {
+	block := "[[identity]]\nname = \"rad-reporting-01\"\nkey = \"JjnSMBVolkPN8+70KChPBjqnkyKVmrpajkADd2JIwGE=\"\naddress = \"100.80.2.10\"\nsite = \"york\"\ngroups = [\"radiology\"]\n"
+	if !strings.Contains(string(orig), block+"\n[[identity]]") {
 		t.Fatal("test is out of date with configs/example/policy.toml")
 	}
-	if want := strings.Replace(string(orig), block, "", 1); string(got) != want {
-		t.Fatalf("remove cut more or less than the block:\n%s", diffLines(want, string(got)))
+	if want := strings.Replace(string(orig), block, RetireNote(id, time.Now())+"\n", 1); string(got) != want {
+		t.Fatalf("remove replaced more or less than the block:\n%s", diffLines(want, string(got)))
 	}
 }
 
@@ -255,6 +377,12 @@ site = "a"
 	got, _ = RemoveIdentity([]byte(text), "y")
 	if strings.Contains(string(got), `"y"`) || !strings.HasSuffix(string(got), "# next block's comment stays\n") {
 		t.Fatalf("removing the last block:\n%s", got)
+	}
+	// A retired-address line is never glued to a block.
+	retired := "# retired address 10.9.0.9 (identity w, removed 2026-11-30): ...\n"
+	got, _ = RemoveIdentity([]byte(text+retired), "y")
+	if !strings.HasSuffix(string(got), retired) {
+		t.Fatalf("a retired line after the last key went with the block:\n%s", got)
 	}
 }
 
@@ -415,9 +543,10 @@ func lineOf(text []byte, n int) string {
 	return lines[n-1]
 }
 
-// FuzzAddRemove: for any valid policy text, appending an identity block
-// and cutting it out again gives the text back (less blank lines at its
-// end), and the appended text parses to exactly one more identity.
+// FuzzAddRemove: for any valid policy text, inserting an identity block
+// and cutting it out again gives the text back (up to blank lines);
+// replacing its key changes that key alone; retiring it instead leaves its
+// address retired and the rest as it was.
 func FuzzAddRemove(f *testing.F) {
 	example, err := os.ReadFile("../../configs/example/policy.toml")
 	if err != nil {
@@ -429,34 +558,62 @@ func FuzzAddRemove(f *testing.F) {
 	f.Add(smallPolicy + "\n[[identity]]\nname = \"x\"\nkey = \"vc0wEK2eokB1cdNrHttpSsnP3lZykrygD7x2qU3//m4=\"\naddress = \"10.9.0.4\"\nsite = \"a\"\n# glued\n\n\n")
 	f.Add(smallPolicy + "\n[[site]]\nname = \"c\"\nkey = \"BMxOAT+qhgTAzGx+5q8EI4lnlJKlf8yWXyX8wOcM1TY=\"\naddress = \"10.9.0.9\"\nendpoint = \"\"\"x\"\"\"\n   \n")
 	_, pub, _ := GenerateKey()
+	_, pub2, _ := GenerateKey()
 	f.Fuzz(func(t *testing.T, text string) {
 		p, err := policy.Parse("p.toml", []byte(text))
 		if err != nil || len(p.Sites()) == 0 || p.Identity("fuzz-new") != nil {
 			return
 		}
-		addr, err := NextAddress(p)
+		retired := RetiredAddresses([]byte(text))
+		addr, err := NextAddress(p, retired)
 		if err != nil {
 			return
 		}
-		edited := AppendIdentity([]byte(text), IdentityBlock("fuzz-new", pub, addr, p.Sites()[0].Name, nil))
+		if slices.Contains(retired, addr) {
+			t.Fatalf("NextAddress handed out retired %s", addr)
+		}
+		edited := InsertIdentity([]byte(text), IdentityBlock("fuzz-new", pub, addr, p.Sites()[0].Name, nil))
 		np, err := policy.Parse("p.toml", edited)
 		if err != nil || np.Identity("fuzz-new") == nil || len(np.Identities()) != len(p.Identities())+1 {
-			return // Add refuses these (e.g. a key already in use, a file ending in a string)
+			return // Add refuses these (e.g. a key already in use, a block followed by a string)
 		}
 		back, err := RemoveIdentity(edited, "fuzz-new")
 		if err != nil {
-			t.Fatalf("RemoveIdentity of an appended block: %v", err)
+			t.Fatalf("RemoveIdentity of an inserted block: %v", err)
 		}
-		lines := strings.SplitAfter(text, "\n")
-		for len(lines) > 0 && strings.TrimSpace(lines[len(lines)-1]) == "" {
-			lines = lines[:len(lines)-1]
+		if nonBlank(string(back)) != nonBlank(text) {
+			t.Fatalf("add+remove:\n%q\nwant\n%q", back, text)
 		}
-		want := strings.Join(lines, "")
-		if want != "" && !strings.HasSuffix(want, "\n") {
-			want += "\n"
+		rotated, err := ReplaceKey(edited, "fuzz-new", pub, pub2)
+		if err != nil {
+			t.Fatalf("ReplaceKey of an inserted block: %v", err)
 		}
-		if string(back) != want {
-			t.Fatalf("add+remove:\n%q\nwant\n%q", back, want)
+		if rp, err := policy.Parse("p.toml", rotated); err == nil {
+			if id := rp.Identity("fuzz-new"); id == nil || id.Key != pub2 || id.Address != addr || !sameIdentitiesBut(np, rp, "fuzz-new") {
+				t.Fatalf("after ReplaceKey: %+v", id)
+			}
+		} // else pub2 is in use already: Rotate refuses
+		id := np.Identity("fuzz-new")
+		gone, err := RetireIdentity(edited, "fuzz-new", RetireNote(id, time.Unix(0, 0)))
+		if err != nil {
+			t.Fatalf("RetireIdentity of an inserted block: %v", err)
+		}
+		if got := RetiredAddresses(gone); len(got) != len(retired)+1 || !slices.Contains(got, addr) {
+			t.Fatalf("after retiring %s: retired %v", addr, got)
+		}
+		if rp, err := policy.Parse("p.toml", gone); err != nil || rp.Identity("fuzz-new") != nil || len(rp.Identities()) != len(p.Identities()) {
+			t.Fatalf("retired text: %v", err)
 		}
 	})
+}
+
+// nonBlank is text without its blank lines and with a final newline.
+func nonBlank(text string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(text, "\n") {
+		if strings.TrimSpace(l) != "" {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }

@@ -45,6 +45,10 @@ type Config struct {
 	PersistentKeepalive time.Duration
 	// Verbose logs the device's debug output through Logf (nil: silent).
 	Logf func(format string, args ...any)
+	// Inbound, when set, sees every packet the gateway sends before the
+	// client's stack does; false drops it. Tests use it to play clients
+	// that misbehave (one that never answers a SYN-ACK).
+	Inbound func(pkt []byte) bool
 }
 
 // Client is a running WireGuard client.
@@ -75,7 +79,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wgclient: netstack: %w", err)
 	}
-	st := &sniffTUN{Device: td}
+	st := &sniffTUN{Device: td, inbound: cfg.Inbound}
 	logger := &device.Logger{Verbosef: device.DiscardLogf, Errorf: device.DiscardLogf}
 	if cfg.Logf != nil {
 		logger = &device.Logger{Verbosef: cfg.Logf, Errorf: cfg.Logf}
@@ -241,15 +245,24 @@ type sniffTUN struct {
 	tun.Device
 	unreach atomic.Uint64
 	seq     atomic.Uint32
+	inbound func(pkt []byte) bool
 }
 
 func (s *sniffTUN) Write(bufs [][]byte, offset int) (int, error) {
+	kept := bufs[:0:0]
 	for _, b := range bufs {
+		if s.inbound != nil && !s.inbound(b[offset:]) {
+			continue
+		}
 		if isPortUnreachable(b[offset:]) {
 			s.unreach.Add(1)
 		}
+		kept = append(kept, b)
 	}
-	return s.Device.Write(bufs, offset)
+	if _, err := s.Device.Write(kept, offset); err != nil {
+		return 0, err
+	}
+	return len(bufs), nil
 }
 
 func isPortUnreachable(p []byte) bool {
