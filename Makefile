@@ -40,7 +40,7 @@ demo: build
 bench: build
 	@scripts/install-deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./dnsfilter/ ./overlay/ ./gateway/
-	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./test/interop/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./test/interop/ | grep -v 'level='
 
 ## stress: the load and fault suite's long form (root: floods, a reload
 ## storm, a huge policy), with a table of figures; `make test` runs its
