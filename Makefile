@@ -10,7 +10,7 @@ PREFIX   ?= /usr/local
 RACE_PKGS := ./gateway/... ./overlay/... ./dnsfilter/... ./internal/...
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: build test unit race interop deps demo bench lint fuzz install clean
+.PHONY: build test unit race interop deps demo bench stress lint fuzz install clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/wardgate
@@ -41,6 +41,12 @@ bench: build
 	@scripts/install-deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./dnsfilter/ ./overlay/ ./gateway/
 	$(GO) test -run '^$$' -bench . -benchtime 1x -v ./test/interop/ | grep -v 'level='
+
+## stress: the load and fault suite's long form (root: floods, a reload
+## storm, a huge policy), with a table of figures; `make test` runs its
+## short form.
+stress: deps
+	WARDGATE_STRESS=long CI=true $(GO) test -count=1 -timeout 30m -run TestStress -v ./test/interop/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
