@@ -318,12 +318,12 @@ func ParseListen(s string) (netip.AddrPort, policy.Proto, error) {
 		case "udp":
 			proto = policy.ProtoUDP
 		default:
-			return netip.AddrPort{}, 0, fmt.Errorf("listen %q: protocol %q: want tcp or udp", s, p)
+			return netip.AddrPort{}, 0, fmt.Errorf("listen %s: protocol %s: want tcp or udp", policy.Quote(s), policy.Quote(p))
 		}
 	}
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
-		return netip.AddrPort{}, 0, fmt.Errorf("listen %q: want ip:port[/udp]", s)
+		return netip.AddrPort{}, 0, fmt.Errorf("listen %s: want ip:port[/udp]", policy.Quote(s))
 	}
 	return ap, proto, nil
 }
