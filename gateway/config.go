@@ -363,9 +363,21 @@ func (c *Config) CheckAgainst(p *policy.Policy) error {
 		probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: fmt.Sprintf("unknown site %q (not a [[site]] in %s)", c.Site, p.File())})
 	}
 	for i, ln := range c.Listener {
-		if ln.Service != "" && p.Service(ln.Service) == nil {
+		if ln.Service == "" {
+			continue
+		}
+		msg := ""
+		switch svc := p.Service(ln.Service); {
+		case svc == nil:
+			msg = fmt.Sprintf("listener %d: unknown service %q", i+1, ln.Service)
+		case !svc.VIP.IsValid():
+			// A listener forwards to a service's address; an egress-only
+			// service has none (its destinations are learnt from DNS).
+			msg = fmt.Sprintf("listener %d: service %q is egress-only (no address to forward to)", i+1, ln.Service)
+		}
+		if msg != "" {
 			line := keyLine(lines, fmt.Sprintf("listener[%d].service", i))
-			probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: fmt.Sprintf("listener %d: unknown service %q", i+1, ln.Service)})
+			probs = append(probs, policy.Problem{File: c.file, Line: line, Col: colOf(line), Msg: msg})
 		}
 	}
 	if len(probs) > 0 {

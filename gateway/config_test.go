@@ -123,6 +123,17 @@ func TestConfigAgainstPolicy(t *testing.T) {
 			t.Errorf("error %v lacks %q", err, w)
 		}
 	}
+
+	// A listener in front of an egress-only service has nowhere to go.
+	text := sprintfPolicy(k[0], k[1], k[2], be) + "\n[[service]]\nname = \"nhs-web\"\negress = [\"*.nhs.uk\"]\nports = [\"443/tcp\"]\n"
+	os.WriteFile(filepath.Join(dir, "policy.toml"), []byte(text), 0o644)
+	os.WriteFile(gw, []byte("site = \"leeds\"\npolicy = \"policy.toml\"\nprivate_key_file = \"k\"\n[[listener]]\nlisten = \"127.0.0.1:443\"\nservice = \"nhs-web\"\n"), 0o644)
+	if c, err = LoadConfig(gw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = c.LoadPolicy(); err == nil || !strings.Contains(err.Error(), gw+`:6:1: listener 1: service "nhs-web" is egress-only`) {
+		t.Errorf("a listener for an egress-only service: %v", err)
+	}
 }
 
 // TestLoadPolicyRunsTests: a policy whose [[test]] fails is refused by
