@@ -312,17 +312,10 @@ func dialVIP(c *wgclient.Client, vip string, port uint16) (net.Conn, error) {
 // TestEndToEnd runs userspace WireGuard clients against a real gateway:
 // real wireguard-go devices, the real gVisor stack, real backend sockets.
 func TestEndToEnd(t *testing.T) {
-	be := startTestBackends(t)
-	baseline := runtime.NumGoroutine()
-	gwKey, aliceKey, bobKey := newTestKey(t), newTestKey(t), newTestKey(t)
-	pol := sprintfPolicy(gwKey, aliceKey, bobKey, be)
-	sw := memnet.NewSwitch()
-	tg := startTestGateway(t, sw, gwKey, "leeds", pol, "[limits]\nflows_per_identity = 3\ndial_timeout = \"2s\"\nudp_idle = \"1s\"\n")
-	alice := tg.client(t, aliceKey, "100.80.1.10")
-	bob := tg.client(t, bobKey, "100.80.1.11")
 
 	t.Run("allowed TCP carries data both ways with half-close", func(t *testing.T) {
-		c, err := dialVIP(alice, "100.81.0.10", be.echo.Port())
+		rig := newE2ERig(t)
+		c, err := dialVIP(rig.alice, "100.81.0.10", rig.be.echo.Port())
 		if err != nil {
 			t.Fatalf("dial ehr: %v", err)
 		}
@@ -340,9 +333,9 @@ func TestEndToEnd(t *testing.T) {
 		if !bytes.Equal(got, append([]byte("echo:"), payload...)) {
 			t.Fatalf("echo through the gateway differs: got %d bytes", len(got))
 		}
-		ev := tg.audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr"})
-		want := map[string]any{"site": "leeds", "proto": "tcp", "port": be.echo.Port(), "rule": "clinical-ehr",
-			"dst": fmt.Sprintf("100.81.0.10:%d", be.echo.Port())}
+		ev := rig.tg.audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr"})
+		want := map[string]any{"site": "leeds", "proto": "tcp", "port": rig.be.echo.Port(), "rule": "clinical-ehr",
+			"dst": fmt.Sprintf("100.81.0.10:%d", rig.be.echo.Port())}
 		for k, v := range want {
 			if fmt.Sprint(ev[k]) != fmt.Sprint(v) {
 				t.Errorf("flow.allow %s = %v, want %v", k, ev[k], v)
@@ -354,7 +347,7 @@ func TestEndToEnd(t *testing.T) {
 		if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(ev["time"])); err != nil {
 			t.Errorf("flow.allow time: %v", err)
 		}
-		end := tg.audit.waitEvent(t, map[string]any{"event": "flow.end", "identity": "alice", "service": "ehr"})
+		end := rig.tg.audit.waitEvent(t, map[string]any{"event": "flow.end", "identity": "alice", "service": "ehr"})
 		if end["bytes_in"].(float64) != float64(len(payload)) || end["bytes_out"].(float64) != float64(len(payload)+5) {
 			t.Errorf("flow.end bytes_in %v bytes_out %v, want %d and %d", end["bytes_in"], end["bytes_out"], len(payload), len(payload)+5)
 		}
@@ -364,20 +357,21 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("denied TCP is refused at once", func(t *testing.T) {
+		rig := newE2ERig(t)
 		start := time.Now()
-		_, err := dialVIP(alice, "100.81.0.11", be.other.Port())
+		_, err := dialVIP(rig.alice, "100.81.0.11", rig.be.other.Port())
 		if !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(fmt.Sprint(err), "refused") {
 			t.Fatalf("dial payroll as alice: want connection refused, got %v", err)
 		}
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("refusal took %v", d)
 		}
-		ev := tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "service": "payroll"})
+		ev := rig.tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "service": "payroll"})
 		if ev["reason"] != "no-rule" || ev["proto"] != "tcp" {
 			t.Errorf("flow.deny = %v", ev)
 		}
-		// The same destination is open to bob.
-		c, err := dialVIP(bob, "100.81.0.11", be.other.Port())
+		// The same destination is open to rig.bob.
+		c, err := dialVIP(rig.bob, "100.81.0.11", rig.be.other.Port())
 		if err != nil {
 			t.Fatalf("dial payroll as bob: %v", err)
 		}
@@ -389,35 +383,39 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("unknown destination is no-service", func(t *testing.T) {
-		if _, err := dialVIP(alice, "100.81.0.99", 8080); err == nil {
+		rig := newE2ERig(t)
+		if _, err := dialVIP(rig.alice, "100.81.0.99", 8080); err == nil {
 			t.Fatal("dial to an unknown destination succeeded")
 		}
-		tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "dst": "100.81.0.99:8080", "reason": "no-service"})
+		rig.tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "dst": "100.81.0.99:8080", "reason": "no-service"})
 	})
 
 	t.Run("dead backend looks dead", func(t *testing.T) {
-		if _, err := dialVIP(alice, "100.81.0.12", be.dead.Port()); err == nil {
+		rig := newE2ERig(t)
+		if _, err := dialVIP(rig.alice, "100.81.0.12", rig.be.dead.Port()); err == nil {
 			t.Fatal("dial through to a dead backend succeeded")
 		}
-		tg.audit.waitEvent(t, map[string]any{"event": "flow.end", "identity": "alice", "service": "dead"})
+		rig.tg.audit.waitEvent(t, map[string]any{"event": "flow.end", "identity": "alice", "service": "dead"})
 	})
 
 	t.Run("UDP echo for the allowed identity only", func(t *testing.T) {
-		dst := netip.AddrPortFrom(netip.MustParseAddr("100.81.0.13"), be.udpEcho.Port())
-		if err := udpEcho(alice, dst); err != nil {
+		rig := newE2ERig(t)
+		dst := netip.AddrPortFrom(netip.MustParseAddr("100.81.0.13"), rig.be.udpEcho.Port())
+		if err := udpEcho(rig.alice, dst); err != nil {
 			t.Fatalf("alice: %v", err)
 		}
-		before := bob.PortUnreachables()
-		if err := udpEcho(bob, dst); err == nil {
+		before := rig.bob.PortUnreachables()
+		if err := udpEcho(rig.bob, dst); err == nil {
 			t.Fatal("bob's UDP went through")
 		}
-		if bob.PortUnreachables() == before {
+		if rig.bob.PortUnreachables() == before {
 			t.Error("bob got no ICMP port unreachable")
 		}
-		tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "bob", "service": "echo", "proto": "udp", "reason": "no-rule"})
+		rig.tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "bob", "service": "echo", "proto": "udp", "reason": "no-rule"})
 	})
 
 	t.Run("DNS answers the names the identity may reach", func(t *testing.T) {
+		rig := newE2ERig(t)
 		query := func(c *wgclient.Client, name string) (*dns.Msg, error) {
 			conn, err := c.DialUDP(netip.MustParseAddrPort("100.80.0.1:53"))
 			if err != nil {
@@ -433,61 +431,63 @@ func TestEndToEnd(t *testing.T) {
 			}
 			return dc.ReadMsg()
 		}
-		r, err := query(alice, "ehr.test.internal")
+		r, err := query(rig.alice, "ehr.test.internal")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "100.81.0.10" {
 			t.Fatalf("alice ehr.test.internal: %v", r)
 		}
-		r, err = query(alice, "payroll.test.internal")
+		r, err = query(rig.alice, "payroll.test.internal")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if r.Rcode != dns.RcodeNameError {
 			t.Fatalf("alice payroll.test.internal: rcode %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
 		}
-		tg.audit.waitEvent(t, map[string]any{"event": "dns.query", "identity": "alice", "qname": "payroll.test.internal", "rcode": "NXDOMAIN"})
+		rig.tg.audit.waitEvent(t, map[string]any{"event": "dns.query", "identity": "alice", "qname": "payroll.test.internal", "rcode": "NXDOMAIN"})
 	})
 
 	t.Run("ping gateway and reachable VIPs only", func(t *testing.T) {
+		rig := newE2ERig(t)
 		ping := func(c *wgclient.Client, addr string) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			return c.Ping(ctx, netip.MustParseAddr(addr))
 		}
-		if err := ping(alice, "100.80.0.1"); err != nil {
+		if err := ping(rig.alice, "100.80.0.1"); err != nil {
 			t.Errorf("ping gateway: %v", err)
 		}
-		if err := ping(alice, "100.81.0.10"); err != nil {
+		if err := ping(rig.alice, "100.81.0.10"); err != nil {
 			t.Errorf("ping ehr VIP as alice: %v", err)
 		}
-		if err := ping(alice, "100.81.0.11"); err == nil {
+		if err := ping(rig.alice, "100.81.0.11"); err == nil {
 			t.Error("ping payroll VIP as alice answered")
 		}
 	})
 
 	t.Run("caps hold per identity", func(t *testing.T) {
+		rig := newE2ERig(t)
 		var held []net.Conn
 		defer func() {
 			for _, c := range held {
 				c.Close()
 			}
 		}()
-		waitUntil(t, 5*time.Second, "alice's earlier flows to end", func() bool { return countFlows(tg.gw, "alice") == 0 })
+		waitUntil(t, 5*time.Second, "alice's earlier flows to end", func() bool { return countFlows(rig.tg.gw, "alice") == 0 })
 		for i := 0; i < 3; i++ {
-			c, err := dialVIP(alice, "100.81.0.10", be.echo.Port())
+			c, err := dialVIP(rig.alice, "100.81.0.10", rig.be.echo.Port())
 			if err != nil {
 				t.Fatalf("flow %d under the cap: %v", i, err)
 			}
 			held = append(held, c)
 		}
-		waitUntil(t, 5*time.Second, "3 live flows", func() bool { return countFlows(tg.gw, "alice") == 3 })
-		if _, err := dialVIP(alice, "100.81.0.10", be.echo.Port()); err == nil {
+		waitUntil(t, 5*time.Second, "3 live flows", func() bool { return countFlows(rig.tg.gw, "alice") == 3 })
+		if _, err := dialVIP(rig.alice, "100.81.0.10", rig.be.echo.Port()); err == nil {
 			t.Fatal("4th flow over flows_per_identity = 3 was accepted")
 		}
-		tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "reason": "flow-limit"})
-		c, err := dialVIP(bob, "100.81.0.11", be.other.Port())
+		rig.tg.audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "reason": "flow-limit"})
+		c, err := dialVIP(rig.bob, "100.81.0.11", rig.be.other.Port())
 		if err != nil {
 			t.Fatalf("bob is affected by alice's cap: %v", err)
 		}
@@ -495,26 +495,53 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("spoofed source gets nothing", func(t *testing.T) {
-		// bob's key, alice's address: cryptokey routing drops it.
-		mallory := tg.client(t, bobKey, "100.80.1.10")
+		rig := newE2ERig(t)
+		// rig.bob's key, rig.alice's address: cryptokey routing drops it.
+		mallory := rig.tg.client(t, rig.bobKey, "100.80.1.10")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if c, err := mallory.DialContext(ctx, "tcp4", fmt.Sprintf("100.81.0.10:%d", be.echo.Port())); err == nil {
+		if c, err := mallory.DialContext(ctx, "tcp4", fmt.Sprintf("100.81.0.10:%d", rig.be.echo.Port())); err == nil {
 			c.Close()
 			t.Fatal("a spoofed source reached ehr")
 		}
 	})
 
 	t.Run("peer handshakes are audited", func(t *testing.T) {
-		ev := tg.audit.waitEvent(t, map[string]any{"event": "peer.handshake", "identity": "bob"})
-		if ev["site"] != "leeds" || ev["key"] != bobKey.pubB64() {
+		rig := newE2ERig(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := rig.bob.Ping(ctx, netip.MustParseAddr("100.80.0.1")); err != nil {
+			t.Fatal(err) // bob's first packet: his session starts
+		}
+		ev := rig.tg.audit.waitEvent(t, map[string]any{"event": "peer.handshake", "identity": "bob"})
+		if ev["site"] != "leeds" || ev["key"] != rig.bobKey.pubB64() {
 			t.Errorf("peer.handshake = %v", ev)
 		}
 	})
 
 	t.Run("metrics", func(t *testing.T) {
+		rig := newE2ERig(t)
+		// An allowed flow, a denied one and a hidden name, to be counted.
+		if c, err := dialVIP(rig.alice, "100.81.0.10", rig.be.echo.Port()); err == nil {
+			c.Close()
+		} else {
+			t.Fatal(err)
+		}
+		if _, err := dialVIP(rig.alice, "100.81.0.11", rig.be.other.Port()); err == nil {
+			t.Fatal("alice reached payroll")
+		}
+		if c, err := rig.alice.DialUDP(netip.MustParseAddrPort("100.80.0.1:53")); err == nil {
+			m := new(dns.Msg)
+			m.SetQuestion("payroll.test.internal.", dns.TypeA)
+			dc := &dns.Conn{Conn: c}
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			dc.WriteMsg(m)
+			dc.ReadMsg()
+			c.Close()
+		}
+		rig.tg.audit.waitEvent(t, map[string]any{"event": "dns.query", "identity": "alice", "rcode": "NXDOMAIN"})
 		rec := httptest.NewRecorder()
-		tg.gw.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		rig.tg.gw.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 		body := rec.Body.String()
 		for _, want := range []string{
 			`wardgate_flows_total{rule="clinical-ehr",service="ehr",verdict="allow"}`,
@@ -536,9 +563,22 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	alice.Close()
-	bob.Close()
-	tg.gw.Close()
+}
+
+// TestEndToEndLeavesNoGoroutines: a gateway that carried a flow and was
+// closed leaves no goroutine behind.
+func TestEndToEndLeavesNoGoroutines(t *testing.T) {
+	be := startTestBackends(t)
+	baseline := runtime.NumGoroutine()
+	rig := newE2ERigWith(t, be)
+	c, err := dialVIP(rig.alice, "100.81.0.10", rig.be.echo.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	rig.alice.Close()
+	rig.bob.Close()
+	rig.tg.gw.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > baseline+2 {
 		if time.Now().After(deadline) {
@@ -547,6 +587,27 @@ func TestEndToEnd(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// e2eRig is one gateway, its backends and two clients: alice (clinical:
+// ehr, dead, echo) and bob (admin: payroll), with small caps. Each subtest
+// of TestEndToEnd makes its own, so none depends on another.
+type e2eRig struct {
+	be                      testBackends
+	gwKey, aliceKey, bobKey testKey
+	tg                      *testGateway
+	alice, bob              *wgclient.Client
+}
+
+func newE2ERig(t *testing.T) *e2eRig { return newE2ERigWith(t, startTestBackends(t)) }
+
+func newE2ERigWith(t *testing.T, be testBackends) *e2eRig {
+	r := &e2eRig{be: be, gwKey: newTestKey(t), aliceKey: newTestKey(t), bobKey: newTestKey(t)}
+	pol := sprintfPolicy(r.gwKey, r.aliceKey, r.bobKey, r.be)
+	r.tg = startTestGateway(t, memnet.NewSwitch(), r.gwKey, "leeds", pol, "[limits]\nflows_per_identity = 3\ndial_timeout = \"2s\"\nudp_idle = \"1s\"\ndrain = \"1s\"\n")
+	r.alice = r.tg.client(t, r.aliceKey, "100.80.1.10")
+	r.bob = r.tg.client(t, r.bobKey, "100.80.1.11")
+	return r
 }
 
 func freeTCPPort(t testing.TB) int {
