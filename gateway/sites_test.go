@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgclient"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
 
@@ -135,40 +136,10 @@ func (m *mesh) rewrite(site string) {
 // ends, the remote site deciding on its own, non-site peers refused, a
 // service moving sites, UDP across sites, a site stopped and restarted.
 func TestSites(t *testing.T) {
-	m := &mesh{t: t, sw: memnet.NewSwitch(), be: startTestBackends(t), gws: map[string]*testGateway{},
-		keys:     map[string]testKey{"leeds": newTestKey(t), "york": newTestKey(t), "hull": newTestKey(t)},
-		aliceKey: newTestKey(t), carolKy: newTestKey(t), ehrSite: "york", lanPort: freeTCPPort(t)}
-	for _, s := range []string{"leeds", "york", "hull"} {
-		m.start(s, t.TempDir())
-	}
-	alice := m.gws["leeds"].client(t, m.aliceKey, "100.80.1.10")
-	ehrVIP := m.gws["leeds"].gw.Policy().Service("ehr").VIP.String()
-
-	echoOnce := func(t *testing.T) error {
-		c, err := dialVIP(alice, ehrVIP, m.be.echo.Port())
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		payload := make([]byte, 256<<10)
-		rand.Read(payload)
-		go func() {
-			c.Write(payload)
-			c.(interface{ CloseWrite() error }).CloseWrite()
-		}()
-		got, err := io.ReadAll(c)
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(got, append([]byte("echo:"), payload...)) {
-			return fmt.Errorf("echo across sites differs: %d bytes", len(got))
-		}
-		return nil
-	}
-
 	t.Run("relayed with the identity checked at both ends", func(t *testing.T) {
+		m, alice := newSitesMesh(t, "york")
 		waitUntil(t, 10*time.Second, "site link leeds->york", func() bool { return linkHealthy(m.gws["leeds"].gw, "york") })
-		if err := echoOnce(t); err != nil {
+		if err := m.echoOnce(alice); err != nil {
 			t.Fatal(err)
 		}
 		here := m.gws["leeds"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr"})
@@ -192,6 +163,7 @@ func TestSites(t *testing.T) {
 	})
 
 	t.Run("the backend's close reaches the client across sites", func(t *testing.T) {
+		m, alice := newSitesMesh(t, "york")
 		vip := m.gws["leeds"].gw.Policy().Service("greeter").VIP.String()
 		c, err := dialVIP(alice, vip, m.be.other.Port())
 		if err != nil {
@@ -206,6 +178,7 @@ func TestSites(t *testing.T) {
 	})
 
 	t.Run("a LAN device reaches a service at another site through a listener", func(t *testing.T) {
+		m, _ := newSitesMesh(t, "york")
 		lan := fmt.Sprintf("127.0.0.1:%d", m.lanPort)
 		c, err := net.DialTimeout("tcp4", lan, 5*time.Second)
 		if err != nil {
@@ -243,6 +216,7 @@ func TestSites(t *testing.T) {
 	})
 
 	t.Run("a LAN device's UDP reaches a service at another site through a listener", func(t *testing.T) {
+		m, _ := newSitesMesh(t, "york")
 		c, err := net.Dial("udp4", fmt.Sprintf("127.0.0.1:%d", m.lanPort))
 		if err != nil {
 			t.Fatal(err)
@@ -265,6 +239,7 @@ func TestSites(t *testing.T) {
 	})
 
 	t.Run("UDP across sites", func(t *testing.T) {
+		m, alice := newSitesMesh(t, "york")
 		vip := m.gws["leeds"].gw.Policy().Service("echo").VIP
 		if err := udpEcho(alice, netip.AddrPortFrom(vip, m.be.udpEcho.Port())); err != nil {
 			for _, s := range []string{"leeds", "york"} {
@@ -280,6 +255,7 @@ func TestSites(t *testing.T) {
 	})
 
 	t.Run("a peer that is not a site gateway gets nothing from the site link", func(t *testing.T) {
+		m, _ := newSitesMesh(t, "york")
 		carol := m.gws["york"].client(t, m.carolKy, "100.80.2.10")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -296,11 +272,12 @@ func TestSites(t *testing.T) {
 	})
 
 	t.Run("the remote site decides on its own", func(t *testing.T) {
+		m, alice := newSitesMesh(t, "york")
 		// York's copy of the policy no longer lets clinical reach ehr.
 		m.extra = "\n[[rule]]\nname = \"york-says-no\"\naction = \"deny\"\nfrom = [\"site:leeds\"]\nto = [\"ehr\"]\n"
 		m.rewrite("york")
 		defer func() { m.extra = ""; m.rewrite("york") }()
-		if err := echoOnce(t); err == nil {
+		if err := m.echoOnce(alice); err == nil {
 			t.Fatal("york's deny did not hold")
 		}
 		m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "service": "ehr", "reason": "deny-rule", "rule": "york-says-no", "from_site": "leeds"})
@@ -315,6 +292,8 @@ func TestSites(t *testing.T) {
 	})
 
 	t.Run("a service moves sites and keeps its name and address", func(t *testing.T) {
+		m, alice := newSitesMesh(t, "york")
+		ehrVIP := m.vip("ehr")
 		m.ehrSite = "hull"
 		for _, s := range []string{"leeds", "york", "hull"} {
 			m.rewrite(s)
@@ -323,18 +302,19 @@ func TestSites(t *testing.T) {
 			t.Fatalf("ehr's VIP moved with the service: %s, was %s", got, ehrVIP)
 		}
 		waitUntil(t, 10*time.Second, "site link leeds->hull", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
-		if err := echoOnce(t); err != nil {
+		if err := m.echoOnce(alice); err != nil {
 			t.Fatal(err)
 		}
 		m.gws["hull"].audit.waitEvent(t, map[string]any{"event": "flow.allow", "identity": "alice", "service": "ehr", "from_site": "leeds"})
 	})
 
 	t.Run("a site stopped fails fast and recovers by itself", func(t *testing.T) {
+		m, alice := newSitesMesh(t, "hull")
 		hullDir := m.gws["hull"].dir
 		m.gws["hull"].gw.Close()
 		waitUntil(t, 20*time.Second, "leeds to see hull down", func() bool { return !linkHealthy(m.gws["leeds"].gw, "hull") })
 		start := time.Now()
-		if err := echoOnce(t); err == nil {
+		if err := m.echoOnce(alice); err == nil {
 			t.Fatal("a flow to a stopped site went through")
 		} else if !strings.Contains(err.Error(), "refused") {
 			t.Errorf("want connection refused, got %v", err)
@@ -344,7 +324,7 @@ func TestSites(t *testing.T) {
 		}
 		m.start("hull", hullDir)
 		waitUntil(t, 20*time.Second, "leeds to see hull back", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
-		if err := echoOnce(t); err != nil {
+		if err := m.echoOnce(alice); err != nil {
 			for _, s := range []string{"leeds", "hull"} {
 				evs := m.gws[s].audit.events(t)
 				for _, ev := range evs[max(0, len(evs)-4):] {
@@ -354,6 +334,52 @@ func TestSites(t *testing.T) {
 			t.Fatalf("after hull restarted: %v", err)
 		}
 	})
+}
+
+// newSitesMesh starts leeds, york and hull with ehr served at ehrSite, and
+// alice at Leeds, and waits for Leeds's links to the other two: each
+// subtest has its own, so none depends on another.
+func newSitesMesh(t *testing.T, ehrSite string) (*mesh, *wgclient.Client) {
+	m := &mesh{t: t, sw: memnet.NewSwitch(), be: startTestBackends(t), gws: map[string]*testGateway{},
+		keys:     map[string]testKey{"leeds": newTestKey(t), "york": newTestKey(t), "hull": newTestKey(t)},
+		aliceKey: newTestKey(t), carolKy: newTestKey(t), ehrSite: ehrSite, lanPort: freeTCPPort(t)}
+	for _, s := range []string{"leeds", "york", "hull"} {
+		m.start(s, t.TempDir())
+	}
+	alice := m.gws["leeds"].client(t, m.aliceKey, "100.80.1.10")
+	for _, s := range []string{"york", "hull"} {
+		waitUntil(t, 10*time.Second, "site link leeds->"+s, func() bool { return linkHealthy(m.gws["leeds"].gw, s) })
+	}
+	return m, alice
+}
+
+// vip is a service's virtual address, as Leeds's policy has it.
+func (m *mesh) vip(service string) string {
+	return m.gws["leeds"].gw.Policy().Service(service).VIP.String()
+}
+
+// echoOnce sends 256 KiB through ehr's echo backend as alice and checks
+// the answer.
+func (m *mesh) echoOnce(alice *wgclient.Client) error {
+	c, err := dialVIP(alice, m.vip("ehr"), m.be.echo.Port())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	payload := make([]byte, 256<<10)
+	rand.Read(payload)
+	go func() {
+		c.Write(payload)
+		c.(interface{ CloseWrite() error }).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, append([]byte("echo:"), payload...)) {
+		return fmt.Errorf("echo across sites differs: %d bytes", len(got))
+	}
+	return nil
 }
 
 func linkHealthy(g *Gateway, site string) bool {
