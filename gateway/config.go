@@ -402,6 +402,12 @@ func (c *Config) ReadPrivateKey() (policy.Key, error) {
 	if st.Mode().Perm()&0o077 != 0 {
 		return policy.Key{}, fmt.Errorf("%s: mode %04o: %w", path, st.Mode().Perm(), ErrKeyTooOpen)
 	}
+	return c.readKeyFile()
+}
+
+// readKeyFile reads private_key_file, whatever its mode.
+func (c *Config) readKeyFile() (policy.Key, error) {
+	path := c.Path(c.PrivateKeyFile)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
@@ -411,6 +417,19 @@ func (c *Config) ReadPrivateKey() (policy.Key, error) {
 		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return k, nil
+}
+
+// CheckKeyMatches reports a private_key_file whose public key is not the
+// policy's key for this site: such a gateway would start and complete no
+// handshake with anyone. `run` and reload refuse it; `check` warns. A
+// key file that cannot be read is not this check's business (nil).
+func (c *Config) CheckKeyMatches(pol *policy.Policy) error {
+	site := pol.Site(c.Site)
+	key, err := c.readKeyFile()
+	if site == nil || err != nil {
+		return nil
+	}
+	return (&state{pol: pol, site: site, cfg: c, key: key}).checkKey()
 }
 
 // keyLine finds the line of a dotted key ("dns.upstream", "site", or

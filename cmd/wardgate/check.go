@@ -39,6 +39,10 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 		}
+		if err := cfg.CheckKeyMatches(pol); err != nil {
+			fmt.Fprintf(stderr, "warning: %v (wardgate run refuses this)\n", err)
+			warnings++
+		}
 	}
 	for _, w := range pol.Warnings() {
 		fmt.Fprintf(stderr, "warning: %s\n", w.Error())

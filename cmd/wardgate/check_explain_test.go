@@ -115,3 +115,27 @@ func TestExplainExpiry(t *testing.T) {
 		t.Errorf("check of an expired rule: exit %d (want 0 and a warning)\n%s", code, errs)
 	}
 }
+
+// TestCheckWarnsOfAKeyThatIsNotTheSites: a private key whose public half is
+// not the site's key in the policy is a warning for check (run refuses it).
+func TestCheckWarnsOfAKeyThatIsNotTheSites(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"gateway.toml", "policy.toml"} {
+		text, err := os.ReadFile(filepath.Join("../../configs/example", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), text, 0o644)
+	}
+	os.Mkdir(filepath.Join(dir, "keys"), 0o700)
+	// The york key where leeds's should be: valid, but another site's.
+	york, err := os.ReadFile("../../configs/example/keys/york.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "keys", "leeds.key"), york, 0o600)
+	code, out, errs := runCLI("check", "-c", filepath.Join(dir, "gateway.toml"))
+	if code != 0 || !strings.Contains(errs, `but site "leeds" has key`) || !strings.Contains(out, "warnings") {
+		t.Fatalf("check with another site's key: exit %d\n%s%s", code, out, errs)
+	}
+}
