@@ -13,7 +13,6 @@ package enroll
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -23,8 +22,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/curve25519"
-
+	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -319,31 +317,19 @@ func writeIfUnchanged(path string, orig, data []byte) error {
 	return WriteFileAtomic(path, data)
 }
 
-// GenerateKey makes a WireGuard key pair: 32 random bytes, clamped as
-// curve25519 requires (as `wg genkey` does), and the public key.
+// GenerateKey makes a WireGuard key pair (overlay.NewPrivateKey: random,
+// clamped as `wg genkey` does) as the policy's key type.
 func GenerateKey() (priv, pub policy.Key, err error) {
-	if _, err := rand.Read(priv[:]); err != nil {
-		return priv, pub, err
-	}
-	priv[0] &= 248
-	priv[31] = (priv[31] & 127) | 64
-	p, err := curve25519.X25519(priv[:], curve25519.Basepoint)
+	k, err := overlay.NewPrivateKey()
 	if err != nil {
 		return priv, pub, err
 	}
-	copy(pub[:], p)
-	return priv, pub, nil
+	return policy.Key(k), policy.Key(k.PublicKey()), nil
 }
 
 // PublicKey derives the public key of a private key.
 func PublicKey(priv policy.Key) (policy.Key, error) {
-	var pub policy.Key
-	p, err := curve25519.X25519(priv[:], curve25519.Basepoint)
-	if err != nil {
-		return pub, err
-	}
-	copy(pub[:], p)
-	return pub, nil
+	return policy.Key(overlay.Key(priv).PublicKey()), nil
 }
 
 // NextAddress allocates an overlay address for a new identity: the lowest
