@@ -25,6 +25,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/crypto/curve25519"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/internal/wgclient"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
@@ -83,7 +84,7 @@ func (s *syncBuffer) events(t testing.TB) []map[string]any {
 func (s *syncBuffer) waitEvent(t testing.TB, want map[string]any) map[string]any {
 	t.Helper()
 	var got map[string]any
-	waitUntil(t, 5*time.Second, fmt.Sprintf("audit event %v", want), func() bool {
+	testwait.Until(t, 5*time.Second, fmt.Sprintf("audit event %v", want), func() bool {
 		for _, ev := range s.events(t) {
 			ok := true
 			for k, v := range want {
@@ -100,17 +101,6 @@ func (s *syncBuffer) waitEvent(t testing.TB, want map[string]any) map[string]any
 		return false
 	})
 	return got
-}
-
-func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // testBackends are real sockets on loopback.
@@ -474,7 +464,7 @@ func TestEndToEnd(t *testing.T) {
 				c.Close()
 			}
 		}()
-		waitUntil(t, 5*time.Second, "alice's earlier flows to end", func() bool { return countFlows(rig.tg.gw, "alice") == 0 })
+		testwait.Until(t, 5*time.Second, "alice's earlier flows to end", func() bool { return countFlows(rig.tg.gw, "alice") == 0 })
 		for i := 0; i < 3; i++ {
 			c, err := dialVIP(rig.alice, "100.81.0.10", rig.be.echo.Port())
 			if err != nil {
@@ -482,7 +472,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 			held = append(held, c)
 		}
-		waitUntil(t, 5*time.Second, "3 live flows", func() bool { return countFlows(rig.tg.gw, "alice") == 3 })
+		testwait.Until(t, 5*time.Second, "3 live flows", func() bool { return countFlows(rig.tg.gw, "alice") == 3 })
 		if _, err := dialVIP(rig.alice, "100.81.0.10", rig.be.echo.Port()); err == nil {
 			t.Fatal("4th flow over flows_per_identity = 3 was accepted")
 		}

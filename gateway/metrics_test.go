@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
 
@@ -144,7 +145,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	waitUntil(t, 5*time.Second, "the first flow to be registered", func() bool { return len(m.gw.Flows()) == 1 })
+	testwait.Until(t, 5*time.Second, "the first flow to be registered", func() bool { return len(m.gw.Flows()) == 1 })
 	if c, err := dialVIP(alice, "100.81.0.10", m.be.echo.Port()); err == nil {
 		// The refusal may come as a reset after the handshake.
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -317,7 +318,7 @@ func TestMonitoringMetricsExported(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	waitUntil(t, 5*time.Second, "a decision to be counted", func() bool {
+	testwait.Until(t, 5*time.Second, "a decision to be counted", func() bool {
 		return strings.Contains(m.scrape(t), "wardgate_flows_total{")
 	})
 	exported := exportedNames(m.scrape(t))

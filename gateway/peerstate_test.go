@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
 
@@ -34,7 +35,7 @@ func TestRestartKnocksOnClients(t *testing.T) {
 
 	start := time.Now()
 	second := startTestGatewayAt(t, sw, keys[0], "leeds", port, dir, text, "[limits]\ndrain = \"1s\"\n")
-	waitUntil(t, 3*time.Second, "the client's new session, started by the gateway", func() bool {
+	testwait.Until(t, 3*time.Second, "the client's new session, started by the gateway", func() bool {
 		return alice.LastHandshake().After(before)
 	})
 	t.Logf("client back %v after the gateway started", time.Since(start))

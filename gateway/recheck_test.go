@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/overlay/memnet"
 	"github.com/wardgate/wardgate/policy"
 )
@@ -47,7 +48,7 @@ func TestLiveFlowsEndWhenTheirWindowCloses(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer held.Close()
-			waitUntil(t, 5*time.Second, "the held flow", func() bool { return countFlows(tg.gw, "alice") == 1 })
+			testwait.Until(t, 5*time.Second, "the held flow", func() bool { return countFlows(tg.gw, "alice") == 1 })
 
 			clock.set(tc.after)
 			start := time.Now()
@@ -91,7 +92,7 @@ func TestFlowRegisteredAfterReloadIsCaught(t *testing.T) {
 	c := closeRecorder{closed: make(chan struct{})}
 	f.conns.add(c)
 	start := time.Now()
-	recv(t, c.closed, "the late flow's revocation")
+	testwait.Recv(t, c.closed, "the late flow's revocation")
 	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Errorf("revoked after %v", d)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/internal/wgclient"
 	"github.com/wardgate/wardgate/overlay/memnet"
 	"github.com/wardgate/wardgate/policy"
@@ -91,7 +92,7 @@ func TestReloadRevokesLiveFlows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	waitUntil(t, 5*time.Second, "the held flow", func() bool { return countFlows(r.tg.gw, "alice") == 1 })
+	testwait.Until(t, 5*time.Second, "the held flow", func() bool { return countFlows(r.tg.gw, "alice") == 1 })
 	bobHandshake := peerHandshake(r.tg.gw, "bob")
 
 	// The new policy drops ehr from alice's rule and adds an identity.
@@ -343,7 +344,7 @@ func TestReloadRotatesTheGatewayKey(t *testing.T) {
 	// Its first initiation may come within WireGuard's 20 ms handshake
 	// flood window of the old client's last one and be ignored; the client
 	// then retries after its rekey timeout (5 s).
-	waitUntil(t, 15*time.Second, "a client with the gateway's new key", func() bool { return r.roundTrip(alice) == nil })
+	testwait.Until(t, 15*time.Second, "a client with the gateway's new key", func() bool { return r.roundTrip(alice) == nil })
 	r.tg.audit.waitEvent(t, map[string]any{"event": "config.reload", "key_changed": true})
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/internal/wgclient"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
@@ -138,7 +139,7 @@ func (m *mesh) rewrite(site string) {
 func TestSites(t *testing.T) {
 	t.Run("relayed with the identity checked at both ends", func(t *testing.T) {
 		m, alice := newSitesMesh(t, "york")
-		waitUntil(t, 10*time.Second, "site link leeds->york", func() bool { return linkHealthy(m.gws["leeds"].gw, "york") })
+		testwait.Until(t, 10*time.Second, "site link leeds->york", func() bool { return linkHealthy(m.gws["leeds"].gw, "york") })
 		if err := m.echoOnce(alice); err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +206,7 @@ func TestSites(t *testing.T) {
 		} else if !strings.Contains(err.Error(), "reset") {
 			t.Fatalf("dial from an unknown LAN source: %v", err)
 		}
-		waitUntil(t, 5*time.Second, "flow.deny unknown-identity for 127.0.0.3", func() bool {
+		testwait.Until(t, 5*time.Second, "flow.deny unknown-identity for 127.0.0.3", func() bool {
 			for _, ev := range m.gws["leeds"].audit.events(t) {
 				if ev["event"] == "flow.deny" && ev["reason"] == "unknown-identity" && strings.HasPrefix(fmt.Sprint(ev["src"]), "127.0.0.3:") {
 					return true
@@ -281,7 +282,7 @@ func TestSites(t *testing.T) {
 			t.Fatal("york's deny did not hold")
 		}
 		m.gws["york"].audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "alice", "service": "ehr", "reason": "deny-rule", "rule": "york-says-no", "from_site": "leeds"})
-		waitUntil(t, 10*time.Second, "leeds to see york's different policy hash", func() bool {
+		testwait.Until(t, 10*time.Second, "leeds to see york's different policy hash", func() bool {
 			for _, l := range m.gws["leeds"].gw.Status().SiteLinks {
 				if l.Site == "york" && l.PolicyHash != "" && !l.SameHash {
 					return true
@@ -301,7 +302,7 @@ func TestSites(t *testing.T) {
 		if got := m.gws["leeds"].gw.Policy().Service("ehr").VIP.String(); got != ehrVIP {
 			t.Fatalf("ehr's VIP moved with the service: %s, was %s", got, ehrVIP)
 		}
-		waitUntil(t, 10*time.Second, "site link leeds->hull", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
+		testwait.Until(t, 10*time.Second, "site link leeds->hull", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
 		if err := m.echoOnce(alice); err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +313,7 @@ func TestSites(t *testing.T) {
 		m, alice := newSitesMesh(t, "hull")
 		hullDir := m.gws["hull"].dir
 		m.gws["hull"].gw.Close()
-		waitUntil(t, 20*time.Second, "leeds to see hull down", func() bool { return !linkHealthy(m.gws["leeds"].gw, "hull") })
+		testwait.Until(t, 20*time.Second, "leeds to see hull down", func() bool { return !linkHealthy(m.gws["leeds"].gw, "hull") })
 		start := time.Now()
 		if err := m.echoOnce(alice); err == nil {
 			t.Fatal("a flow to a stopped site went through")
@@ -323,7 +324,7 @@ func TestSites(t *testing.T) {
 			t.Errorf("refusal for a down site took %v", d)
 		}
 		m.start("hull", hullDir)
-		waitUntil(t, 20*time.Second, "leeds to see hull back", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
+		testwait.Until(t, 20*time.Second, "leeds to see hull back", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
 		if err := m.echoOnce(alice); err != nil {
 			for _, s := range []string{"leeds", "hull"} {
 				evs := m.gws[s].audit.events(t)
@@ -348,7 +349,7 @@ func newSitesMesh(t *testing.T, ehrSite string) (*mesh, *wgclient.Client) {
 	}
 	alice := m.gws["leeds"].client(t, m.aliceKey, "100.80.1.10")
 	for _, s := range []string{"york", "hull"} {
-		waitUntil(t, 10*time.Second, "site link leeds->"+s, func() bool { return linkHealthy(m.gws["leeds"].gw, s) })
+		testwait.Until(t, 10*time.Second, "site link leeds->"+s, func() bool { return linkHealthy(m.gws["leeds"].gw, s) })
 	}
 	return m, alice
 }

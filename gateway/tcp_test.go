@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/internal/wgclient"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
@@ -64,8 +65,8 @@ func TestHalfOpenHandshakeFreesTheBackend(t *testing.T) {
 	go scanner.DialContext(ctx, "tcp4", netip.AddrPortFrom(netip.MustParseAddr("100.81.0.10"), be.echo.Port()).String())
 
 	start := time.Now()
-	recv(t, accepted, "the backend dial")
-	recv(t, closed, "the backend connection closed")
+	testwait.Recv(t, accepted, "the backend dial")
+	testwait.Recv(t, closed, "the backend connection closed")
 	if d := time.Since(start); d > handshakeWait+2*time.Second {
 		t.Errorf("the backend was held %v; want about %v", d, handshakeWait)
 	}
@@ -79,15 +80,4 @@ func TestHalfOpenHandshakeFreesTheBackend(t *testing.T) {
 		t.Fatalf("a normal connection after the half-open one: %v", err)
 	}
 	c.Close()
-}
-
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
 }

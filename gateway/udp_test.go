@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
 
@@ -70,7 +71,7 @@ func TestIdleUDPFlowsHoldNoBuffers(t *testing.T) {
 			t.Fatalf("echo: %v", err)
 		}
 	}
-	waitUntil(t, 5*time.Second, "the flows", func() bool { return countFlows(tg.gw, "alice") >= flows })
+	testwait.Until(t, 5*time.Second, "the flows", func() bool { return countFlows(tg.gw, "alice") >= flows })
 	per := int64(heap()-before) / flows
 	t.Logf("heap per idle UDP flow, both ends: %d bytes", per)
 	if per > 48<<10 {

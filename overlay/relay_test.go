@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/internal/wgclient"
 	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/overlay/memnet"
@@ -174,17 +175,6 @@ func (n *relayNet) newClient(addr netip.Addr, mtu int) *wgclient.Client {
 	return c
 }
 
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 // echo writes size random bytes on c and checks they come back.
 func echo(t *testing.T, c net.Conn, size int) {
 	t.Helper()
@@ -211,8 +201,8 @@ func TestRelayTCPKeepsClientAddressAndAbortResetsBothEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	r := recv(t, n.routed, "route")
-	if src := recv(t, n.served, "served"); src.Addr() != n.clientAddr || src != r.Src {
+	r := testwait.Recv(t, n.routed, "route")
+	if src := testwait.Recv(t, n.served, "served"); src.Addr() != n.clientAddr || src != r.Src {
 		t.Fatalf("serving stack saw source %v, relay %v; want the client's own %v", src, r.Src, n.clientAddr)
 	}
 	echo(t, c, 1<<20)
@@ -222,7 +212,7 @@ func TestRelayTCPKeepsClientAddressAndAbortResetsBothEnds(t *testing.T) {
 	if in, out := r.Bytes(); in != 1<<20 || out != 1<<20 {
 		t.Fatalf("relay counted %d in, %d out; want %d each", in, out, 1<<20)
 	}
-	served := recv(t, n.conns, "served conn")
+	served := testwait.Recv(t, n.conns, "served conn")
 
 	start := time.Now()
 	r.Abort()
@@ -237,7 +227,7 @@ func TestRelayTCPKeepsClientAddressAndAbortResetsBothEnds(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("abort took %v to reach both ends", d)
 	}
-	if e := recv(t, n.ended, "end"); e.Reason != overlay.RelayAborted || e.BytesIn != 1<<20 {
+	if e := testwait.Recv(t, n.ended, "end"); e.Reason != overlay.RelayAborted || e.BytesIn != 1<<20 {
 		t.Fatalf("end %+v, want aborted with %d bytes in", e, 1<<20)
 	}
 	if got := n.home.Relays(); got != 0 {
@@ -269,7 +259,7 @@ func TestRelayTCPEndsWhenBothSidesFinish(t *testing.T) {
 	}
 	c.Close()
 	start := time.Now()
-	if e := recv(t, n.ended, "end"); e.Reason != overlay.RelayClosed || e.BytesIn != 64<<10 || e.BytesOut != 64<<10 {
+	if e := testwait.Recv(t, n.ended, "end"); e.Reason != overlay.RelayClosed || e.BytesIn != 64<<10 || e.BytesOut != 64<<10 {
 		t.Fatalf("end %+v, want closed with %d bytes each way", e, 64<<10)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -285,8 +275,8 @@ func TestRelayUDPAndRefusalReachesClient(t *testing.T) {
 	}
 	defer c.Close()
 	c.Write([]byte("ping"))
-	recv(t, n.routed, "route")
-	if src := recv(t, n.serveUDP, "udp served"); src.Addr() != n.clientAddr {
+	testwait.Recv(t, n.routed, "route")
+	if src := testwait.Recv(t, n.serveUDP, "udp served"); src.Addr() != n.clientAddr {
 		t.Fatalf("serving stack saw %v", src)
 	}
 	buf := make([]byte, 64)
@@ -330,7 +320,7 @@ func TestRelayDropsWhatWasNotAsked(t *testing.T) {
 	}
 	defer c.Close()
 	c.Write([]byte("hello"))
-	recv(t, n.routed, "route")
+	testwait.Recv(t, n.routed, "route")
 
 	u, err := n.serve.DialUDPFrom(vipA, netip.AddrPortFrom(n.clientAddr, 7000))
 	if err != nil {
@@ -338,7 +328,7 @@ func TestRelayDropsWhatWasNotAsked(t *testing.T) {
 	}
 	defer u.Close()
 	u.Write([]byte("unsolicited"))
-	if src := recv(t, n.homeSeen, "home stack"); src.Addr() != vipA.Addr() {
+	if src := testwait.Recv(t, n.homeSeen, "home stack"); src.Addr() != vipA.Addr() {
 		t.Fatalf("home stack saw %v", src)
 	}
 	pc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
@@ -377,7 +367,7 @@ func TestRelayRouteFalseLeavesFlowToStack(t *testing.T) {
 	if err == nil {
 		t.Fatal("dial succeeded; the home stack rejects it")
 	}
-	if src := recv(t, n.homeSeen, "home stack"); src.Addr() != n.clientAddr {
+	if src := testwait.Recv(t, n.homeSeen, "home stack"); src.Addr() != n.clientAddr {
 		t.Fatalf("home stack saw %v", src)
 	}
 }

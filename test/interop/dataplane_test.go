@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testwait"
 )
 
 // backends are real sockets on loopback that services point at.
@@ -194,7 +196,7 @@ to = ["payroll"]
 	b := newClient(t, "bob", "100.80.1.11", bob, gwKeys.pub, port)
 
 	t.Run("ping gateway", func(t *testing.T) {
-		waitFor(t, 10*time.Second, "ping of the gateway's overlay address", func() bool {
+		testwait.Until(t, 10*time.Second, "ping of the gateway's overlay address", func() bool {
 			_, err := a.exec(3*time.Second, "ping", "-c", "1", "-W", "1", "100.80.0.1")
 			return err == nil
 		})
@@ -260,7 +262,7 @@ to = ["payroll"]
 		if got := strings.Fields(out)[0]; got != be.bigSum {
 			t.Fatalf("sha256 through the tunnel %s, want %s", got, be.bigSum)
 		}
-		waitFor(t, 5*time.Second, "flow.end of the download", func() bool {
+		testwait.Until(t, 5*time.Second, "flow.end of the download", func() bool {
 			for _, ev := range gw.events(t) {
 				if ev["event"] == "flow.end" && ev["identity"] == "alice" {
 					if n, _ := ev["bytes_out"].(float64); n >= bigSize {

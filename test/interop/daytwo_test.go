@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testwait"
 )
 
 // The day-two tests: what an operator does to a running gateway after
@@ -89,7 +91,7 @@ func eventsAfter(t testing.TB, gw *gatewayProc, mark int) []map[string]any {
 func waitEventAfter(t testing.TB, gw *gatewayProc, mark int, want map[string]any) map[string]any {
 	t.Helper()
 	var found map[string]any
-	waitFor(t, 5*time.Second, fmt.Sprintf("audit event %v", want), func() bool {
+	testwait.Until(t, 5*time.Second, fmt.Sprintf("audit event %v", want), func() bool {
 		for _, ev := range eventsAfter(t, gw, mark) {
 			if matches(ev, want) {
 				found = ev
@@ -136,7 +138,7 @@ func TestDayTwoAuditDNS(t *testing.T) {
 	b := newClient(t, "bob", "100.80.1.11", bob, gwKeys.pub, port)
 	resolveVia(t, b.netns, "100.80.0.1")
 	const name = "ehr.test.internal"
-	waitFor(t, 20*time.Second, "bob's first DNS answer through the tunnel", func() bool {
+	testwait.Until(t, 20*time.Second, "bob's first DNS answer through the tunnel", func() bool {
 		_, err := tryDig(b, name)
 		return err == nil
 	})
@@ -185,7 +187,7 @@ audit = %v
 				}
 				// dig's query and libc's for curl, both logged as plain
 				// queries, none as audit.
-				waitFor(t, 5*time.Second, "dns.query of dig's and curl's lookups", func() bool {
+				testwait.Until(t, 5*time.Second, "dns.query of dig's and curl's lookups", func() bool {
 					n := 0
 					for _, ev := range eventsAfter(t, gw, mark) {
 						if matches(ev, map[string]any{"event": "dns.query", "identity": "bob", "qname": name, "qtype": "A", "rcode": "NXDOMAIN"}) {
@@ -295,7 +297,7 @@ to = ["web"]
 	}
 	applyPolicy()
 	old, oldStripped := confClient(t, oldConf)
-	waitFor(t, 15*time.Second, "desk-1 (first key) to reach web", func() bool { return reaches(old) })
+	testwait.Until(t, 15*time.Second, "desk-1 (first key) to reach web", func() bool { return reaches(old) })
 
 	if code, out, errOut := wardgateCLI(t, "peer", "rotate", "-c", cfg, "desk-1", "-o", newConf); code != 0 {
 		t.Fatalf("peer rotate: exit %d\n%s%s", code, out, errOut)
@@ -328,7 +330,7 @@ to = ["web"]
 	}
 
 	rotated, _ := confClient(t, newConf)
-	waitFor(t, 15*time.Second, "desk-1 (rotated key) to reach web", func() bool { return reaches(rotated) })
+	testwait.Until(t, 15*time.Second, "desk-1 (rotated key) to reach web", func() bool { return reaches(rotated) })
 	waitEventAfter(t, gw, mark, map[string]any{"event": "flow.allow", "identity": "desk-1", "service": "web", "rule": "desks-web"})
 	for _, ev := range eventsAfter(t, gw, mark) {
 		if ev["event"] == "flow.allow" && ev["identity"] == "desk-1" && ev["src"] != nil && !strings.HasPrefix(fmt.Sprint(ev["src"]), "100.80.0.2:") {
@@ -393,7 +395,7 @@ func TestDayTwoRestartClientBack(t *testing.T) {
 			gw := startGateway(t, s.dir, port)
 			a := newClient(t, "alice", "100.80.1.10", alice, gwKeys.pub, port)
 			noKeepalive(t, a, gwKeys.pub)
-			waitFor(t, 15*time.Second, "alice's working session", func() bool {
+			testwait.Until(t, 15*time.Second, "alice's working session", func() bool {
 				out, err := a.exec(5*time.Second, "curl", "-sS", "--max-time", "2", web)
 				return err == nil && out == "hello from ehr\n"
 			})
@@ -406,7 +408,7 @@ func TestDayTwoRestartClientBack(t *testing.T) {
 			running := time.Now()
 			var back time.Duration
 			attempts := 0
-			waitFor(t, 20*time.Second, "alice's first curl through the restarted gateway", func() bool {
+			testwait.Until(t, 20*time.Second, "alice's first curl through the restarted gateway", func() bool {
 				attempts++
 				out, err := a.exec(5*time.Second, "curl", "-sS", "--connect-timeout", "0.5", "--max-time", "2", web)
 				back = time.Since(running)
@@ -444,7 +446,7 @@ func TestDayTwoRestartCost(t *testing.T) {
 			writeGatewayConf(t, s, gatewayConf{drain: tc.drain})
 			gw := startGateway(t, s.dir, port)
 			a := newClient(t, "alice", "100.80.1.10", alice, gwKeys.pub, port)
-			waitFor(t, 15*time.Second, "alice's working session", func() bool {
+			testwait.Until(t, 15*time.Second, "alice's working session", func() bool {
 				_, err := a.exec(5*time.Second, "curl", "-sS", "--max-time", "2", "-o", "/dev/null", fmt.Sprintf("http://100.81.0.10:%d/", be.web))
 				return err == nil
 			})

@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/wardgate/wardgate/dnsfilter"
 	"github.com/wardgate/wardgate/gateway"
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -254,7 +255,7 @@ forward-zone:
 	c := &dns.Client{Timeout: 500 * time.Millisecond}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	for _, name := range []string{"ehr.test.internal.", "www.ext.test."} {
-		waitFor(b, 10*time.Second, "unbound to answer "+name, func() bool {
+		testwait.Until(b, 10*time.Second, "unbound to answer "+name, func() bool {
 			select {
 			case err := <-exited:
 				exited <- err
@@ -403,7 +404,7 @@ rate_per_identity = 10000000.0
 `, up.addr))
 	gw := startGateway(b, s.dir, port)
 	a := newClient(b, "alice", "100.80.1.10", alice, gwKeys.pub, port)
-	waitFor(b, 20*time.Second, "alice's first answer through the tunnel", func() bool {
+	testwait.Until(b, 20*time.Second, "alice's first answer through the tunnel", func() bool {
 		r, err := tryDig(a, cached)
 		return err == nil && r.status == "NOERROR" && len(r.answers) == 1
 	})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/testwait"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,7 +70,7 @@ func tryDnsmasq(t testing.TB, records []string) (*dnsmasq, error) {
 	go func() { exited <- cmd.Wait() }()
 	var exitErr error
 	c := &dns.Client{Timeout: 500 * time.Millisecond}
-	waitFor(t, 10*time.Second, "dnsmasq to answer", func() bool {
+	testwait.Until(t, 10*time.Second, "dnsmasq to answer", func() bool {
 		select {
 		case err := <-exited:
 			exitErr = fmt.Errorf("dnsmasq exited: %v\n%s", err, out.String())
@@ -184,7 +185,7 @@ func syncUpstream(t testing.TB, c *client, up *dnsmasq) {
 	t.Helper()
 	name := randHex(4) + ".sync.ext.test"
 	dig(t, c, name).expect(t, "sync lookup", "NOERROR", "A 203.0.113.99")
-	waitFor(t, 5*time.Second, "dnsmasq to log "+name, func() bool { return up.queries(t, "A", name) == 1 })
+	testwait.Until(t, 5*time.Second, "dnsmasq to log "+name, func() bool { return up.queries(t, "A", name) == 1 })
 }
 
 // listenInNetns opens a listener inside the named network namespace.
@@ -250,7 +251,7 @@ func startWebHost(t testing.TB) string {
 	// The gateway dials from the root namespace: make sure the host is
 	// reachable from there before blaming the gateway.
 	hc := &http.Client{Timeout: time.Second}
-	waitFor(t, 10*time.Second, "the web host from the root namespace", func() bool {
+	testwait.Until(t, 10*time.Second, "the web host from the root namespace", func() bool {
 		resp, err := hc.Get("http://" + host + "/")
 		if err != nil {
 			return false
@@ -365,7 +366,7 @@ egress_ttl_min = "1m"
 	a := newClient(t, "alice", "100.80.1.10", alice, gwKeys.pub, port, routes...)
 	b := newClient(t, "bob", "100.80.1.11", bob, gwKeys.pub, port, routes...)
 	for _, c := range []*client{a, b} {
-		waitFor(t, 20*time.Second, c.label+"'s first answer through the tunnel", func() bool {
+		testwait.Until(t, 20*time.Second, c.label+"'s first answer through the tunnel", func() bool {
 			r, err := tryDig(c, "ready.sync.ext.test")
 			return err == nil && r.status == "NOERROR"
 		})
@@ -444,7 +445,7 @@ egress_ttl_min = "1m"
 		}
 		// One UDP try and one TCP try upstream; the client's TCP retry is
 		// answered from the cache.
-		waitFor(t, 5*time.Second, "dnsmasq to log the UDP and TCP queries for big.ext.test", func() bool { return up.queries(t, "A", "big.ext.test") >= 2 })
+		testwait.Until(t, 5*time.Second, "dnsmasq to log the UDP and TCP queries for big.ext.test", func() bool { return up.queries(t, "A", "big.ext.test") >= 2 })
 		syncUpstream(t, a, up)
 		if n := up.queries(t, "A", "big.ext.test"); n != 2 {
 			t.Errorf("dnsmasq saw %d queries for big.ext.test, want 2 (UDP, then TCP)", n)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testwait"
 )
 
 // wardgateCLI runs the wardgate binary and returns its exit code, stdout
@@ -153,7 +155,7 @@ to = ["web", "lan-app"]
 	c := newConfClient(t, strippedPath, confValues(conf, "Address"), confValues(conf, "AllowedIPs"))
 
 	web := fmt.Sprintf("http://100.81.0.10:%d/", be.web)
-	waitFor(t, 15*time.Second, "desk-1 to reach web", func() bool {
+	testwait.Until(t, 15*time.Second, "desk-1 to reach web", func() bool {
 		out, err := c.exec(5*time.Second, "curl", "-sS", "--max-time", "3", web)
 		return err == nil && out == "hello from ehr\n"
 	})
@@ -216,7 +218,7 @@ to = ["web", "lan-app"]
 		t.Fatal(err)
 	}
 	defer func() { cancel(); hold.Wait() }()
-	waitFor(t, 10*time.Second, "desk-1's flow in flows --json", func() bool {
+	testwait.Until(t, 10*time.Second, "desk-1's flow in flows --json", func() bool {
 		code, out, _ := wardgateCLI(t, "flows", "--json", "-c", cfg)
 		var fl []map[string]any
 		if code != 0 || json.Unmarshal([]byte(out), &fl) != nil {

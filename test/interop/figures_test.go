@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testwait"
 )
 
 // The figures of the data plane, measured side by side in one run (make
@@ -65,7 +67,7 @@ func iperfServer(b testing.TB, ns *netns, addr string, port int) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(b, 5*time.Second, "iperf3 server", func() bool {
+	testwait.Until(b, 5*time.Second, "iperf3 server", func() bool {
 		probe := []string{"-c", addr, "-p", strconv.Itoa(port), "-n", "1K", "-J"}
 		if ns != nil {
 			return ns.cmd(context.Background(), "iperf3", probe...).Run() == nil
@@ -194,7 +196,7 @@ func BenchmarkDataPlane(b *testing.B) {
 		gw1 := startGateway(b, s1.dir, gw1Port)
 		c1 := newClientWith(b, "bench1", "100.80.1.10", ck, gwKeys.pub, gw1Port, clientOpts{bin: wgBin})
 		for _, cl := range []*client{c, c1} {
-			waitFor(b, 10*time.Second, "tunnel to wardgate", func() bool {
+			testwait.Until(b, 10*time.Second, "tunnel to wardgate", func() bool {
 				_, err := cl.exec(3*time.Second, "ping", "-c", "1", "-W", "1", "100.80.0.1")
 				return err == nil
 			})
@@ -467,7 +469,7 @@ to = ["*"]
 		leeds := startGateway(b, writeSiteOn(b, "0.0.0.0", "leeds", leedsKeys, leedsPort, pol, limits).dir, leedsPort)
 		york := startGateway(b, writeSiteOn(b, "0.0.0.0", "york", yorkKeys, yorkPort, pol, limits).dir, yorkPort)
 		c := newClientWith(b, "bench", "100.80.1.10", ck, leedsKeys.pub, leedsPort, clientOpts{bin: wgBin})
-		waitFor(b, 20*time.Second, "a flow across the site link", func() bool {
+		testwait.Until(b, 20*time.Second, "a flow across the site link", func() bool {
 			_, err := c.exec(5*time.Second, "iperf3", "-c", "100.81.0.20", "-p", strconv.Itoa(iperfPort), "-n", "1K")
 			return err == nil
 		})

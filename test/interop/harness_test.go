@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"golang.org/x/crypto/curve25519"
 )
 
@@ -234,24 +235,12 @@ func startDevice(t testing.TB, bin, label string) *client {
 		}
 	})
 	sock := "/var/run/wireguard/" + c.dev + ".sock"
-	waitFor(t, 10*time.Second, "wireguard-go "+c.dev+" socket", func() bool {
+	testwait.Until(t, 10*time.Second, "wireguard-go "+c.dev+" socket", func() bool {
 		_, err := os.Stat(sock)
 		return err == nil
 	})
 	run(t, "ip", "link", "set", c.dev, "netns", c.netns.name)
 	return c
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // gatewayProc is a running `wardgate run`.
@@ -291,7 +280,7 @@ func startGateway(t testing.TB, dir string, port int) *gatewayProc {
 			t.Logf("wardgate output:\n%s", g.output())
 		}
 	})
-	waitFor(t, 20*time.Second, "wardgate to start", func() bool {
+	testwait.Until(t, 20*time.Second, "wardgate to start", func() bool {
 		select {
 		case err := <-exited:
 			exited <- err
@@ -333,7 +322,7 @@ func (g *gatewayProc) events(t testing.TB) []map[string]any {
 func (g *gatewayProc) waitEvent(t testing.TB, want map[string]any) map[string]any {
 	t.Helper()
 	var found map[string]any
-	waitFor(t, 5*time.Second, fmt.Sprintf("audit event %v", want), func() bool {
+	testwait.Until(t, 5*time.Second, fmt.Sprintf("audit event %v", want), func() bool {
 		for _, ev := range g.events(t) {
 			if matches(ev, want) {
 				found = ev

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testwait"
 )
 
 // lanHost is a namespace joined to the root namespace by a veth pair: a
@@ -144,7 +146,7 @@ func newSitePair(t *testing.T, o sitePairOpts) *sitePair {
 	p.leeds = startGateway(t, writeSite(t, "leeds", p.leedsKeys, p.leedsPort, pol, leedsExtra).dir, p.leedsPort)
 	p.york = startGateway(t, writeSite(t, "york", p.yorkKeys, p.yorkPort, pol, admin).dir, p.yorkPort)
 	for _, g := range []*gatewayProc{p.leeds, p.york} {
-		waitFor(t, 10*time.Second, "the site link up", func() bool { return strings.Contains(g.output(), "site link up") })
+		testwait.Until(t, 10*time.Second, "the site link up", func() bool { return strings.Contains(g.output(), "site link up") })
 	}
 	p.alice = newClient(t, "alice", "100.80.1.10", p.aliceKeys, p.leedsKeys.pub, p.leedsPort)
 	p.records = fmt.Sprintf("http://100.81.0.20:%d/", p.web.port)
@@ -221,7 +223,7 @@ func reload(t testing.TB, g *gatewayProc, policy string) {
 func (g *gatewayProc) stop(t testing.TB) {
 	t.Helper()
 	g.cmd.Process.Signal(syscall.SIGTERM)
-	waitFor(t, 15*time.Second, "wardgate to exit", func() bool {
+	testwait.Until(t, 15*time.Second, "wardgate to exit", func() bool {
 		return g.cmd.Process.Signal(syscall.Signal(0)) != nil
 	})
 }
@@ -505,7 +507,7 @@ func TestSitesInterop(t *testing.T) {
 		p := newSitePair(t, sitePairOpts{})
 		before := strings.Count(p.leeds.output(), "site link down")
 		p.york.stop(t)
-		waitFor(t, 10*time.Second, "Leeds to notice York is down", func() bool {
+		testwait.Until(t, 10*time.Second, "Leeds to notice York is down", func() bool {
 			return strings.Count(p.leeds.output(), "site link down") > before
 		})
 		out := curlFailsFast(t, p.alice.netns, p.records)

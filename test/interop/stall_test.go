@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testwait"
 )
 
 // TestDownloadStalls downloads 200 MB (iperf3 -R -n: the far side sends)
@@ -44,7 +46,7 @@ func TestDownloadStalls(t *testing.T) {
 	s := writeSiteOn(t, "0.0.0.0", "leeds", gwKeys, gwPort, benchPolicy(gwKeys.pub, ck.pub, loPort, startAcceptClose(t)), "")
 	startGateway(t, s.dir, gwPort)
 	c := newClientWith(t, "stall-c", "100.80.1.10", ck, gwKeys.pub, gwPort, clientOpts{})
-	waitFor(t, 10*time.Second, "tunnel to wardgate", func() bool {
+	testwait.Until(t, 10*time.Second, "tunnel to wardgate", func() bool {
 		_, err := c.exec(3*time.Second, "ping", "-c", "1", "-W", "1", "100.80.0.1")
 		return err == nil
 	})

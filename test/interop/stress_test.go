@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testwait"
 )
 
 // The load and fault suite: one gateway, standard WireGuard clients in
@@ -306,7 +308,7 @@ socket = "admin.sock"
 	e.bob = newClient(t, "bob", "100.80.1.11", bob, gwKeys.pub, port)
 	e.carol = newClient(t, "carol", "100.80.1.12", carol, gwKeys.pub, port)
 	for _, c := range []*client{e.alice, e.bob, e.carol} {
-		waitFor(t, 15*time.Second, c.label+"'s tunnel", func() bool {
+		testwait.Until(t, 15*time.Second, c.label+"'s tunnel", func() bool {
 			_, err := c.exec(3*time.Second, "ping", "-c", "1", "-W", "1", "100.80.0.1")
 			return err == nil
 		})
@@ -954,7 +956,7 @@ func stressReloadStorm(t *testing.T, e *stressEnv) stressRow {
 	if downloads.Load() == 0 || denials.Load() == 0 {
 		t.Errorf("the storm ended before a download (%d) and a denial (%d) were checked", downloads.Load(), denials.Load())
 	}
-	waitFor(t, 10*time.Second, "a config.error for every broken reload", func() bool { return countErrors()-errorsBefore >= brokenN })
+	testwait.Until(t, 10*time.Second, "a config.error for every broken reload", func() bool { return countErrors()-errorsBefore >= brokenN })
 	if n := countErrors() - errorsBefore; n != brokenN {
 		t.Errorf("%d config.error events for %d broken reloads", n, brokenN)
 	}
