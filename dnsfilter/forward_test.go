@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -211,11 +212,13 @@ func TestForwardCoalesces(t *testing.T) {
 			}
 		})
 	}
-	// Wait until the leader's query reached the upstream, then release it.
-	for up.queries.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
+	// Wait until the leader's query reached the upstream and all ten
+	// questions wait on the forwarder, then release the answer.
+	testwait.Until(t, 5*time.Second, "ten waiting questions", func() bool {
+		f.fwd.mu.Lock()
+		defer f.fwd.mu.Unlock()
+		return up.queries.Load() > 0 && f.fwd.waits["alice"] == 10
+	})
 	close(release)
 	wg.Wait()
 	if n := up.queries.Load(); n != 1 {
