@@ -69,6 +69,13 @@ func (g *Gateway) decideFor(st *state, v verdict) verdict {
 		// onward.
 		v.svc = nil
 	}
+	return g.judge(st, v)
+}
+
+// judge asks the policy about v, whose identity and service are known (or
+// nil), and whether it passes. Every verdict ends here: a new flow's, a LAN
+// device's, and a live flow's when it is decided again.
+func (g *Gateway) judge(st *state, v verdict) verdict {
 	v.d = st.pol.Decide(v.id, v.svc, v.dst.Port(), v.proto, g.now())
 	v.pass = g.passes(v)
 	return v

@@ -81,9 +81,7 @@ func (g *Gateway) lanVerdict(src netip.AddrPort, service string, port uint16, pr
 		v.svc = svc
 		v.dst = netip.AddrPortFrom(svc.VIP, servicePort(svc, port, proto))
 	}
-	v.d = st.pol.Decide(v.id, v.svc, v.dst.Port(), proto, g.now())
-	v.pass = g.passes(v)
-	return v
+	return g.judge(st, v)
 }
 
 // servicePort picks the service port a listener forwards to.

@@ -222,9 +222,8 @@ func (g *Gateway) revoke(st *state) int {
 		ff := &f.fields
 		id := st.pol.Identity(ff.identity)
 		svc := st.pol.Service(ff.service)
-		v := verdict{id: id, svc: svc, src: ff.src, dst: ff.dst, proto: ff.proto, fromSite: ff.fromSite}
-		v.d = st.pol.Decide(id, svc, ff.dst.Port(), ff.proto, g.now())
-		if g.passes(v) {
+		v := g.judge(st, verdict{id: id, svc: svc, src: ff.src, dst: ff.dst, proto: ff.proto, fromSite: ff.fromSite})
+		if v.pass {
 			continue
 		}
 		f.revoked.Store(true)
