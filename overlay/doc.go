@@ -9,6 +9,8 @@
 // # Data path
 //
 //	bind (UDP or memnet) -> wireguard-go device -> link (tun side, Write)
+//	    -> relay (relay.go: a relayed flow's packet goes straight back to
+//	       the device, for the peer that serves its destination)
 //	    -> inbound hook (icmp.go: echo, drop ICMP errors and fragments)
 //	    -> GRO -> gVisor stack (promiscuous NIC)
 //	    -> listener, live flow endpoint, or forwarder -> Handler
@@ -19,7 +21,9 @@
 // (splitting host-GSO segments), stack.go (stack
 // setup and TCP tuning), tcp.go (forwarder, in-flight shares, keepalive),
 // udp.go (new-flow decisions, per-flow endpoints), icmp.go (the inbound
-// hook: echo, dropped ICMP and fragments), peers.go
+// hook: echo, dropped ICMP and fragments), relay.go and packet.go (flows
+// relayed between peers as packets: Handler.Route, the 5-tuple table, MSS
+// clamping, resets), peers.go
 // (peer diffs and statistics), overlay.go (lifecycle, dial and listen),
 // keys.go; memnet/ is the in-memory conn.Bind for tests and the demo.
 //
