@@ -3,6 +3,7 @@ package demo
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -89,83 +90,15 @@ type policyVars struct {
 	EHRSite, EHR       string // where EHR runs and its backend
 	FileWeb            string // the file share's web front end at Leeds
 	RadiologyReadsPACS bool
+	Domain             string // the overlay domain
 }
 
-var policyTemplate = template.Must(template.New("policy").Parse(`# policy.toml of the demo trust, written by ` + "`wardgate demo`" + ` with keys
-# generated for this run. Both gateways load this same file.
+// policyTemplate is policy.toml of the demo trust, filled with policyVars.
+//
+//go:embed policy.toml.tmpl
+var policyText string
 
-[overlay]
-prefix = "100.80.0.0/16"
-service_prefix = "100.81.0.0/16"
-domain = "` + domain + `"
-{{range .Sites}}
-[[site]]
-name = "{{.Name}}"
-key = "{{index $.Keys .Name}}"
-address = "{{.Address}}"
-endpoint = "127.0.0.1:{{.Port}}"
-{{end}}{{range .Clients}}
-[[identity]]
-name = "{{.Name}}"
-key = "{{index $.Keys .Name}}"
-address = "{{.Address}}"
-site = "{{.Site}}"
-groups = [{{range $i, $g := .Groups}}{{if $i}}, {{end}}"{{$g}}"{{end}}]
-{{end}}
-[[service]]
-name = "pacs"                 # picture archive, web viewer
-site = "york"
-endpoints = ["{{.PACS}}"]
-
-[[service]]
-name = "ehr"                  # electronic health record
-site = "{{.EHRSite}}"
-endpoints = ["{{.EHR}}"]
-
-[[service]]
-name = "fileshare"            # SMB shares and their web front end
-site = "leeds"
-endpoints = ["127.0.0.30:445", "127.0.0.30:139", "{{.FileWeb}}"]
-{{if .RadiologyReadsPACS}}
-[[rule]]
-name = "radiology-reads-pacs"
-from = ["group:radiology"]
-to = ["pacs"]
-{{end}}
-[[rule]]
-name = "clinical-reads-ehr"
-from = ["group:clinical-desktop"]
-to = ["ehr"]
-
-[[rule]]
-name = "reception-books-ehr"
-from = ["group:reception"]
-to = ["ehr"]
-
-[[rule]]
-name = "staff-file-shares"
-from = ["group:clinical-desktop", "group:reception"]
-to = ["fileshare"]
-
-# No SMB across the overlay, for anyone, to anything: the lesson of 2017.
-[[rule]]
-name = "no-smb"
-action = "deny"
-from = ["*"]
-to = ["*"]
-ports = ["445/tcp", "139/tcp"]
-
-[[test]]
-from = "{{(index .Clients 1).Name}}"
-to = "pacs"
-expect = "deny"
-
-[[test]]
-from = "{{(index .Clients 2).Name}}"
-to = "fileshare:445/tcp"
-expect = "deny"
-rule = "no-smb"
-`))
+var policyTemplate = template.Must(template.New("policy").Parse(policyText))
 
 // world is everything the demo runs: files, switch, gateways, clients,
 // backends and the trust's resolver.
@@ -257,7 +190,7 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 	w.vars = policyVars{
 		Keys: pub, Sites: sites, Clients: clients,
 		PACS: w.pacs.addr.String(), EHRSite: leeds, EHR: w.ehrLeeds.addr.String(), FileWeb: w.fileWeb.addr.String(),
-		RadiologyReadsPACS: true,
+		RadiologyReadsPACS: true, Domain: domain,
 	}
 	if err := w.writeFiles(); err != nil {
 		return nil, err
