@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -384,105 +382,4 @@ func (c *Config) CheckAgainst(p *policy.Policy) error {
 		return &policy.LoadError{Problems: probs}
 	}
 	return nil
-}
-
-// ErrKeyTooOpen is returned (wrapped) when the private key file can be read
-// by group or others.
-var ErrKeyTooOpen = errors.New("private key file is readable by group or others (chmod 600)")
-
-// ReadPrivateKey reads the private key file in `wg genkey` format. A file
-// that group or others can read is refused: the key is the gateway's
-// identity in the mesh.
-func (c *Config) ReadPrivateKey() (policy.Key, error) {
-	path := c.Path(c.PrivateKeyFile)
-	st, err := os.Stat(path)
-	if err != nil {
-		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return policy.Key{}, fmt.Errorf("%s: mode %04o: %w", path, st.Mode().Perm(), ErrKeyTooOpen)
-	}
-	return c.readKeyFile()
-}
-
-// readKeyFile reads private_key_file, whatever its mode.
-func (c *Config) readKeyFile() (policy.Key, error) {
-	path := c.Path(c.PrivateKeyFile)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
-	}
-	k, err := policy.ParseKey(strings.TrimSpace(string(data)))
-	if err != nil {
-		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return k, nil
-}
-
-// CheckKeyMatches reports a private_key_file whose public key is not the
-// policy's key for this site: such a gateway would start and complete no
-// handshake with anyone. `run` and reload refuse it; `check` warns. A
-// key file that cannot be read is not this check's business (nil).
-func (c *Config) CheckKeyMatches(pol *policy.Policy) error {
-	site := pol.Site(c.Site)
-	key, err := c.readKeyFile()
-	if site == nil || err != nil {
-		return nil
-	}
-	return (&state{pol: pol, site: site, cfg: c, key: key}).checkKey()
-}
-
-// keyLine finds the line of a dotted key ("dns.upstream", "site", or
-// "listener[1].service" for the second [[listener]]) in a TOML file by
-// scanning for the table header and then the key. A key that is not there
-// gets its table's header line; 0 when neither is found.
-// BurntSushi/toml keeps key positions private, and gateway.toml is small.
-func keyLine(lines []string, dotted string) int {
-	table, key := "", dotted
-	if i := strings.LastIndexByte(dotted, '.'); i >= 0 {
-		table, key = dotted[:i], dotted[i+1:]
-	}
-	index := 0 // which element of an array of tables
-	if name, rest, ok := strings.Cut(table, "["); ok {
-		table = name
-		index, _ = strconv.Atoi(strings.TrimSuffix(rest, "]"))
-	}
-	cur, seen := "", -1 // seen counts the headers of table met so far
-	if table == "" {
-		seen = 0 // top-level keys come before any header
-	}
-	header := 0 // the line of the table's header: where a missing key belongs
-	// lines, not a bufio.Scanner: it gives up at a 64 KB line, and a
-	// hostile file has those; the position of the problem must still be
-	// found. The caller splits the file once for all its problems.
-	for i, raw := range lines {
-		n := i + 1
-		line := strings.TrimSpace(raw)
-		if strings.HasPrefix(line, "[") {
-			cur = strings.Trim(line, "[] ")
-			if cur == table {
-				if seen++; seen == index {
-					header = n
-				}
-			}
-			if cur == dotted {
-				return n
-			}
-			continue
-		}
-		if cur != table || seen != index {
-			continue
-		}
-		if k, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == key {
-			return n
-		}
-	}
-	return header
-}
-
-func colOf(line int) int {
-	if line == 0 {
-		return 0
-	}
-	return 1
 }
