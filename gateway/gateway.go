@@ -340,7 +340,12 @@ func (g *Gateway) allowPing(src, dst netip.Addr) bool {
 		return false
 	}
 	svc := st.pol.ServiceByDst(netip.AddrPortFrom(dst, 0), policy.ProtoICMP)
-	return svc != nil && svc.VIP == dst && st.pol.CanReach(id, svc)
+	if svc == nil || svc.VIP != dst || !st.pol.CanReach(id, svc) {
+		return false
+	}
+	// The home gateway answers for another site's service only while that
+	// site is up: a ping should not say "reachable" when flows are refused.
+	return svc.Site == "" || svc.Site == st.site.Name || g.links.up(svc.Site)
 }
 
 // peersFor is the WireGuard peer set of this site: every identity homed

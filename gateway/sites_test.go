@@ -323,6 +323,11 @@ func TestSites(t *testing.T) {
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("refusal for a down site took %v", d)
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		if err := alice.Ping(ctx, netip.MustParseAddr(m.vip("ehr"))); err == nil {
+			t.Error("the home gateway answered a ping for a service whose site is down")
+		}
 		m.start("hull", hullDir)
 		testwait.Until(t, 20*time.Second, "leeds to see hull back", func() bool { return linkHealthy(m.gws["leeds"].gw, "hull") })
 		if err := m.echoOnce(alice); err != nil {
