@@ -10,6 +10,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/wardgate/wardgate/overlay"
+
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -90,6 +92,10 @@ type LimitsConfig struct {
 	DNSIdle time.Duration `toml:"dns_idle"`
 	// Drain is how long a stopping gateway lets live flows finish.
 	Drain time.Duration `toml:"drain"`
+	// MemoryMiB is the heap, in MiB, over which the gateway stops reading
+	// WireGuard packets until it has worked through what it holds: what
+	// bounds the memory a flood can make it hold (overlay.Config.HeapBudget).
+	MemoryMiB int `toml:"memory_mib"`
 }
 
 // ListenerConfig is one [[listener]]: a host socket that fronts a service
@@ -111,6 +117,7 @@ var Defaults = LimitsConfig{
 	UDPIdle:            2 * time.Minute,
 	DNSIdle:            30 * time.Second,
 	Drain:              10 * time.Second,
+	MemoryMiB:          overlay.DefaultHeapBudget >> 20,
 }
 
 // File returns the path the config was loaded from.
@@ -211,6 +218,7 @@ func (c *Config) applyDefaults() {
 	setInt(&l.PendingTotal, d.PendingTotal)
 	setInt(&l.FlowsTotal, d.FlowsTotal)
 	setInt(&l.UDPFlowsTotal, d.UDPFlowsTotal)
+	setInt(&l.MemoryMiB, d.MemoryMiB)
 	setDur(&l.DialTimeout, d.DialTimeout)
 	setDur(&l.TCPIdle, d.TCPIdle)
 	setDur(&l.UDPIdle, d.UDPIdle)
@@ -233,6 +241,7 @@ func (c *Config) checkSet(md toml.MetaData, bad func(key, format string, args ..
 		{"limits.pending_total", int64(l.PendingTotal), false},
 		{"limits.flows_total", int64(l.FlowsTotal), false},
 		{"limits.udp_flows_total", int64(l.UDPFlowsTotal), false},
+		{"limits.memory_mib", int64(l.MemoryMiB), false},
 		{"limits.dial_timeout", int64(l.DialTimeout), true},
 		{"limits.tcp_idle", int64(l.TCPIdle), true},
 		{"limits.udp_idle", int64(l.UDPIdle), true},

@@ -158,6 +158,7 @@ func (g *Gateway) start(opts Options) error {
 		ListenPort: listen.Port(),
 		Address:    st.site.Address,
 		TCP:        overlay.TCPConfig{MaxInFlight: cfg.Limits.PendingTotal},
+		HeapBudget: uint64(cfg.Limits.MemoryMiB) << 20,
 		Handler: overlay.Handler{
 			TCP:   g.handleTCP,
 			UDP:   g.admitUDP,

@@ -62,7 +62,7 @@ func (g *Gateway) newMetrics() *metrics {
 			Name: "wardgate_audit_write_errors_total",
 			Help: "Audit log lines that could not be written (each one an event lost).",
 		}, func() float64 { return float64(g.auditWriteErrors()) }),
-		g.peersCollector(), g.bytesCollector(), g.dnsCollector(), g.refusedCollector(), g.siteLinkCollector(),
+		g.peersCollector(), g.bytesCollector(), g.dnsCollector(), g.refusedCollector(), g.siteLinkCollector(), g.pausesCollector(),
 	)
 	for _, r := range []string{"ok", "error"} {
 		m.reloads.WithLabelValues(r)
@@ -182,6 +182,17 @@ func (g *Gateway) refusedCollector() prometheus.Collector {
 		for _, r := range limitReasons {
 			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(refused[r]), string(r))
 		}
+	}}
+}
+
+// pausesCollector counts the times the gateway stopped reading WireGuard
+// packets because its heap was over [limits] memory_mib: the sign of a
+// flood (or of a budget too small for the load).
+func (g *Gateway) pausesCollector() prometheus.Collector {
+	desc := prometheus.NewDesc("wardgate_receive_paused_total",
+		"Times the gateway stopped reading WireGuard packets because its heap was over [limits] memory_mib.", nil, nil)
+	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(g.overlay.ReceivePauses()))
 	}}
 }
 

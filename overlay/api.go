@@ -135,7 +135,14 @@ type Config struct {
 	TCP        TCPConfig
 	Handler    Handler
 	Logger     *slog.Logger // operational log; nil discards
+	// HeapBudget is the heap, in bytes, above which the device stops
+	// reading WireGuard packets until the gateway has worked through what
+	// it holds (heapgate.go); 0 is DefaultHeapBudget.
+	HeapBudget uint64
 }
+
+// DefaultHeapBudget is Config.HeapBudget's default: 1 GiB.
+const DefaultHeapBudget = 1 << 30
 
 // Overlay is a running WireGuard device and its gVisor stack.
 type Overlay struct {
@@ -145,6 +152,7 @@ type Overlay struct {
 	stack    *stack.Stack
 	dev      *device.Device
 	inflight *sourceLimiter
+	gate     *heapGate
 	port     uint16
 
 	// peersMu guards peers, the set last given to the device, and
@@ -155,6 +163,10 @@ type Overlay struct {
 
 	closeOnce sync.Once
 }
+
+// ReceivePauses counts the times the device stopped reading WireGuard
+// packets because the heap was over its budget (Config.HeapBudget).
+func (o *Overlay) ReceivePauses() uint64 { return o.gate.waits.Load() }
 
 // Port returns the UDP port the device listens on.
 func (o *Overlay) Port() uint16 { return o.port }

@@ -37,7 +37,13 @@ func New(cfg Config) (*Overlay, error) {
 	if cfg.Bind == nil {
 		cfg.Bind = conn.NewDefaultBind()
 	}
+	if cfg.HeapBudget == 0 {
+		cfg.HeapBudget = DefaultHeapBudget
+	}
+	gate := newHeapGate(cfg.HeapBudget)
+	cfg.Bind = &gatedBind{Bind: cfg.Bind, gate: gate}
 	o := &Overlay{
+		gate:     gate,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		link:     newLink(cfg.MTU),
