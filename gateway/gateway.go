@@ -198,6 +198,7 @@ func (g *Gateway) start(opts Options) error {
 		defer close(g.recheckDone)
 		g.recheckFlows(g.stopWatch)
 	}()
+	startTrim(g.log)
 	if err := g.startListeners(); err != nil {
 		return err
 	}
@@ -221,6 +222,7 @@ func (g *Gateway) teardown() {
 		close(g.stopWatch)
 		<-g.watchDone
 		<-g.recheckDone
+		stopTrim()
 		g.stopWatch = nil
 	}
 	if g.links != nil {

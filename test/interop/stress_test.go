@@ -459,7 +459,7 @@ func (s *sampler) finish() gatewayStats {
 const (
 	fdMargin        = 8
 	goroutineMargin = 30
-	rssFactor       = 4
+	rssFactor       = 2
 	rssSlack        = 64 << 20
 )
 
