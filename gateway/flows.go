@@ -125,6 +125,20 @@ type FlowInfo struct {
 	CommunityID string `json:"community_id"`
 }
 
+// newFlow registers an admitted flow in the flow table.
+func (g *Gateway) newFlow(v verdict) *flow {
+	f := &flow{fields: v.fields(), start: time.Now()}
+	g.flows.add(f, g.cfg.Site)
+	return f
+}
+
+// removeFlow takes an ended flow out of the table and its bytes into the
+// totals.
+func (g *Gateway) removeFlow(f *flow) {
+	g.flows.remove(f)
+	g.metrics.flowEnded(f)
+}
+
 // flowTable holds the live flows.
 type flowTable struct {
 	next atomic.Uint64

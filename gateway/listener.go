@@ -69,52 +69,31 @@ func (g *Gateway) acceptLAN(ln net.Listener, service string, port uint16) {
 	}
 }
 
-// lanVerdict identifies a LAN source and decides its flow to service.
-func (g *Gateway) lanVerdict(src netip.AddrPort, service string, port uint16, proto policy.Proto) verdict {
-	st := g.state.Load()
-	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-	v := verdict{src: src, lanSrc: src, proto: proto, id: st.pol.IdentityBySource(st.site.Name, src.Addr())}
-	if v.id != nil {
-		v.src = netip.AddrPortFrom(v.id.Address, src.Port())
-	}
-	if svc := st.pol.Service(service); svc != nil && svc.VIP.IsValid() {
-		v.svc = svc
-		v.dst = netip.AddrPortFrom(svc.VIP, servicePort(svc, port, proto))
-	}
-	return g.judge(st, v)
-}
-
-// servicePort picks the service port a listener forwards to.
-func servicePort(svc *policy.Service, port uint16, proto policy.Proto) uint16 {
-	if svc.Offers(port, proto) {
-		return port
-	}
-	for _, pr := range svc.Ports {
-		if pr.Proto == proto {
-			return pr.Lo
-		}
-	}
-	return port
-}
-
 func (g *Gateway) handleLAN(c net.Conn, service string, port uint16) {
 	if g.closing.Load() {
 		c.Close()
 		return
 	}
-	v := g.lanVerdict(c.RemoteAddr().(*net.TCPAddr).AddrPort(), service, port, policy.ProtoTCP)
-	reset := func() {
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetLinger(0) // RST: refused, not a clean close
-		}
-		c.Close()
+	v := g.classifyLAN(c.RemoteAddr().(*net.TCPAddr).AddrPort(), service, port, policy.ProtoTCP)
+	cs := lanTCP{c}
+	if f := g.admit(v, cs); f != nil {
+		g.serve(v, f, cs)
 	}
-	g.serveTCP(v, clientSide{
-		deny:   func(string) { reset() },
-		fail:   reset,
-		accept: func() (net.Conn, error) { return c, nil },
-	})
 }
+
+// lanTCP is the client side of a LAN device's TCP flow: a connection the
+// listener accepted, which a refusal resets.
+type lanTCP struct{ c net.Conn }
+
+func (l lanTCP) refuse() {
+	if tc, ok := l.c.(*net.TCPConn); ok {
+		tc.SetLinger(0) // RST: refused, not a clean close
+	}
+	l.c.Close()
+}
+
+func (l lanTCP) accept() (net.Conn, error) { return l.c, nil }
+func (l lanTCP) abandon()                  {}
 
 // serveLANUDP demultiplexes one UDP listener into flows by source.
 func (g *Gateway) serveLANUDP(pc net.PacketConn, service string, port uint16) {
@@ -140,7 +119,7 @@ func (g *Gateway) serveLANUDP(pc net.PacketConn, service string, port uint16) {
 			if g.closing.Load() {
 				continue
 			}
-			v := g.lanVerdict(src, service, port, policy.ProtoUDP)
+			v := g.classifyLAN(src, service, port, policy.ProtoUDP)
 			if v.id == nil {
 				ok, suppressed := unknown.allow(time.Now())
 				if suppressed > 0 {
@@ -150,16 +129,16 @@ func (g *Gateway) serveLANUDP(pc net.PacketConn, service string, port uint16) {
 					continue
 				}
 			}
-			serve := g.admitUDPVerdict(v, nil)
-			if serve == nil {
+			s = &lanDatagrams{pc: pc, peer: from, in: make(chan []byte, 64), done: make(chan struct{})}
+			f := g.admit(v, s)
+			if f == nil {
 				continue // denied and logged; UDP has no refusal to send here
 			}
-			s = &lanDatagrams{pc: pc, peer: from, in: make(chan []byte, 64), done: make(chan struct{})}
 			mu.Lock()
 			sessions[src] = s
 			mu.Unlock()
 			go func() {
-				serve(func() (net.Conn, error) { return s, nil })
+				g.serve(v, f, s)
 				mu.Lock()
 				delete(sessions, src)
 				mu.Unlock()
@@ -179,8 +158,8 @@ func (g *Gateway) logSuppressedDenials(v verdict, reason string, n int) {
 }
 
 // lanDatagrams is one source's flow on a shared UDP listener, as a
-// net.Conn: reads take what the listener loop delivered, writes go back to
-// the source.
+// net.Conn (reads take what the listener loop delivered, writes go back to
+// the source) and as its own client side: UDP has no refusal to send.
 type lanDatagrams struct {
 	pc   net.PacketConn
 	peer net.Addr
@@ -188,6 +167,10 @@ type lanDatagrams struct {
 	once sync.Once
 	done chan struct{}
 }
+
+func (s *lanDatagrams) refuse()                   { s.Close() }
+func (s *lanDatagrams) accept() (net.Conn, error) { return s, nil }
+func (s *lanDatagrams) abandon()                  {}
 
 func (s *lanDatagrams) deliver(p []byte) {
 	select {

@@ -79,7 +79,7 @@ func (c closeRecorder) Close() error { close(c.closed); return nil }
 func TestFlowRegisteredAfterReloadIsCaught(t *testing.T) {
 	r := newReloadRig(t)
 	g := r.tg.gw
-	v := g.decide(g.state.Load(), netip.MustParseAddrPort("100.80.1.10:40000"), netip.AddrPortFrom(netip.MustParseAddr("100.81.0.10"), r.be.echo.Port()), policy.ProtoTCP)
+	v := g.classifyOverlay(g.state.Load(), netip.MustParseAddrPort("100.80.1.10:40000"), netip.AddrPortFrom(netip.MustParseAddr("100.81.0.10"), r.be.echo.Port()), policy.ProtoTCP)
 	if !v.pass {
 		t.Fatal("alice may not reach ehr in the old policy")
 	}

@@ -16,7 +16,7 @@ import (
 // only, decides again with its own policy, and terminates the flow as for
 // a local client. A LAN device's flow is terminated at the listener and
 // dialed to the serving site from the device's own overlay address
-// (dialFlow), so the serving site identifies the device, not the gateway.
+// (dial, pipeline.go), so the serving site identifies the device, not the gateway.
 
 // isRemote reports whether v's service lives at another site. Flows relayed
 // here are always served here: a gateway never relays onward.
@@ -44,7 +44,7 @@ func (g *Gateway) routeFlow(r *overlay.Relay) bool {
 	if svc := st.pol.ServiceByDst(r.Dst, proto); svc == nil || svc.Site == "" || svc.Site == st.site.Name {
 		return false // the common case, cheaply: not another site's service
 	}
-	v := g.decide(st, r.Src, r.Dst, proto)
+	v := g.classifyOverlay(st, r.Src, r.Dst, proto)
 	if !v.pass || !g.isRemote(v) || !g.links.up(v.svc.Site) {
 		return false
 	}

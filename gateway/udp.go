@@ -16,61 +16,49 @@ const udpBufSize = 64 << 10
 
 var udpBufs = sync.Pool{New: func() any { b := make([]byte, udpBufSize); return &b }}
 
-// admitUDP decides the first datagram of a new UDP flow. It runs on the
-// overlay's packet path, so it only decides and logs; the flow itself runs
-// in the returned func. nil refuses the flow (ICMP port unreachable).
+// admitUDP is the overlay's UDP handler, on its packet path: the first
+// datagram of a new flow is classified, decided and admitted there, and the
+// returned func serves it (pipeline.go). nil refuses the flow (ICMP port
+// unreachable).
 func (g *Gateway) admitUDP(src, dst netip.AddrPort) func(net.Conn) {
 	if g.closing.Load() {
 		return nil
 	}
-	v := g.decide(g.state.Load(), src, dst, policy.ProtoUDP)
+	v := g.classifyOverlay(g.state.Load(), src, dst, policy.ProtoUDP)
 	if reason := g.unrelayed(v); reason != "" {
 		g.logDecision(v, nil, reason)
 		return nil
 	}
-	serve := g.admitUDPVerdict(v, nil)
-	if serve == nil {
+	cs := &overlayUDP{}
+	f := g.admit(v, cs)
+	if f == nil {
 		return nil
 	}
 	return func(client net.Conn) {
-		serve(func() (net.Conn, error) {
-			if client == nil {
-				return nil, errors.New("the overlay could not set up the flow")
-			}
-			return client, nil
-		})
+		cs.conn = client
+		g.serve(v, f, cs)
 	}
 }
 
-// admitUDPVerdict refuses v (logging why, and telling deny when set) or
-// returns the func that serves it once the client side is accepted.
-func (g *Gateway) admitUDPVerdict(v verdict, deny func(reason string)) func(accept func() (net.Conn, error)) {
-	refuse := func(reason string) {
-		if deny != nil {
-			deny(reason)
-		}
-	}
-	if !v.pass {
-		refuse(v.d.Reason.String())
-		g.logDecision(v, nil, "")
-		return nil
-	}
-	if lim := g.limits.acquire(v.id.Name, kindUDP); lim != limitNone {
-		refuse(string(lim))
-		g.logCapped(v, lim)
-		return nil
-	}
-	f := g.newFlow(v)
-	g.logDecision(v, f, "")
-	g.flowsWG.Add(1)
-	return func(accept func() (net.Conn, error)) {
-		defer g.flowsWG.Done()
-		defer g.limits.releaseFlow(v.id.Name, kindUDP)
-		defer g.removeFlow(f)
-		defer g.recoverFlow(v, f)
-		g.serveUDP(v, f, accept)
+// overlayUDP is the client side of an overlay UDP flow: the overlay's
+// connection for it, which a refusal closes (the refusal of a new flow is
+// admitUDP's nil).
+type overlayUDP struct{ conn net.Conn }
+
+func (c *overlayUDP) refuse() {
+	if c.conn != nil {
+		c.conn.Close()
 	}
 }
+
+func (c *overlayUDP) accept() (net.Conn, error) {
+	if c.conn == nil {
+		return nil, errClientGone
+	}
+	return c.conn, nil
+}
+
+func (c *overlayUDP) abandon() {}
 
 // udpIdle is the idle timeout of a UDP flow: DNS flows are short-lived.
 func (g *Gateway) udpIdle(port uint16) time.Duration {
@@ -80,44 +68,9 @@ func (g *Gateway) udpIdle(port uint16) time.Duration {
 	return g.cfg.Limits.UDPIdle
 }
 
-// dialUDPFlow connects a UDP flow to its backend: a local socket, or, for
-// a LAN device behind a listener, the service's site from the device's
-// overlay address.
-func (g *Gateway) dialUDPFlow(v verdict, f *flow) (net.Conn, error) {
-	if g.isRemote(v) {
-		if !g.links.up(v.svc.Site) {
-			return nil, errSiteDown(v.svc.Site)
-		}
-		return g.overlay.DialUDPFrom(v.src, v.dst)
-	}
-	addrs := g.backends(v.svc, v.dst, v.proto)
-	if len(addrs) == 0 {
-		return nil, errNoBackend
-	}
-	// A UDP "dial" only picks a route; failover needs a reply timeout that
-	// only the application knows, so the first endpoint in the round-robin
-	// order serves the flow.
-	return net.Dial("udp", addrs[0].String())
-}
-
-// serveUDP relays datagrams between the client's flow and one backend
-// until the flow idles out or is stopped.
-func (g *Gateway) serveUDP(v verdict, f *flow, accept func() (net.Conn, error)) {
-	backend, err := g.dialUDPFlow(v, f)
-	if err != nil {
-		g.logEnd(f, err.Error())
-		return
-	}
-	f.conns.add(backend)
-	client, err := accept()
-	if err != nil {
-		g.logEnd(f, "accept: "+err.Error())
-		f.stop()
-		return
-	}
-	f.conns.add(client)
-	idle := newIdleTimer(g.udpIdle(v.dst.Port()), f.stop)
-	defer idle.stop()
+// spliceDatagrams relays datagrams both ways between a UDP flow's client
+// and its backend until the flow idles out or is stopped.
+func spliceDatagrams(client, backend net.Conn, f *flow, idle *idleTimer) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -127,11 +80,6 @@ func (g *Gateway) serveUDP(v verdict, f *flow, accept func() (net.Conn, error)) 
 	relayDatagrams(backend, client, &f.bytesIn, idle)
 	f.stop()
 	<-done
-	errText := ""
-	if f.revoked.Load() {
-		errText = "revoked"
-	}
-	g.logEnd(f, errText)
 }
 
 // relayDatagrams copies datagrams from src to dst until src fails (closed
