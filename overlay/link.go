@@ -72,8 +72,10 @@ type link struct {
 
 	// groPool holds GRO engines: one per concurrent Write (wireguard-go
 	// writes from one goroutine per peer). An engine is empty between
-	// Writes.
-	groPool sync.Pool
+	// Writes. relayedPool holds the lists in which a Write gathers the
+	// packets it relays.
+	groPool     sync.Pool
+	relayedPool sync.Pool
 
 	closeOnce sync.Once
 
@@ -103,6 +105,10 @@ func newLink(mtu int) *link {
 		done:   make(chan struct{}),
 	}
 	groOn := linkGRO
+	l.relayedPool.New = func() any {
+		s := make([]*stack.PacketBuffer, 0, linkBatchSize)
+		return &s
+	}
 	l.groPool.New = func() any {
 		g := new(gro.GRO)
 		g.Init(groOn)
@@ -195,13 +201,17 @@ func (l *tunSide) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	g := l.groPool.Get().(*gro.GRO)
 	g.Dispatcher = d
+	relayed := l.relayedPool.Get().(*[]*stack.PacketBuffer)
 	for _, b := range bufs {
 		pkt := b[offset:]
 		if len(pkt) == 0 {
 			continue
 		}
-		if l.relay != nil && l.relay.handle(pkt) {
-			continue
+		if l.relay != nil {
+			if fwd, ok := l.relay.handle(pkt); ok {
+				*relayed = append(*relayed, stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(fwd)}))
+				continue
+			}
 		}
 		if l.intercept != nil && l.intercept(pkt) {
 			continue
@@ -223,6 +233,10 @@ func (l *tunSide) Write(bufs [][]byte, offset int) (int, error) {
 	g.Flush()
 	g.Dispatcher = nil
 	l.groPool.Put(g)
+	(*link)(l).forward(*relayed)
+	clear(*relayed)
+	*relayed = (*relayed)[:0]
+	l.relayedPool.Put(relayed)
 	return len(bufs), nil
 }
 
@@ -250,15 +264,21 @@ func (l *link) inject(b []byte) {
 	}
 }
 
-// forward queues a relayed packet for the device. Like the stack's own
-// writes it waits while the queue is full, so a fast relayed flow is paced
-// by encryption, not by loss; it drops once the link is closed.
-func (l *link) forward(b []byte) {
-	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(b)})
-	select {
-	case l.out <- pb:
-	case <-l.done:
-		pb.DecRef()
+// forward queues one Write's relayed packets for the device, together
+// after the batch, so that the device's reader finds them together and
+// encrypts and sends them as a batch. Like the stack's own writes it waits
+// while the queue is full, so a fast relayed flow is paced by encryption,
+// not by loss; it drops once the link is closed.
+func (l *link) forward(pkts []*stack.PacketBuffer) {
+	for i, pb := range pkts {
+		select {
+		case l.out <- pb:
+		case <-l.done:
+			for _, pb := range pkts[i:] {
+				pb.DecRef()
+			}
+			return
+		}
 	}
 }
 

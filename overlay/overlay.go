@@ -58,7 +58,7 @@ func New(cfg Config) (*Overlay, error) {
 		return nil, err
 	}
 	o.stack = s
-	o.link.relay = newRelayTable(cfg.Handler.Route, o.link.forward, o.link.inject, cfg.MTU)
+	o.link.relay = newRelayTable(cfg.Handler.Route, o.link.inject, cfg.MTU)
 	fwd := tcp.NewForwarder(s, 0, cfg.TCP.MaxInFlight, o.handleTCP)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, o.tcpPacketHandler(fwd))
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, o.handleUDP)

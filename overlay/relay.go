@@ -137,7 +137,6 @@ type flowKey struct {
 // relayTable holds the relayed flows of one overlay.
 type relayTable struct {
 	route  func(r *Relay) bool // Handler.Route; nil: nothing is relayed
-	emit   func(pkt []byte)    // queue a relayed packet for the device (may wait)
 	inject func(pkt []byte)    // queue a packet built here (never waits)
 	mtu    int
 
@@ -152,9 +151,9 @@ type relayTable struct {
 	done chan struct{}
 }
 
-func newRelayTable(route func(*Relay) bool, emit, inject func([]byte), mtu int) *relayTable {
+func newRelayTable(route func(*Relay) bool, inject func([]byte), mtu int) *relayTable {
 	t := &relayTable{
-		route: route, emit: emit, inject: inject, mtu: mtu,
+		route: route, inject: inject, mtu: mtu,
 		flows: make(map[flowKey]*Relay),
 		stop:  make(chan struct{}), done: make(chan struct{}),
 	}
@@ -162,18 +161,24 @@ func newRelayTable(route func(*Relay) bool, emit, inject func([]byte), mtu int) 
 	return t
 }
 
-// handle relays b when it belongs to a relayed flow, or starts one when
-// Route allows; false leaves b to the stack.
-func (t *relayTable) handle(b []byte) bool {
+// handle takes b when it belongs to a relayed flow, or starts one when
+// Route allows, and returns the packet to pass on to the device (b up to
+// its IP length, its MSS clamped); ok false leaves b to the stack. The
+// caller passes packets on in batches (link.Write), so that the device
+// reads and encrypts them in batches too.
+func (t *relayTable) handle(b []byte) (fwd []byte, ok bool) {
 	if t.route == nil && t.size.Load() == 0 {
-		return false
+		return nil, false
 	}
 	p, ok := parsePacket(b)
 	if !ok {
-		return false
+		return nil, false
 	}
 	if p.proto != protoTCP && p.proto != protoUDP {
-		return p.isICMPError() && t.relayICMPError(b, &p)
+		if p.isICMPError() && t.relayICMPError(b, &p) {
+			return b[:p.end], true
+		}
+		return nil, false
 	}
 	r, dir := t.lookup(p.src, p.dst, p.proto)
 	if r != nil && dir == 0 && p.proto == protoTCP && p.flags&(tcpSYN|tcpACK) == tcpSYN && r.finished() {
@@ -182,14 +187,14 @@ func (t *relayTable) handle(b []byte) bool {
 	}
 	if r == nil {
 		if !t.isNewFlow(&p) {
-			return false
+			return nil, false
 		}
 		if r = t.open(&p); r == nil {
-			return false
+			return nil, false
 		}
 	}
 	r.forward(b[:p.end], dir, &p)
-	return true
+	return b[:p.end], true
 }
 
 // isNewFlow: a TCP SYN, or any UDP datagram not in the table.
@@ -246,8 +251,8 @@ func (t *relayTable) remove(r *Relay) {
 	t.mu.Unlock()
 }
 
-// forward passes one packet of r on, tracking what a reset and the
-// flow's end need.
+// forward accounts for one packet of r that is passed on, tracking what a
+// reset and the flow's end need.
 func (r *Relay) forward(b []byte, dir int, p *packet) {
 	r.last.Store(r.t.now.Load())
 	if p.proto == protoTCP {
@@ -255,7 +260,6 @@ func (r *Relay) forward(b []byte, dir int, p *packet) {
 	} else {
 		r.bytes[dir].Add(int64(p.payload))
 	}
-	r.t.emit(b)
 	if p.proto == protoTCP && p.flags&tcpRST != 0 {
 		r.end(RelayReset)
 	}
@@ -301,9 +305,9 @@ func (t *relayTable) maxMSS(v6 bool) uint16 {
 	return uint16(t.mtu - ipv4HeaderMin - tcpHeaderMin)
 }
 
-// relayICMPError passes on an ICMP error about a relayed flow, when it
-// comes from the other end of that flow and goes to the end it quotes;
-// any other is left to the stack's inbound filter.
+// relayICMPError says whether to pass on an ICMP error about a relayed
+// flow: when it comes from the other end of that flow and goes to the end
+// it quotes. Any other is left to the stack's inbound filter.
 func (t *relayTable) relayICMPError(b []byte, p *packet) bool {
 	q, ok := p.quoted(b)
 	if !ok {
@@ -319,11 +323,7 @@ func (t *relayTable) relayICMPError(b []byte, p *packet) bool {
 	if dir == 1 {
 		from, to = to, from
 	}
-	if p.src.Addr() != from || p.dst.Addr() != to {
-		return false
-	}
-	t.emit(b[:p.end])
-	return true
+	return p.src.Addr() == from && p.dst.Addr() == to
 }
 
 // sweep advances the coarse clock and ends idle and finished relays.

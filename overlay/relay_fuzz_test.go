@@ -20,11 +20,13 @@ func FuzzRelayPackets(f *testing.F) {
 		rt := newRelayTable(func(r *Relay) bool {
 			r.OnEnd = func(RelayEnd) {}
 			return true
-		}, func(p []byte) { passed = append(passed, append([]byte(nil), p...)) }, func([]byte) {}, 1420)
+		}, func([]byte) {}, 1420)
 		defer rt.close()
 		for _, p := range [][]byte{a, b, a, b} {
 			in := append([]byte(nil), p...)
-			rt.handle(in)
+			if fwd, ok := rt.handle(in); ok {
+				passed = append(passed, append([]byte(nil), fwd...))
+			}
 		}
 		for _, p := range passed {
 			q, ok := parsePacket(p)
