@@ -147,7 +147,7 @@ func TestEgressFollowsPolicy(t *testing.T) {
 }
 
 func TestEgressTableBounded(t *testing.T) {
-	tab := newEgressTable(time.Minute, time.Hour, 3)
+	tab := newEgressTable(3)
 	now := time.Now()
 	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{93, 0, 0, byte(i)}) }
 	has := func(i int) bool { return len(tab.grants("alice", addr(i), now, nil)) > 0 }

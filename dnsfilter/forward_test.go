@@ -142,7 +142,7 @@ func TestCacheEvictsLRU(t *testing.T) {
 	c := newCache(2)
 	now := time.Now()
 	put := func(name string) {
-		c.put(&cacheEntry{key: cacheKey{name, 1, 1}, msg: new(dns.Msg), stored: now, expires: now.Add(time.Minute)})
+		c.put(&cacheEntry{key: cacheKey{name, 1, 1}, msg: new(dns.Msg), stored: now, expires: now.Add(time.Minute)}, 0)
 	}
 	put("a")
 	put("b")

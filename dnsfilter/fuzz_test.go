@@ -201,7 +201,8 @@ func FuzzUpstreamReply(f *testing.F) {
 		if ttl < 0 || ttl > maxCacheTTL {
 			t.Fatalf("cache TTL %v", ttl)
 		}
-		e := filter.fwd.store(key, r, view)
+		allow := filter.settings.Load().allow
+		e := filter.fwd.store(key, r, view, allow, filter.fwd.cache.generation())
 		if got := e.expires.Sub(e.stored); got != ttl {
 			t.Fatalf("entry lives %v, TTL %v", got, ttl)
 		}
@@ -216,7 +217,7 @@ func FuzzUpstreamReply(f *testing.F) {
 			t.Fatalf("reply does not pack: %v\n%v", err, reply)
 		}
 		g := filter.fwd.guardFor(view)
-		allowed := filter.fwd.allow.Match(key.name) != ""
+		allowed := allow.Match(key.name) != ""
 		for _, rr := range append(append([]dns.RR(nil), reply.Answer...), reply.Extra...) {
 			if rr.Header().Rrtype == dns.TypeOPT {
 				t.Fatalf("OPT copied from the cache: %v", rr)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -24,8 +23,10 @@ import (
 // unchanged ones, ends live flows the new policy denies (flow.revoked), and
 // reports what changed.
 //
-// Settings that shape sockets (listen, private key, limits) take effect on
-// restart; a reload that changes them says so in the operational log.
+// Settings that shape sockets and servers made at start (listen, limits,
+// listeners, ...) take effect on restart; a reload that changes them says
+// so in the operational log, and the new state's config keeps their
+// running values, so that it is the one config in force.
 func (g *Gateway) Reload() (ReloadChanges, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
@@ -37,6 +38,10 @@ func (g *Gateway) Reload() (ReloadChanges, error) {
 	blocks, err := dnsfilter.LoadBlocklists(st.cfg.paths(st.cfg.DNS.Blocklists))
 	if err != nil {
 		return ReloadChanges{}, g.refuseReload(err)
+	}
+	dnsSettings, err := dnsfilter.CompileSettings(g.dnsConfig(st.cfg))
+	if err != nil {
+		return ReloadChanges{}, g.refuseReload(fmt.Errorf("%s: [dns]: %w", st.cfg.File(), err))
 	}
 	peers, err := peersFor(st)
 	if err != nil {
@@ -58,6 +63,7 @@ func (g *Gateway) Reload() (ReloadChanges, error) {
 	// From here on nothing can fail: the new state is in force.
 	old := g.state.Swap(st)
 	g.dns.SetBlocklists(blocks)
+	g.dns.SetSettings(dnsSettings)
 	g.auditing.Store(st.cfg.Auditing())
 	g.links.update(st)
 	ch := changes(old, st)
@@ -168,6 +174,7 @@ func (g *Gateway) loadState() (*state, error) {
 	if later := restartOnly(g.cfg, cfg); len(later) > 0 {
 		g.log.Warn("these changes take effect on restart; the running values stay", "settings", strings.Join(later, ", "))
 	}
+	keepRestartOnly(g.cfg, cfg)
 	pol, err := cfg.LoadPolicy()
 	if err != nil {
 		return nil, err
@@ -182,8 +189,9 @@ func (g *Gateway) loadState() (*state, error) {
 
 // restartOnly lists the settings that changed from old to cfg and that a
 // reload does not apply: they shape sockets and servers made at start.
-// What a reload applies (the policy, enforce, blocklists, peers, the key)
-// is read from the new state; everything else keeps the values of start.
+// What a reload applies (the policy, enforce, [dns] but rate_per_identity,
+// peers, the key) is read from the new state; keepRestartOnly gives
+// everything else the values of start.
 func restartOnly(old, cfg *Config) []string {
 	var out []string
 	add := func(changed bool, name string) {
@@ -191,16 +199,23 @@ func restartOnly(old, cfg *Config) []string {
 			out = append(out, name)
 		}
 	}
-	oldDNS, newDNS := old.DNS, cfg.DNS
-	oldDNS.Blocklists, newDNS.Blocklists = nil, nil
 	add(cfg.Listen != old.Listen, "listen")
 	add(cfg.StateDir != old.StateDir, "state_dir")
-	add(!reflect.DeepEqual(oldDNS, newDNS), "[dns] (but blocklists)")
+	add(cfg.DNS.RatePerIdentity != old.DNS.RatePerIdentity, "[dns] rate_per_identity")
 	add(cfg.Admin != old.Admin, "[admin]")
 	add(cfg.Log != old.Log, "[log]")
 	add(cfg.Limits != old.Limits, "[limits]")
 	add(!slices.Equal(cfg.Listener, old.Listener), "[[listener]]")
 	return out
+}
+
+// keepRestartOnly sets in cfg the running values (old's) of the settings
+// restartOnly names.
+func keepRestartOnly(old, cfg *Config) {
+	cfg.Listen, cfg.StateDir = old.Listen, old.StateDir
+	cfg.DNS.RatePerIdentity = old.DNS.RatePerIdentity
+	cfg.Admin, cfg.Log, cfg.Limits = old.Admin, old.Log, old.Limits
+	cfg.Listener = old.Listener
 }
 
 // checkKey refuses a private key whose public key is not this site's key in
