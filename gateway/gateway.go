@@ -157,7 +157,7 @@ func (g *Gateway) start(opts Options) error {
 		bind = overlay.NewAddrBind(listen.Addr())
 	}
 	g.overlay, err = overlay.New(overlay.Config{
-		PrivateKey: overlay.Key(key),
+		PrivateKey: key,
 		Bind:       bind,
 		ListenPort: listen.Port(),
 		Address:    st.site.Address,
@@ -371,7 +371,7 @@ func peersFor(st *state) ([]overlay.Peer, error) {
 			continue
 		}
 		peers = append(peers, overlay.Peer{
-			PublicKey:  overlay.Key(id.Key),
+			PublicKey:  id.Key,
 			AllowedIPs: []netip.Prefix{netip.PrefixFrom(id.Address, id.Address.BitLen())},
 		})
 	}
@@ -380,7 +380,7 @@ func peersFor(st *state) ([]overlay.Peer, error) {
 			continue
 		}
 		p := overlay.Peer{
-			PublicKey:           overlay.Key(s.Key),
+			PublicKey:           s.Key,
 			AllowedIPs:          st.pol.SiteRoutes(s.Name),
 			PersistentKeepalive: siteKeepalive,
 		}

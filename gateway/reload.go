@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/dnsfilter"
-	"github.com/wardgate/wardgate/overlay"
-	"github.com/wardgate/wardgate/policy"
+	"github.com/wardgate/wardgate/internal/wgkey"
 )
 
 // Reload reads gateway.toml and the policy again. Everything the new
@@ -50,13 +49,13 @@ func (g *Gateway) Reload() (ReloadChanges, error) {
 	prev := g.state.Load()
 	if st.key != prev.key {
 		// A gateway key rotation (docs/operating.md): every session ends.
-		if err := g.overlay.SetPrivateKey(overlay.Key(st.key)); err != nil {
+		if err := g.overlay.SetPrivateKey(st.key); err != nil {
 			return ReloadChanges{}, g.refuseReload(err)
 		}
 	}
 	if err := g.overlay.SetPeers(peers); err != nil {
 		if st.key != prev.key {
-			g.overlay.SetPrivateKey(overlay.Key(prev.key))
+			g.overlay.SetPrivateKey(prev.key)
 		}
 		return ReloadChanges{}, g.refuseReload(fmt.Errorf("peers: %w", err))
 	}
@@ -114,8 +113,8 @@ func changes(old, st *state) ReloadChanges {
 
 // peerNames names this site's WireGuard peers by key: its identities and
 // the other sites.
-func peerNames(st *state) map[policy.Key]string {
-	m := make(map[policy.Key]string)
+func peerNames(st *state) map[wgkey.Public]string {
+	m := make(map[wgkey.Public]string)
 	for _, id := range st.pol.Identities() {
 		if !id.IsLAN() && id.Site == st.site.Name {
 			m[id.Key] = id.Name
@@ -222,7 +221,7 @@ func keepRestartOnly(old, cfg *Config) {
 // the policy: such a gateway would start, and then complete no handshake
 // with anyone.
 func (st *state) checkKey() error {
-	if pub := policy.Key(overlay.Key(st.key).PublicKey()); pub != st.site.Key {
+	if pub := st.key.Public(); pub != st.site.Key {
 		return fmt.Errorf("%s: private_key_file %s belongs to public key %s, but site %q has key %s in %s",
 			st.cfg.File(), st.cfg.PrivateKeyFile, pub, st.site.Name, st.site.Key, st.pol.File())
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/internal/dnsname"
+	"github.com/wardgate/wardgate/internal/wgkey"
 )
 
 // Keys each table accepts. Anything else is an error.
@@ -75,7 +76,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 		}
 	}
 	b.buildOverlay(p, raw)
-	keyOwner := map[Key]*elem{}
+	keyOwner := map[wgkey.Public]*elem{}
 	addrOwner := map[netip.Addr]*elem{}
 	for _, e := range b.elems(raw, "site") {
 		b.buildSite(p, e, keyOwner, addrOwner)
@@ -201,15 +202,15 @@ func (e *elem) addr(key string) netip.Addr {
 }
 
 // key reads a WireGuard public key.
-func (e *elem) key(key string) Key {
+func (e *elem) key(key string) wgkey.Public {
 	s := e.str(key)
 	if s == "" {
-		return Key{}
+		return wgkey.Public{}
 	}
-	k, err := ParseKey(s)
+	k, err := wgkey.ParsePublic(s)
 	if err != nil {
 		e.errorf(key, "%s is not a WireGuard key (32 bytes, base64): %q", key, s)
-		return Key{}
+		return wgkey.Public{}
 	}
 	if k.IsZero() {
 		e.errorf(key, "%s is the all-zero key", key)
@@ -230,7 +231,7 @@ func (e *elem) name(check func(string) error) string {
 	return n
 }
 
-func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[Key]*elem, addrOwner map[netip.Addr]*elem) {
+func (b *builder) buildSite(p *Policy, e *elem, keyOwner map[wgkey.Public]*elem, addrOwner map[netip.Addr]*elem) {
 	e.checkKeys(siteKeys...)
 	s := &Site{Name: e.name(CheckName)}
 	if e.has("key") {
@@ -272,7 +273,7 @@ func splitHostPort(s string) (string, uint16, error) {
 	return host, port, err
 }
 
-func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[Key]*elem, addrOwner map[netip.Addr]*elem, groups map[string]bool) {
+func (b *builder) buildIdentity(p *Policy, e *elem, keyOwner map[wgkey.Public]*elem, addrOwner map[netip.Addr]*elem, groups map[string]bool) {
 	e.checkKeys(identityKeys...)
 	id := &Identity{Name: e.name(CheckName)}
 	hasKey, hasAddr, hasSrc := e.has("key"), e.has("address"), e.has("source")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wardgate/wardgate/gateway"
 	"github.com/wardgate/wardgate/internal/enroll"
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -124,7 +125,7 @@ func cmdPeerAdd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *pubkey != "" {
-		k, err := policy.ParseKey(strings.TrimSpace(*pubkey))
+		k, err := wgkey.ParsePublic(strings.TrimSpace(*pubkey))
 		if err != nil {
 			fmt.Fprintf(stderr, "wardgate peer add: --pubkey: %v\n", err)
 			return 2
@@ -179,7 +180,7 @@ func cmdPeerAdd(args []string, stdout, stderr io.Writer) int {
 
 // printConfigNotes says what the operator must know about a client config
 // before handing it over.
-func printConfigNotes(stderr io.Writer, cc *enroll.ClientConfig, priv policy.Key) {
+func printConfigNotes(stderr io.Writer, cc *enroll.ClientConfig, priv wgkey.Private) {
 	if cc.Endpoint == "" {
 		fmt.Fprintf(stderr, "warning: site %q has no endpoint in the policy: fill in Endpoint in the client config\n", cc.SiteName)
 	}
@@ -208,9 +209,9 @@ func cmdPeerRotate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: wardgate peer rotate -c gateway.toml NAME [--pubkey KEY] [-o FILE [--force]] [--qr]")
 		return 2
 	}
-	var key policy.Key
+	var key wgkey.Public
 	if *pubkey != "" {
-		if key, err = policy.ParseKey(strings.TrimSpace(*pubkey)); err != nil {
+		if key, err = wgkey.ParsePublic(strings.TrimSpace(*pubkey)); err != nil {
 			fmt.Fprintf(stderr, "wardgate peer rotate: --pubkey: %v\n", err)
 			return 2
 		}

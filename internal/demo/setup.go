@@ -12,7 +12,7 @@ import (
 
 	"github.com/wardgate/wardgate/gateway"
 	"github.com/wardgate/wardgate/internal/wgclient"
-	"github.com/wardgate/wardgate/overlay"
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
 
@@ -75,7 +75,7 @@ type world struct {
 	audit *auditLog
 	opLog *slog.Logger
 
-	keys    map[string]overlay.Key // private keys by site or identity name
+	keys    map[string]wgkey.Private // private keys by site or identity name
 	vars    policyVars
 	gws     map[string]*gateway.Gateway
 	clients map[string]*wgclient.Client
@@ -92,7 +92,7 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 	w = &world{
 		sw:      memnet.NewSwitch(),
 		audit:   newAuditLog(opts.Audit),
-		keys:    make(map[string]overlay.Key),
+		keys:    make(map[string]wgkey.Private),
 		gws:     make(map[string]*gateway.Gateway),
 		clients: make(map[string]*wgclient.Client),
 	}
@@ -115,12 +115,12 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 
 	pub := make(map[string]string)
 	for _, name := range []string{leeds, york, radiologist, reception, infected} {
-		k, err := overlay.NewPrivateKey()
+		k, err := wgkey.NewPrivate()
 		if err != nil {
 			return nil, err
 		}
 		w.keys[name] = k
-		pub[name] = k.PublicKey().Base64()
+		pub[name] = k.Public().String()
 	}
 
 	// Backends on loopback: PACS at York, EHR at Leeds (and the copy at
@@ -243,7 +243,7 @@ func (w *world) startClient(cs clientSpec) error {
 	c, err := wgclient.New(wgclient.Config{
 		PrivateKey:    w.keys[cs.Name],
 		Addresses:     []netip.Addr{netip.MustParseAddr(cs.Address)},
-		PeerPublicKey: w.keys[cs.Site].PublicKey(),
+		PeerPublicKey: w.keys[cs.Site].Public(),
 		PeerEndpoint:  netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(site(cs.Site).Port)),
 		// What a wg-quick config from `wardgate peer add` routes: the
 		// overlay and the service addresses, nothing else.
