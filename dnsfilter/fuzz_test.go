@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/wardgate/wardgate/internal/dnsname"
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -44,14 +45,14 @@ func FuzzHandler(f *testing.F) {
 	seed(func(m *dns.Msg) { m.Answer = []dns.RR{mustRR("pacs.nhs.internal. 1 IN A 1.2.3.4")} })
 	f.Add([]byte{}, uint8(1))
 
-	up := newUpstream(f, answerA("93.184.216.34", 300))
+	up := testnet.NewDNS(f, testnet.AnswerA("93.184.216.34", 300))
 	list := strings.Join([]string{"*.pixel.example", "0.0.0.0 ads.example"}, "\n")
 	path := f.TempDir() + "/list.txt"
 	if err := writeFileErr(path, list); err != nil {
 		f.Fatal(err)
 	}
 	filter, _, _ := newTestFilter(f, Config{
-		Upstreams:       []string{up.addr},
+		Upstreams:       []string{up.Addr},
 		Blocklists:      []string{path},
 		Timeout:         200 * time.Millisecond,
 		RatePerIdentity: 1e9,

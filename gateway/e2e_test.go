@@ -23,6 +23,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/internal/wgclient"
 	"github.com/wardgate/wardgate/internal/wgkey"
@@ -137,22 +138,7 @@ func startTestBackends(t testing.TB) testBackends {
 	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
 	b.dead = ln.Addr().(*net.TCPAddr).AddrPort()
 	ln.Close()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
-	b.udpEcho = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	b.udpEcho = testnet.UDPEcho(t)
 	return b
 }
 

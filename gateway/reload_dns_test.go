@@ -2,16 +2,15 @@ package gateway
 
 import (
 	"bytes"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/internal/wgclient"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
@@ -20,12 +19,12 @@ import (
 // the next query to the new upstream, even for a name the old one answered
 // (its cached answer goes with it).
 func TestReloadAppliesDNSUpstreams(t *testing.T) {
-	oldUp := startFixedResolver(t, "93.184.216.34")
-	newUp := startFixedResolver(t, "93.184.216.35")
+	oldUp := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
+	newUp := testnet.NewDNS(t, testnet.AnswerA("93.184.216.35", 300))
 	be := startTestBackends(t)
 	keys := [3]testKey{newTestKey(t), newTestKey(t), newTestKey(t)}
 	tg := startTestGateway(t, memnet.NewSwitch(), keys[0], "leeds", sprintfPolicy(keys[0], keys[1], keys[2], be),
-		"[dns]\nupstream = [\""+oldUp.addr+"\"]\n")
+		"[dns]\nupstream = [\""+oldUp.Addr+"\"]\n")
 	alice := tg.client(t, keys[1], "100.80.1.10")
 
 	if got := resolveA(t, alice, "www.example.org"); got != "93.184.216.34" {
@@ -36,7 +35,7 @@ func TestReloadAppliesDNSUpstreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text = bytes.Replace(text, []byte(oldUp.addr), []byte(newUp.addr), 1)
+	text = bytes.Replace(text, []byte(oldUp.Addr), []byte(newUp.Addr), 1)
 	if err := os.WriteFile(gw, text, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -46,44 +45,9 @@ func TestReloadAppliesDNSUpstreams(t *testing.T) {
 	if got := resolveA(t, alice, "www.example.org"); got != "93.184.216.35" {
 		t.Errorf("after the reload: %s, want the new upstream's answer", got)
 	}
-	if n := oldUp.queries.Load(); n != 1 {
+	if n := oldUp.Queries.Load(); n != 1 {
 		t.Errorf("the old upstream had %d queries, want 1", n)
 	}
-}
-
-// fixedResolver is a DNS server on loopback UDP answering every A question
-// with one address.
-type fixedResolver struct {
-	addr    string
-	queries atomic.Int64
-}
-
-func startFixedResolver(t *testing.T, answer string) *fixedResolver {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &fixedResolver{addr: pc.LocalAddr().String()}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
-		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-			r.queries.Add(1)
-			m := new(dns.Msg)
-			m.SetReply(q)
-			if q.Question[0].Qtype == dns.TypeA {
-				m.Answer = []dns.RR{&dns.A{
-					Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
-					A:   net.ParseIP(answer),
-				}}
-			}
-			w.WriteMsg(m)
-		})}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { srv.Shutdown(); <-done })
-	return r
 }
 
 // resolveA asks the gateway's DNS server, through c, for name's A record
