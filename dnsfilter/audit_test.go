@@ -60,7 +60,7 @@ func TestAuditModeAnswers(t *testing.T) {
 	audit := &auditBuf{}
 	f, err := New(Config{
 		Policy:    func() *policy.Policy { return p },
-		Upstreams: []string{up.addr},
+		Upstreams: []string{up.Addr},
 		Audit:     audit.logger(),
 		Auditing:  auditing.Load,
 	})

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 // benchWriter packs each reply, as the server would, and throws it away.
@@ -48,8 +49,8 @@ func serveBench(b *testing.B, f *Filter, name string, qtype uint16) {
 }
 
 func benchFilter(b *testing.B) *Filter {
-	up := newUpstream(b, answerA("93.184.216.34", 3600))
-	f, _, _ := newTestFilter(b, Config{Upstreams: []string{up.addr}, RatePerIdentity: 1e12, Burst: 1 << 30}, testView())
+	up := testnet.NewDNS(b, testnet.AnswerA("93.184.216.34", 3600))
+	f, _, _ := newTestFilter(b, Config{Upstreams: []string{up.Addr}, RatePerIdentity: 1e12, Burst: 1 << 30}, testView())
 	return f
 }
 

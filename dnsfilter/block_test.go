@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 func writeFile(t *testing.T, name, text string) string {
@@ -73,16 +74,16 @@ func TestLoadBlocklistsErrors(t *testing.T) {
 }
 
 func TestBlockStage(t *testing.T) {
-	up := newUpstream(t, answerA("93.184.216.34", 300))
+	up := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
 	f, _, audit := newTestFilter(t, Config{
-		Upstreams:  []string{up.addr},
+		Upstreams:  []string{up.Addr},
 		Blocklists: []string{writeFile(t, "list.txt", testList)},
 	}, testView())
 	m := ask(t, f, aliceAddr, "X.Pixel.Example.", dns.TypeA)
 	if m.Rcode != dns.RcodeNameError {
 		t.Fatalf("blocked name: rcode %s", dns.RcodeToString[m.Rcode])
 	}
-	if up.queries.Load() != 0 {
+	if up.Queries.Load() != 0 {
 		t.Error("blocked name was forwarded")
 	}
 	ev := audit.events(t)
@@ -100,8 +101,8 @@ func TestBlockStage(t *testing.T) {
 }
 
 func TestReloadBlocklists(t *testing.T) {
-	up := newUpstream(t, answerA("93.184.216.34", 300))
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	up := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, testView())
 	if m := ask(t, f, aliceAddr, "ads.example.com", dns.TypeA); m.Rcode != dns.RcodeSuccess {
 		t.Fatalf("before reload: %s", dns.RcodeToString[m.Rcode])
 	}

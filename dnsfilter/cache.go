@@ -40,6 +40,7 @@ type cache struct {
 	mu    sync.Mutex
 	items map[cacheKey]*list.Element // of *cacheEntry
 	lru   list.List                  // front: most recently used
+	gen   uint64                     // flushes so far
 }
 
 func newCache(size int) *cache {
@@ -64,13 +65,17 @@ func (c *cache) get(k cacheKey, now time.Time) *cacheEntry {
 	return e
 }
 
-// put stores e, evicting the least recently used entry when full.
-func (c *cache) put(e *cacheEntry) {
+// put stores e, evicting the least recently used entry when full. An entry
+// fetched before a flush (gen is no longer the generation) is dropped.
+func (c *cache) put(e *cacheEntry, gen uint64) {
 	if c.size <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if el := c.items[e.key]; el != nil {
 		el.Value = e
 		c.lru.MoveToFront(el)
@@ -82,6 +87,22 @@ func (c *cache) put(e *cacheEntry) {
 		delete(c.items, old.Value.(*cacheEntry).key)
 	}
 	c.items[e.key] = c.lru.PushFront(e)
+}
+
+// generation counts the flushes; put takes the one its fetch began in.
+func (c *cache) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// flush empties the cache.
+func (c *cache) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.items)
+	c.lru.Init()
+	c.gen++
 }
 
 // len is the number of entries, expired ones included.

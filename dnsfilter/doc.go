@@ -189,4 +189,8 @@
 // names and endpoints). Blocklists are read with LoadBlocklists (which
 // changes nothing, and fails with file:line) and put in force with
 // SetBlocklists, which keeps the cache and the learned egress addresses.
+// Upstreams, AllowInternal, QueryLog and the egress TTLs are compiled with
+// CompileSettings and put in force with SetSettings, which empties the
+// cache when the upstreams or AllowInternal change; the other fields of
+// Config are fixed at New.
 package dnsfilter

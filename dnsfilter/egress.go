@@ -19,8 +19,7 @@ import (
 // Memory: one map entry and one FIFO slot per address and identity, bounded
 // by limit per identity. Safe for concurrent use.
 type egressTable struct {
-	minTTL, maxTTL time.Duration
-	limit          int
+	limit int
 
 	mu   sync.RWMutex
 	sets map[string]*egressSet // by identity name
@@ -51,8 +50,8 @@ type fifoItem struct {
 	seq  uint64
 }
 
-func newEgressTable(minTTL, maxTTL time.Duration, limit int) *egressTable {
-	return &egressTable{minTTL: minTTL, maxTTL: maxTTL, limit: limit, sets: make(map[string]*egressSet)}
+func newEgressTable(limit int) *egressTable {
+	return &egressTable{limit: limit, sets: make(map[string]*egressSet)}
 }
 
 func (t *egressTable) set(identity string, create bool) *egressSet {
@@ -71,13 +70,12 @@ func (t *egressTable) set(identity string, create bool) *egressSet {
 	return s
 }
 
-// learn allows addr to identity for each of services until now+ttl, ttl
-// clamped to [minTTL, maxTTL].
+// learn allows addr to identity for each of services until now+ttl.
 func (t *egressTable) learn(identity string, services []string, qname string, addr netip.Addr, ttl time.Duration, now time.Time) {
 	if t.limit <= 0 || len(services) == 0 {
 		return
 	}
-	exp := now.Add(min(max(ttl, t.minTTL), t.maxTTL))
+	exp := now.Add(ttl)
 	s := t.set(identity, true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,9 +197,11 @@ func (f *Filter) learn(q *query, reply *dns.Msg) {
 		return
 	}
 	now := f.now()
+	live := f.settings.Load()
 	for _, rr := range chainAddrs(reply.Answer, reply.Question[0].Name) {
 		a, _ := rrAddr(rr)
-		f.egress.learn(q.id.Name, names, q.name, a, time.Duration(rr.Header().Ttl)*time.Second, now)
+		ttl := min(max(time.Duration(rr.Header().Ttl)*time.Second, live.egressTTLMin), live.egressTTLMax)
+		f.egress.learn(q.id.Name, names, q.name, a, ttl, now)
 		f.stats.egressLearned.Add(1)
 	}
 }

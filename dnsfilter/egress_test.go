@@ -6,11 +6,12 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/policy"
 )
 
-func nhsUpstream(t *testing.T, ttl uint32) *upstream {
-	return newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+func nhsUpstream(t *testing.T, ttl uint32) *testnet.DNS {
+	return testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		q := r.Question[0].Name
@@ -40,7 +41,7 @@ var cdnAddr = netip.MustParseAddr("93.184.216.34")
 func TestEgressLearned(t *testing.T) {
 	v := testView()
 	up := nhsUpstream(t, 120)
-	f, clk, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, v)
+	f, clk, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, v)
 	alice, bob := v.ids[0], v.ids[1]
 	tcp := policy.ProtoTCP
 
@@ -109,7 +110,7 @@ func TestEgressTTLClamped(t *testing.T) {
 		{86400, time.Hour},
 	} {
 		v := testView()
-		f, clk, _ := newTestFilter(t, Config{Upstreams: []string{nhsUpstream(t, tc.ttl).addr}}, v)
+		f, clk, _ := newTestFilter(t, Config{Upstreams: []string{nhsUpstream(t, tc.ttl).Addr}}, v)
 		ask(t, f, aliceAddr, "www.nhs.uk", dns.TypeA)
 		clk.advance(tc.want - time.Second)
 		if f.EgressService(v.ids[0], cdnAddr, 443, policy.ProtoTCP) == nil {
@@ -125,7 +126,7 @@ func TestEgressTTLClamped(t *testing.T) {
 func TestEgressFollowsPolicy(t *testing.T) {
 	v := testView()
 	cur := View(v)
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{nhsUpstream(t, 300).addr}}, nil)
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{nhsUpstream(t, 300).Addr}}, nil)
 	f.view = func() View { return cur }
 	ask(t, f, aliceAddr, "www.nhs.uk", dns.TypeA)
 	alice := v.ids[0]
@@ -147,7 +148,7 @@ func TestEgressFollowsPolicy(t *testing.T) {
 }
 
 func TestEgressTableBounded(t *testing.T) {
-	tab := newEgressTable(time.Minute, time.Hour, 3)
+	tab := newEgressTable(3)
 	now := time.Now()
 	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{93, 0, 0, byte(i)}) }
 	has := func(i int) bool { return len(tab.grants("alice", addr(i), now, nil)) > 0 }

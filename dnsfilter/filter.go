@@ -26,7 +26,9 @@ type Filter struct {
 	egress  *egressTable
 	limiter *limiter
 	blocks  atomic.Pointer[blocklist]
-	stats   counters
+	// settings are the parts of Config a reload may change (SetSettings).
+	settings atomic.Pointer[settings]
+	stats    counters
 }
 
 // stage is one step of the chain; see the package documentation.
@@ -60,11 +62,9 @@ func newFilter(cfg Config, view func() View, now func() time.Time) (*Filter, err
 	if err != nil {
 		return nil, err
 	}
-	allow := new(dnsname.Set)
-	for _, p := range cfg.AllowInternal {
-		if err := allow.Add(dnsname.Canonical(p)); err != nil {
-			return nil, fmt.Errorf("dnsfilter: allow_internal: %w", err)
-		}
+	live, err := compileSettings(cfg)
+	if err != nil {
+		return nil, err
 	}
 	bl, err := loadBlocklists(cfg.Blocklists)
 	if err != nil {
@@ -74,10 +74,11 @@ func newFilter(cfg Config, view func() View, now func() time.Time) (*Filter, err
 		cfg:     cfg,
 		view:    view,
 		now:     now,
-		egress:  newEgressTable(cfg.EgressTTLMin, cfg.EgressTTLMax, cfg.MaxEgressPerIdentity),
+		egress:  newEgressTable(cfg.MaxEgressPerIdentity),
 		limiter: newLimiter(cfg.RatePerIdentity, cfg.Burst),
 	}
-	f.fwd = newForwarder(cfg, allow, now, &f.stats)
+	f.settings.Store(live)
+	f.fwd = newForwarder(cfg, &f.settings, now, &f.stats)
 	f.blocks.Store(bl)
 	f.stages = []stage{
 		blockStage{list: f.blocks.Load},
@@ -187,7 +188,7 @@ func (f *Filter) resolve(remote net.Addr, r *dns.Msg) (*dns.Msg, *query) {
 
 // deadline bounds one query: every upstream tried over UDP and TCP.
 func (f *Filter) deadline() time.Duration {
-	return f.cfg.Timeout * time.Duration(2*max(1, len(f.cfg.Upstreams)))
+	return f.cfg.Timeout * time.Duration(2*max(1, len(f.settings.Load().upstreams)))
 }
 
 func rcode(r *dns.Msg, code int) *dns.Msg {
@@ -264,7 +265,7 @@ func (f *Filter) logQuery(q *query, code int) {
 			attrs = append(attrs, slog.String("rule", q.audit.Rule))
 		}
 		attrs = append(attrs, slog.String("reason", q.audit.Reason.String()))
-	case !f.cfg.QueryLog:
+	case !f.settings.Load().queryLog:
 		return
 	}
 	f.cfg.Audit.LogAttrs(context.Background(), slog.LevelInfo, event, attrs...)

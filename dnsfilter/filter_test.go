@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/policy"
 )
 
 func TestAdmission(t *testing.T) {
-	up := newUpstream(t, answerA("93.184.216.34", 300))
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	up := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, testView())
 	q := func(mod func(r *dns.Msg)) *dns.Msg {
 		r := new(dns.Msg)
 		r.SetQuestion("example.com.", dns.TypeA)
@@ -48,7 +49,7 @@ func TestAdmission(t *testing.T) {
 			t.Errorf("%s: rcode %s, want %s", tc.name, dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.rcode])
 		}
 	}
-	if n := up.queries.Load(); n != 1 {
+	if n := up.Queries.Load(); n != 1 {
 		t.Errorf("%d upstream queries, want 1", n)
 	}
 	// Responses are never answered.
@@ -129,7 +130,7 @@ func TestQueryLog(t *testing.T) {
 }
 
 func TestEDNSAndTruncation(t *testing.T) {
-	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+	up := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		for i := range 40 {
@@ -138,7 +139,7 @@ func TestEDNSAndTruncation(t *testing.T) {
 		m.Compress = true // about 700 bytes: more than 512, less than 1232
 		w.WriteMsg(m)
 	})
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, testView())
 	r := new(dns.Msg)
 	r.SetQuestion("big.example.com.", dns.TypeA)
 	r.SetEdns0(4096, false)
@@ -169,12 +170,12 @@ func TestPanicRecovered(t *testing.T) {
 }
 
 func TestServe(t *testing.T) {
-	up := newUpstream(t, answerA("93.184.216.34", 300))
+	up := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
 	v := testView()
 	// The filter listens on loopback; queries come from 127.0.0.1, so make
 	// that alice's address.
 	v.ids[0].Address = netip.MustParseAddr("127.0.0.1")
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, v)
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, v)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -32,11 +32,10 @@ var (
 // forwarder resolves questions through the upstreams and the cache; see
 // the package documentation for what it strips and caches.
 type forwarder struct {
-	upstreams []string
+	settings  *atomic.Pointer[settings] // the Filter's: upstreams and allow_internal
 	timeout   time.Duration
 	udp, tcp  *dns.Client
 	cache     *cache
-	allow     *dnsname.Set // names whose answers are not stripped
 	now       func() time.Time
 	log       *slog.Logger
 	preferred atomic.Uint32 // index of the upstream tried first
@@ -57,21 +56,20 @@ type call struct {
 	err  error
 }
 
-func newForwarder(cfg Config, allow *dnsname.Set, now func() time.Time, stats *counters) *forwarder {
+func newForwarder(cfg Config, live *atomic.Pointer[settings], now func() time.Time, stats *counters) *forwarder {
 	return &forwarder{
-		upstreams: cfg.Upstreams,
-		timeout:   cfg.Timeout,
-		udp:       &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: upstreamUDPSize},
-		tcp:       &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
-		cache:     newCache(cfg.CacheSize),
-		allow:     allow,
-		now:       now,
-		log:       cfg.Logger,
-		calls:     make(map[cacheKey]*call),
-		waits:     make(map[string]int),
-		inflight:  make(chan struct{}, maxInflight),
-		perID:     cfg.MaxInflightPerIdentity,
-		stats:     stats,
+		settings: live,
+		timeout:  cfg.Timeout,
+		udp:      &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: upstreamUDPSize},
+		tcp:      &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
+		cache:    newCache(cfg.CacheSize),
+		now:      now,
+		log:      cfg.Logger,
+		calls:    make(map[cacheKey]*call),
+		waits:    make(map[string]int),
+		inflight: make(chan struct{}, maxInflight),
+		perID:    cfg.MaxInflightPerIdentity,
+		stats:    stats,
 	}
 }
 
@@ -149,7 +147,9 @@ func (f *forwarder) release(identity string) {
 // fetch asks the upstreams in turn, starting with the one that answered
 // last, strips the answer and caches it.
 func (f *forwarder) fetch(ctx context.Context, key cacheKey, view View) (*cacheEntry, error) {
-	n := len(f.upstreams)
+	gen := f.cache.generation() // before the settings: see SetSettings
+	live := f.settings.Load()
+	n := len(live.upstreams)
 	if n == 0 {
 		return nil, errNoUpstream
 	}
@@ -169,7 +169,7 @@ func (f *forwarder) fetch(ctx context.Context, key cacheKey, view View) (*cacheE
 	var errs []error
 	for i := range n {
 		idx := (start + i) % n
-		r, err := f.exchange(ctx, m, f.upstreams[idx])
+		r, err := f.exchange(ctx, m, live.upstreams[idx])
 		if err != nil {
 			f.stats.upstreamErrors.Add(1)
 			errs = append(errs, err)
@@ -179,22 +179,23 @@ func (f *forwarder) fetch(ctx context.Context, key cacheKey, view View) (*cacheE
 			continue
 		}
 		if i > 0 && f.preferred.CompareAndSwap(uint32(start), uint32(idx)) {
-			f.log.Warn("dns upstream failed over", "from", f.upstreams[start], "to", f.upstreams[idx], "err", errors.Join(errs...))
+			f.log.Warn("dns upstream failed over", "from", live.upstreams[start], "to", live.upstreams[idx], "err", errors.Join(errs...))
 		}
-		return f.store(key, r, view), nil
+		return f.store(key, r, view, live.allow, gen), nil
 	}
 	return nil, errors.Join(errs...)
 }
 
 // store strips an upstream reply (see rebindGuard) and caches it for its
-// TTL, which is taken before stripping.
-func (f *forwarder) store(key cacheKey, r *dns.Msg, view View) *cacheEntry {
+// TTL, which is taken before stripping, unless the cache was flushed
+// since generation gen (the reply came from upstreams no longer in force).
+func (f *forwarder) store(key cacheKey, r *dns.Msg, view View, allow *dnsname.Set, gen uint64) *cacheEntry {
 	now := f.now()
 	ttl := cacheTTL(r)
-	f.guardFor(view).strip(r, f.allow.Match(key.name) != "")
+	f.guardFor(view).strip(r, allow.Match(key.name) != "")
 	e := &cacheEntry{key: key, msg: r, stored: now, expires: now.Add(ttl)}
 	if ttl > 0 {
-		f.cache.put(e)
+		f.cache.put(e, gen)
 	}
 	return e
 }

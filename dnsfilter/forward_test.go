@@ -12,20 +12,21 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/policy"
 )
 
 func TestForwardFailover(t *testing.T) {
-	dead := newUpstream(t, func(dns.ResponseWriter, *dns.Msg) {}) // never answers
-	bad := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+	dead := testnet.NewDNS(t, func(dns.ResponseWriter, *dns.Msg) {}) // never answers
+	bad := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeServerFailure)
 		w.WriteMsg(m)
 	})
-	good := newUpstream(t, answerA("93.184.216.34", 300))
+	good := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
 	f, _, _ := newTestFilter(t, Config{
-		Upstreams: []string{dead.addr, bad.addr, good.addr},
+		Upstreams: []string{dead.Addr, bad.Addr, good.Addr},
 		Timeout:   100 * time.Millisecond,
 		CacheSize: -1, // no cache: every question goes upstream
 	}, testView())
@@ -37,18 +38,18 @@ func TestForwardFailover(t *testing.T) {
 	if d := time.Since(start); d < 100*time.Millisecond || d > 3*time.Second {
 		t.Errorf("took %v; want about one timeout", d)
 	}
-	if dead.queries.Load() != 1 || bad.queries.Load() != 1 || good.queries.Load() != 1 {
-		t.Errorf("queries dead %d bad %d good %d", dead.queries.Load(), bad.queries.Load(), good.queries.Load())
+	if dead.Queries.Load() != 1 || bad.Queries.Load() != 1 || good.Queries.Load() != 1 {
+		t.Errorf("queries dead %d bad %d good %d", dead.Queries.Load(), bad.Queries.Load(), good.Queries.Load())
 	}
 	// The upstream that answered is tried first from now on.
 	ask(t, f, aliceAddr, "example.org", dns.TypeA)
-	if dead.queries.Load() != 1 || good.queries.Load() != 2 {
-		t.Errorf("after failover: dead %d good %d", dead.queries.Load(), good.queries.Load())
+	if dead.Queries.Load() != 1 || good.Queries.Load() != 2 {
+		t.Errorf("after failover: dead %d good %d", dead.Queries.Load(), good.Queries.Load())
 	}
 }
 
 func TestForwardAllFail(t *testing.T) {
-	bad := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+	bad := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeRefused)
 		w.WriteMsg(m)
@@ -60,13 +61,13 @@ func TestForwardAllFail(t *testing.T) {
 	}
 	closed := pc.LocalAddr().String()
 	pc.Close()
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{closed, bad.addr}, Timeout: 100 * time.Millisecond}, testView())
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{closed, bad.Addr}, Timeout: 100 * time.Millisecond}, testView())
 	if m := ask(t, f, aliceAddr, "example.com", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
 		t.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[m.Rcode])
 	}
 	// Failures are not cached.
 	ask(t, f, aliceAddr, "example.com", dns.TypeA)
-	if n := bad.queries.Load(); n != 2 {
+	if n := bad.Queries.Load(); n != 2 {
 		t.Errorf("%d queries to the refusing upstream, want 2", n)
 	}
 	// No upstream at all: SERVFAIL too.
@@ -77,7 +78,7 @@ func TestForwardAllFail(t *testing.T) {
 }
 
 func TestForwardTruncatedRetriesTCP(t *testing.T) {
-	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+	up := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
@@ -89,7 +90,7 @@ func TestForwardTruncatedRetriesTCP(t *testing.T) {
 		}
 		w.WriteMsg(m)
 	})
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, testView())
 	m := ask(t, f, aliceAddr, "big.example.com", dns.TypeA)
 	if len(m.Answer) == 0 || m.Rcode != dns.RcodeSuccess {
 		t.Fatalf("reply %v", m)
@@ -98,8 +99,8 @@ func TestForwardTruncatedRetriesTCP(t *testing.T) {
 	if !m.Truncated {
 		t.Errorf("UDP reply of %d records not truncated", len(m.Answer))
 	}
-	if up.tcp.Load() != 1 || up.queries.Load() != 2 {
-		t.Errorf("queries %d, over TCP %d", up.queries.Load(), up.tcp.Load())
+	if up.TCP.Load() != 1 || up.Queries.Load() != 2 {
+		t.Errorf("queries %d, over TCP %d", up.Queries.Load(), up.TCP.Load())
 	}
 	// Over TCP the client gets them all, from the cache.
 	r := new(dns.Msg)
@@ -112,12 +113,12 @@ func TestForwardTruncatedRetriesTCP(t *testing.T) {
 }
 
 func TestForwardCache(t *testing.T) {
-	up := newUpstream(t, answerA("93.184.216.34", 300))
-	f, clk, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	up := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
+	f, clk, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, testView())
 	ask(t, f, aliceAddr, "example.com", dns.TypeA)
 	clk.advance(100 * time.Second)
 	m := ask(t, f, bobAddr, "EXAMPLE.com", dns.TypeA) // the cache is shared and case-blind
-	if n := up.queries.Load(); n != 1 {
+	if n := up.Queries.Load(); n != 1 {
 		t.Fatalf("%d upstream queries, want 1 (cache hit)", n)
 	}
 	if ttl := m.Answer[0].Header().Ttl; ttl != 200 {
@@ -128,12 +129,12 @@ func TestForwardCache(t *testing.T) {
 	}
 	clk.advance(200 * time.Second)
 	ask(t, f, aliceAddr, "example.com", dns.TypeA)
-	if n := up.queries.Load(); n != 2 {
+	if n := up.Queries.Load(); n != 2 {
 		t.Errorf("%d upstream queries after expiry, want 2", n)
 	}
 	// Another type is another question.
 	ask(t, f, aliceAddr, "example.com", dns.TypeAAAA)
-	if n := up.queries.Load(); n != 3 {
+	if n := up.Queries.Load(); n != 3 {
 		t.Errorf("%d upstream queries, want 3", n)
 	}
 }
@@ -142,7 +143,7 @@ func TestCacheEvictsLRU(t *testing.T) {
 	c := newCache(2)
 	now := time.Now()
 	put := func(name string) {
-		c.put(&cacheEntry{key: cacheKey{name, 1, 1}, msg: new(dns.Msg), stored: now, expires: now.Add(time.Minute)})
+		c.put(&cacheEntry{key: cacheKey{name, 1, 1}, msg: new(dns.Msg), stored: now, expires: now.Add(time.Minute)}, 0)
 	}
 	put("a")
 	put("b")
@@ -168,7 +169,7 @@ func TestNegativeCache(t *testing.T) {
 		{"no-soa", "", negativeTTL},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+			up := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 				m := new(dns.Msg)
 				m.SetRcode(r, dns.RcodeNameError)
 				if tc.soa != "" {
@@ -176,18 +177,18 @@ func TestNegativeCache(t *testing.T) {
 				}
 				w.WriteMsg(m)
 			})
-			f, clk, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+			f, clk, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, testView())
 			if m := ask(t, f, aliceAddr, "nx.example.com", dns.TypeA); m.Rcode != dns.RcodeNameError {
 				t.Fatalf("rcode %s", dns.RcodeToString[m.Rcode])
 			}
 			clk.advance(tc.ttl - time.Second)
-			if m := ask(t, f, aliceAddr, "nx.example.com", dns.TypeA); m.Rcode != dns.RcodeNameError || up.queries.Load() != 1 {
-				t.Fatalf("within TTL: rcode %s, %d queries", dns.RcodeToString[m.Rcode], up.queries.Load())
+			if m := ask(t, f, aliceAddr, "nx.example.com", dns.TypeA); m.Rcode != dns.RcodeNameError || up.Queries.Load() != 1 {
+				t.Fatalf("within TTL: rcode %s, %d queries", dns.RcodeToString[m.Rcode], up.Queries.Load())
 			}
 			clk.advance(time.Second)
 			ask(t, f, aliceAddr, "nx.example.com", dns.TypeA)
-			if up.queries.Load() != 2 {
-				t.Errorf("after TTL: %d queries, want 2", up.queries.Load())
+			if up.Queries.Load() != 2 {
+				t.Errorf("after TTL: %d queries, want 2", up.Queries.Load())
 			}
 		})
 	}
@@ -195,11 +196,11 @@ func TestNegativeCache(t *testing.T) {
 
 func TestForwardCoalesces(t *testing.T) {
 	release := make(chan struct{})
-	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+	up := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		<-release
-		answerA("93.184.216.34", 300)(w, r)
+		testnet.AnswerA("93.184.216.34", 300)(w, r)
 	})
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, Timeout: 5 * time.Second}, testView())
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}, Timeout: 5 * time.Second}, testView())
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
@@ -217,11 +218,11 @@ func TestForwardCoalesces(t *testing.T) {
 	testwait.Until(t, 5*time.Second, "ten waiting questions", func() bool {
 		f.fwd.mu.Lock()
 		defer f.fwd.mu.Unlock()
-		return up.queries.Load() > 0 && f.fwd.waits["alice"] == 10
+		return up.Queries.Load() > 0 && f.fwd.waits["alice"] == 10
 	})
 	close(release)
 	wg.Wait()
-	if n := up.queries.Load(); n != 1 {
+	if n := up.Queries.Load(); n != 1 {
 		t.Errorf("%d upstream queries for 10 identical questions, want 1", n)
 	}
 }
@@ -250,7 +251,7 @@ func TestInternal(t *testing.T) {
 }
 
 func TestRebindingStripped(t *testing.T) {
-	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+	up := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		q := r.Question[0].Name
@@ -265,7 +266,7 @@ func TestRebindingStripped(t *testing.T) {
 		}
 		w.WriteMsg(m)
 	})
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, AllowInternal: []string{"**.corp.example"}}, testView())
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}, AllowInternal: []string{"**.corp.example"}}, testView())
 	for _, tc := range []struct {
 		name string
 		want []string
@@ -293,22 +294,22 @@ func TestRebindingStripped(t *testing.T) {
 }
 
 func TestForwardWrongQuestion(t *testing.T) {
-	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+	up := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		m.Question[0].Name = "other.example.com."
 		m.Answer = []dns.RR{mustRR("other.example.com. 300 IN A 93.184.216.34")}
 		w.WriteMsg(m)
 	})
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, testView())
 	if m := ask(t, f, aliceAddr, "example.com", dns.TypeA); m.Rcode != dns.RcodeServerFailure {
 		t.Errorf("answer to another question accepted: %v", m)
 	}
 }
 
 func TestStatsAndOverload(t *testing.T) {
-	up := newUpstream(t, answerA("93.184.216.34", 300))
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, Blocklists: []string{writeFile(t, "l", "ads.example\n")}}, testView())
+	up := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}, Blocklists: []string{writeFile(t, "l", "ads.example\n")}}, testView())
 	ask(t, f, aliceAddr, "example.com", dns.TypeA)
 	ask(t, f, aliceAddr, "example.com", dns.TypeA)
 	ask(t, f, aliceAddr, "ads.example", dns.TypeA)
@@ -326,7 +327,7 @@ func TestStatsAndOverload(t *testing.T) {
 	if got := f.Stats(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Stats = %+v\nwant    %+v", got, want)
 	}
-	if n := up.queries.Load(); n != 2 {
+	if n := up.Queries.Load(); n != 2 {
 		t.Errorf("%d upstream queries, want 2", n)
 	}
 }
@@ -337,14 +338,14 @@ func TestStatsAndOverload(t *testing.T) {
 // her share is more than the slots left over without the per-identity
 // bound.
 func TestInflightSharePerIdentity(t *testing.T) {
-	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+	up := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		if strings.HasPrefix(r.Question[0].Name, "never") {
 			return // a name that never resolves
 		}
-		answerA("93.184.216.34", 300)(w, r)
+		testnet.AnswerA("93.184.216.34", 300)(w, r)
 	})
 	const share = 4
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, Timeout: time.Second, MaxInflightPerIdentity: share}, testView())
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}, Timeout: time.Second, MaxInflightPerIdentity: share}, testView())
 	f.fwd.inflight = make(chan struct{}, 2*share) // room for alice's share and bob's, not for 20 of alice's
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -357,7 +358,7 @@ func TestInflightSharePerIdentity(t *testing.T) {
 		})
 	}
 	// Every one of alice's questions reached the upstream or was refused.
-	for up.queries.Load()+servfail.Load() < 20 {
+	for up.Queries.Load()+servfail.Load() < 20 {
 		time.Sleep(time.Millisecond)
 	}
 	if n := servfail.Load(); n != 20-share {
@@ -370,7 +371,7 @@ func TestInflightSharePerIdentity(t *testing.T) {
 	if m := ask(t, f, aliceAddr, "example.com", dns.TypeA); m.Rcode != dns.RcodeSuccess {
 		t.Errorf("alice from the cache: %s", dns.RcodeToString[m.Rcode])
 	}
-	if n := up.queries.Load(); n != share+1 {
+	if n := up.Queries.Load(); n != share+1 {
 		t.Errorf("%d upstream queries, want alice's %d and bob's 1", n, share)
 	}
 }
@@ -403,7 +404,7 @@ func TestRebindingTrustNames(t *testing.T) {
 		"app.corp.example.":     {"app.corp.example. 300 IN A 198.51.100.7", "app.corp.example. 300 IN A 10.0.0.1"},
 		"alias.corp.example.":   {"alias.corp.example. 300 IN CNAME ehr.nhs.internal.", "ehr.nhs.internal. 300 IN A 93.184.216.34"},
 	}
-	up := newUpstream(t, func(w dns.ResponseWriter, r *dns.Msg) {
+	up := testnet.NewDNS(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		for _, s := range answersFor[r.Question[0].Name] {
@@ -414,7 +415,7 @@ func TestRebindingTrustNames(t *testing.T) {
 		m.Extra = []dns.RR{mustRR("ns.nhs.internal. 300 IN A 93.184.216.35")}
 		w.WriteMsg(m)
 	})
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}, AllowInternal: []string{"**.corp.example"}}, v)
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}, AllowInternal: []string{"**.corp.example"}}, v)
 	for _, tc := range []struct {
 		name  string
 		qtype uint16

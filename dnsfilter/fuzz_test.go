@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/wardgate/wardgate/internal/dnsname"
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -44,14 +45,14 @@ func FuzzHandler(f *testing.F) {
 	seed(func(m *dns.Msg) { m.Answer = []dns.RR{mustRR("pacs.nhs.internal. 1 IN A 1.2.3.4")} })
 	f.Add([]byte{}, uint8(1))
 
-	up := newUpstream(f, answerA("93.184.216.34", 300))
+	up := testnet.NewDNS(f, testnet.AnswerA("93.184.216.34", 300))
 	list := strings.Join([]string{"*.pixel.example", "0.0.0.0 ads.example"}, "\n")
 	path := f.TempDir() + "/list.txt"
 	if err := writeFileErr(path, list); err != nil {
 		f.Fatal(err)
 	}
 	filter, _, _ := newTestFilter(f, Config{
-		Upstreams:       []string{up.addr},
+		Upstreams:       []string{up.Addr},
 		Blocklists:      []string{path},
 		Timeout:         200 * time.Millisecond,
 		RatePerIdentity: 1e9,
@@ -201,7 +202,8 @@ func FuzzUpstreamReply(f *testing.F) {
 		if ttl < 0 || ttl > maxCacheTTL {
 			t.Fatalf("cache TTL %v", ttl)
 		}
-		e := filter.fwd.store(key, r, view)
+		allow := filter.settings.Load().allow
+		e := filter.fwd.store(key, r, view, allow, filter.fwd.cache.generation())
 		if got := e.expires.Sub(e.stored); got != ttl {
 			t.Fatalf("entry lives %v, TTL %v", got, ttl)
 		}
@@ -216,7 +218,7 @@ func FuzzUpstreamReply(f *testing.F) {
 			t.Fatalf("reply does not pack: %v\n%v", err, reply)
 		}
 		g := filter.fwd.guardFor(view)
-		allowed := filter.fwd.allow.Match(key.name) != ""
+		allowed := allow.Match(key.name) != ""
 		for _, rr := range append(append([]dns.RR(nil), reply.Answer...), reply.Extra...) {
 			if rr.Header().Rrtype == dns.TypeOPT {
 				t.Fatalf("OPT copied from the cache: %v", rr)

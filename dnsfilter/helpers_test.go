@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,70 +200,6 @@ func (a *auditBuf) events(t *testing.T) []map[string]any {
 		out = append(out, m)
 	}
 	return out
-}
-
-// upstream is an in-process DNS server on 127.0.0.1, UDP and TCP on the
-// same port, answering with handler.
-type upstream struct {
-	addr    string
-	queries atomic.Int64 // UDP+TCP queries seen
-	tcp     atomic.Int64 // TCP queries seen
-	handler atomic.Pointer[func(w dns.ResponseWriter, r *dns.Msg)]
-}
-
-func newUpstream(t testing.TB, h func(w dns.ResponseWriter, r *dns.Msg)) *upstream {
-	t.Helper()
-	u := &upstream{}
-	u.handler.Store(&h)
-	var pc net.PacketConn
-	var l net.Listener
-	for range 20 {
-		var err error
-		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err = net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			break
-		}
-		pc.Close()
-		pc = nil
-	}
-	if pc == nil {
-		t.Fatal("no port free for UDP and TCP")
-	}
-	u.addr = pc.LocalAddr().String()
-	hf := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		u.queries.Add(1)
-		if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-			u.tcp.Add(1)
-		}
-		(*u.handler.Load())(w, r)
-	})
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait) // runs last: cleanups run in reverse order
-	for _, s := range []*dns.Server{{PacketConn: pc, Handler: hf}, {Listener: l, Handler: hf}} {
-		started := make(chan struct{})
-		s.NotifyStartedFunc = func() { close(started) }
-		wg.Go(func() { s.ActivateAndServe() })
-		<-started
-		t.Cleanup(func() { s.Shutdown() })
-	}
-	return u
-}
-
-// answerA answers every A question with addr (TTL ttl), NOERROR/NODATA otherwise.
-func answerA(addr string, ttl uint32) func(w dns.ResponseWriter, r *dns.Msg) {
-	return func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.RecursionAvailable = true
-		if r.Question[0].Qtype == dns.TypeA {
-			m.Answer = append(m.Answer, mustRR("%s %d IN A %s", r.Question[0].Name, ttl, addr))
-		}
-		w.WriteMsg(m)
-	}
 }
 
 func mustRR(format string, args ...any) dns.RR {

@@ -83,7 +83,7 @@ func TestWithRealPolicy(t *testing.T) {
 	audit := &auditBuf{}
 	f, err := New(Config{
 		Policy:    func() *policy.Policy { return p },
-		Upstreams: []string{up.addr},
+		Upstreams: []string{up.Addr},
 		Audit:     audit.logger(),
 		QueryLog:  true,
 	})

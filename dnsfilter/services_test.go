@@ -5,11 +5,12 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+	"github.com/wardgate/wardgate/internal/testnet"
 )
 
 func TestServiceStage(t *testing.T) {
-	up := newUpstream(t, answerA("93.184.216.34", 300))
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	up := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, testView())
 	for _, tc := range []struct {
 		who   string
 		name  string
@@ -53,7 +54,7 @@ func TestServiceStage(t *testing.T) {
 			t.Errorf("%s %s: answer %v", tc.who, tc.name, m.Answer[0])
 		}
 	}
-	if n := up.queries.Load(); n != 0 {
+	if n := up.Queries.Load(); n != 0 {
 		t.Errorf("%d overlay queries forwarded", n)
 	}
 }
@@ -102,15 +103,15 @@ func TestReverseAddr(t *testing.T) {
 }
 
 func TestReverseOverlayNotForwarded(t *testing.T) {
-	up := newUpstream(t, answerA("93.184.216.34", 300))
-	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.addr}}, testView())
+	up := testnet.NewDNS(t, testnet.AnswerA("93.184.216.34", 300))
+	f, _, _ := newTestFilter(t, Config{Upstreams: []string{up.Addr}}, testView())
 	for _, name := range []string{"10.0.81.100.in-addr.arpa", "10.1.80.100.in-addr.arpa"} {
 		if m := ask(t, f, aliceAddr, name, dns.TypePTR); m.Rcode != dns.RcodeNameError || !m.Authoritative {
 			t.Errorf("%s: %v", name, m)
 		}
 	}
 	ask(t, f, aliceAddr, "34.216.184.93.in-addr.arpa", dns.TypePTR)
-	if n := up.queries.Load(); n != 1 {
+	if n := up.Queries.Load(); n != 1 {
 		t.Errorf("%d upstream queries, want 1 (only the public address)", n)
 	}
 }

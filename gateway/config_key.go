@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -19,28 +20,28 @@ var ErrKeyTooOpen = errors.New("private key file is readable by group or others 
 // ReadPrivateKey reads the private key file in `wg genkey` format. A file
 // that group or others can read is refused: the key is the gateway's
 // identity in the mesh.
-func (c *Config) ReadPrivateKey() (policy.Key, error) {
+func (c *Config) ReadPrivateKey() (wgkey.Private, error) {
 	path := c.Path(c.PrivateKeyFile)
 	st, err := os.Stat(path)
 	if err != nil {
-		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
+		return wgkey.Private{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return policy.Key{}, fmt.Errorf("%s: mode %04o: %w", path, st.Mode().Perm(), ErrKeyTooOpen)
+		return wgkey.Private{}, fmt.Errorf("%s: mode %04o: %w", path, st.Mode().Perm(), ErrKeyTooOpen)
 	}
 	return c.readKeyFile()
 }
 
 // readKeyFile reads private_key_file, whatever its mode.
-func (c *Config) readKeyFile() (policy.Key, error) {
+func (c *Config) readKeyFile() (wgkey.Private, error) {
 	path := c.Path(c.PrivateKeyFile)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
+		return wgkey.Private{}, fmt.Errorf("%s: %w", path, err)
 	}
-	k, err := policy.ParseKey(strings.TrimSpace(string(data)))
+	k, err := wgkey.ParsePrivate(strings.TrimSpace(string(data)))
 	if err != nil {
-		return policy.Key{}, fmt.Errorf("%s: %w", path, err)
+		return wgkey.Private{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return k, nil
 }

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -11,9 +12,9 @@ import (
 // reload (atomic pointer swap), so one flow is decided against one policy.
 type state struct {
 	pol  *policy.Policy
-	site *policy.Site // this gateway's site in pol
-	cfg  *Config      // the gateway.toml it was loaded with
-	key  policy.Key   // the private key private_key_file held
+	site *policy.Site  // this gateway's site in pol
+	cfg  *Config       // the gateway.toml it was loaded with
+	key  wgkey.Private // the private key private_key_file held
 	// loadedAt is when the policy was loaded (status).
 	loadedAt time.Time
 }

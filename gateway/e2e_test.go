@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,34 +22,31 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/crypto/curve25519"
 
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/internal/wgclient"
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
 
 // testKey is a WireGuard key pair for tests.
 type testKey struct {
-	priv, pub [32]byte
+	priv wgkey.Private
+	pub  wgkey.Public
 }
 
 func newTestKey(t testing.TB) testKey {
 	t.Helper()
-	var k testKey
-	rand.Read(k.priv[:])
-	k.priv[0] &= 248
-	k.priv[31] = (k.priv[31] & 127) | 64
-	pub, err := curve25519.X25519(k.priv[:], curve25519.Basepoint)
+	priv, err := wgkey.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	copy(k.pub[:], pub)
-	return k
+	return testKey{priv, priv.Public()}
 }
 
-func (k testKey) pubB64() string  { return base64.StdEncoding.EncodeToString(k.pub[:]) }
-func (k testKey) privB64() string { return base64.StdEncoding.EncodeToString(k.priv[:]) }
+func (k testKey) pubB64() string  { return k.pub.String() }
+func (k testKey) privB64() string { return k.priv.Base64() }
 
 // syncBuffer collects the audit log.
 type syncBuffer struct {
@@ -142,22 +138,7 @@ func startTestBackends(t testing.TB) testBackends {
 	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
 	b.dead = ln.Addr().(*net.TCPAddr).AddrPort()
 	ln.Close()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
-	b.udpEcho = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	b.udpEcho = testnet.UDPEcho(t)
 	return b
 }
 

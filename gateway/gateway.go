@@ -44,6 +44,10 @@ type Options struct {
 
 // Gateway is a running wardgate gateway.
 type Gateway struct {
+	// cfg is the config the gateway started with, read for what only a
+	// restart changes (see restartOnly); a reload carries those values
+	// into the new state's config, so the two agree on them. What a
+	// reload changes is read from the state.
 	cfg      *Config
 	auditing atomic.Bool // enforce = "audit": would-be denials pass
 	audit    *slog.Logger
@@ -153,7 +157,7 @@ func (g *Gateway) start(opts Options) error {
 		bind = overlay.NewAddrBind(listen.Addr())
 	}
 	g.overlay, err = overlay.New(overlay.Config{
-		PrivateKey: overlay.Key(key),
+		PrivateKey: key,
 		Bind:       bind,
 		ListenPort: listen.Port(),
 		Address:    st.site.Address,
@@ -287,21 +291,7 @@ func (g *Gateway) Close() error {
 // startDNS serves dnsfilter on the gateway's overlay address, port 53,
 // inside the stack: never on the host's own interfaces.
 func (g *Gateway) startDNS() error {
-	d := g.cfg.DNS
-	f, err := dnsfilter.New(dnsfilter.Config{
-		Policy:          func() *policy.Policy { return g.state.Load().pol },
-		Upstreams:       d.Upstream,
-		Blocklists:      g.cfg.paths(d.Blocklists),
-		AllowInternal:   d.AllowInternal,
-		EgressTTLMin:    d.EgressTTLMin,
-		EgressTTLMax:    d.EgressTTLMax,
-		QueryLog:        *d.QueryLog,
-		RatePerIdentity: d.RatePerIdentity,
-		Burst:           int(2 * d.RatePerIdentity),
-		Audit:           g.audit,
-		Logger:          g.log,
-		Auditing:        g.auditing.Load,
-	})
+	f, err := dnsfilter.New(g.dnsConfig(g.cfg))
 	if err != nil {
 		return err
 	}
@@ -324,6 +314,26 @@ func (g *Gateway) startDNS() error {
 		}
 	}()
 	return nil
+}
+
+// dnsConfig is the filter's configuration from cfg's [dns]; a reload puts
+// its Settings in force (dnsfilter.CompileSettings).
+func (g *Gateway) dnsConfig(cfg *Config) dnsfilter.Config {
+	d := cfg.DNS
+	return dnsfilter.Config{
+		Policy:          func() *policy.Policy { return g.state.Load().pol },
+		Upstreams:       d.Upstream,
+		Blocklists:      cfg.paths(d.Blocklists),
+		AllowInternal:   d.AllowInternal,
+		EgressTTLMin:    d.EgressTTLMin,
+		EgressTTLMax:    d.EgressTTLMax,
+		QueryLog:        *d.QueryLog,
+		RatePerIdentity: d.RatePerIdentity,
+		Burst:           int(2 * d.RatePerIdentity),
+		Audit:           g.audit,
+		Logger:          g.log,
+		Auditing:        g.auditing.Load,
+	}
 }
 
 func (g *Gateway) stopDNS() {
@@ -364,7 +374,7 @@ func peersFor(st *state) ([]overlay.Peer, error) {
 			continue
 		}
 		peers = append(peers, overlay.Peer{
-			PublicKey:  overlay.Key(id.Key),
+			PublicKey:  id.Key,
 			AllowedIPs: []netip.Prefix{netip.PrefixFrom(id.Address, id.Address.BitLen())},
 		})
 	}
@@ -373,7 +383,7 @@ func peersFor(st *state) ([]overlay.Peer, error) {
 			continue
 		}
 		p := overlay.Peer{
-			PublicKey:           overlay.Key(s.Key),
+			PublicKey:           s.Key,
 			AllowedIPs:          st.pol.SiteRoutes(s.Name),
 			PersistentKeepalive: siteKeepalive,
 		}

@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
-	"github.com/wardgate/wardgate/policy"
 )
 
 // The audit log records peer.handshake when a peer starts a WireGuard
@@ -24,7 +24,7 @@ const (
 // watchHandshakes polls the device's peers until stop is closed: it logs
 // new sessions and saves changed endpoints (peerstate.go).
 func (g *Gateway) watchHandshakes(stop <-chan struct{}) {
-	last := make(map[overlay.Key]overlay.PeerStats)
+	last := make(map[wgkey.Public]overlay.PeerStats)
 	t := time.NewTicker(handshakePoll)
 	defer t.Stop()
 	var saved time.Time
@@ -63,7 +63,7 @@ func (g *Gateway) watchHandshakes(stop <-chan struct{}) {
 // site gateway, that the key belongs to.
 func (g *Gateway) logHandshake(ps overlay.PeerStats) {
 	st := g.state.Load()
-	key := policy.Key(ps.PublicKey)
+	key := ps.PublicKey
 	attrs := []slog.Attr{slog.String("key", key.String())}
 	for _, id := range st.pol.Identities() {
 		if id.Key == key && !id.IsLAN() {

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
-	"github.com/wardgate/wardgate/policy"
 )
 
 // A restart must not be a blackout. WireGuard clients do not notice that
@@ -46,7 +46,7 @@ func (c *Config) stateDir() string {
 // loadPeerEndpoints reads the endpoints saved by the last run; none when
 // there is no file yet. A damaged file is reported and ignored: it only
 // costs the fast reconnect.
-func (g *Gateway) loadPeerEndpoints() map[policy.Key]netip.AddrPort {
+func (g *Gateway) loadPeerEndpoints() map[wgkey.Public]netip.AddrPort {
 	path := filepath.Join(g.cfg.stateDir(), peerStateFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -60,9 +60,9 @@ func (g *Gateway) loadPeerEndpoints() map[policy.Key]netip.AddrPort {
 		g.log.Warn("peer endpoints of the last run not read; clients reconnect on their own", "file", path, "err", err)
 		return nil
 	}
-	out := make(map[policy.Key]netip.AddrPort, len(ps.Endpoints))
+	out := make(map[wgkey.Public]netip.AddrPort, len(ps.Endpoints))
 	for k, ep := range ps.Endpoints {
-		key, kerr := policy.ParseKey(k)
+		key, kerr := wgkey.ParsePublic(k)
 		ap, aerr := netip.ParseAddrPort(ep)
 		if kerr == nil && aerr == nil {
 			out[key] = ap
@@ -76,7 +76,7 @@ func (g *Gateway) savePeerEndpoints(stats []overlay.PeerStats) error {
 	ps := peerState{Endpoints: make(map[string]string)}
 	for _, s := range stats {
 		if s.Endpoint.IsValid() {
-			ps.Endpoints[policy.Key(s.PublicKey).String()] = s.Endpoint.String()
+			ps.Endpoints[s.PublicKey.String()] = s.Endpoint.String()
 		}
 	}
 	data, err := json.MarshalIndent(ps, "", "  ")
@@ -108,10 +108,10 @@ func (g *Gateway) savePeerEndpoints(stats []overlay.PeerStats) error {
 
 // restoreEndpoints gives the peers of this site that have no configured
 // endpoint the one they had in the last run.
-func restoreEndpoints(peers []overlay.Peer, saved map[policy.Key]netip.AddrPort) (restored []overlay.Key) {
+func restoreEndpoints(peers []overlay.Peer, saved map[wgkey.Public]netip.AddrPort) (restored []wgkey.Public) {
 	for i := range peers {
 		p := &peers[i]
-		if ep, ok := saved[policy.Key(p.PublicKey)]; ok && !p.Endpoint.IsValid() {
+		if ep, ok := saved[p.PublicKey]; ok && !p.Endpoint.IsValid() {
 			p.Endpoint = ep
 			restored = append(restored, p.PublicKey)
 		}

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/wardgate/wardgate/dnsfilter"
-	"github.com/wardgate/wardgate/overlay"
-	"github.com/wardgate/wardgate/policy"
+	"github.com/wardgate/wardgate/internal/wgkey"
 )
 
 // Reload reads gateway.toml and the policy again. Everything the new
@@ -24,8 +22,10 @@ import (
 // unchanged ones, ends live flows the new policy denies (flow.revoked), and
 // reports what changed.
 //
-// Settings that shape sockets (listen, private key, limits) take effect on
-// restart; a reload that changes them says so in the operational log.
+// Settings that shape sockets and servers made at start (listen, limits,
+// listeners, ...) take effect on restart; a reload that changes them says
+// so in the operational log, and the new state's config keeps their
+// running values, so that it is the one config in force.
 func (g *Gateway) Reload() (ReloadChanges, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
@@ -38,6 +38,10 @@ func (g *Gateway) Reload() (ReloadChanges, error) {
 	if err != nil {
 		return ReloadChanges{}, g.refuseReload(err)
 	}
+	dnsSettings, err := dnsfilter.CompileSettings(g.dnsConfig(st.cfg))
+	if err != nil {
+		return ReloadChanges{}, g.refuseReload(fmt.Errorf("%s: [dns]: %w", st.cfg.File(), err))
+	}
 	peers, err := peersFor(st)
 	if err != nil {
 		return ReloadChanges{}, g.refuseReload(fmt.Errorf("peers: %w", err))
@@ -45,19 +49,20 @@ func (g *Gateway) Reload() (ReloadChanges, error) {
 	prev := g.state.Load()
 	if st.key != prev.key {
 		// A gateway key rotation (docs/operating.md): every session ends.
-		if err := g.overlay.SetPrivateKey(overlay.Key(st.key)); err != nil {
+		if err := g.overlay.SetPrivateKey(st.key); err != nil {
 			return ReloadChanges{}, g.refuseReload(err)
 		}
 	}
 	if err := g.overlay.SetPeers(peers); err != nil {
 		if st.key != prev.key {
-			g.overlay.SetPrivateKey(overlay.Key(prev.key))
+			g.overlay.SetPrivateKey(prev.key)
 		}
 		return ReloadChanges{}, g.refuseReload(fmt.Errorf("peers: %w", err))
 	}
 	// From here on nothing can fail: the new state is in force.
 	old := g.state.Swap(st)
 	g.dns.SetBlocklists(blocks)
+	g.dns.SetSettings(dnsSettings)
 	g.auditing.Store(st.cfg.Auditing())
 	g.links.update(st)
 	ch := changes(old, st)
@@ -108,8 +113,8 @@ func changes(old, st *state) ReloadChanges {
 
 // peerNames names this site's WireGuard peers by key: its identities and
 // the other sites.
-func peerNames(st *state) map[policy.Key]string {
-	m := make(map[policy.Key]string)
+func peerNames(st *state) map[wgkey.Public]string {
+	m := make(map[wgkey.Public]string)
 	for _, id := range st.pol.Identities() {
 		if !id.IsLAN() && id.Site == st.site.Name {
 			m[id.Key] = id.Name
@@ -168,6 +173,7 @@ func (g *Gateway) loadState() (*state, error) {
 	if later := restartOnly(g.cfg, cfg); len(later) > 0 {
 		g.log.Warn("these changes take effect on restart; the running values stay", "settings", strings.Join(later, ", "))
 	}
+	keepRestartOnly(g.cfg, cfg)
 	pol, err := cfg.LoadPolicy()
 	if err != nil {
 		return nil, err
@@ -182,8 +188,9 @@ func (g *Gateway) loadState() (*state, error) {
 
 // restartOnly lists the settings that changed from old to cfg and that a
 // reload does not apply: they shape sockets and servers made at start.
-// What a reload applies (the policy, enforce, blocklists, peers, the key)
-// is read from the new state; everything else keeps the values of start.
+// What a reload applies (the policy, enforce, [dns] but rate_per_identity,
+// peers, the key) is read from the new state; keepRestartOnly gives
+// everything else the values of start.
 func restartOnly(old, cfg *Config) []string {
 	var out []string
 	add := func(changed bool, name string) {
@@ -191,11 +198,9 @@ func restartOnly(old, cfg *Config) []string {
 			out = append(out, name)
 		}
 	}
-	oldDNS, newDNS := old.DNS, cfg.DNS
-	oldDNS.Blocklists, newDNS.Blocklists = nil, nil
 	add(cfg.Listen != old.Listen, "listen")
 	add(cfg.StateDir != old.StateDir, "state_dir")
-	add(!reflect.DeepEqual(oldDNS, newDNS), "[dns] (but blocklists)")
+	add(cfg.DNS.RatePerIdentity != old.DNS.RatePerIdentity, "[dns] rate_per_identity")
 	add(cfg.Admin != old.Admin, "[admin]")
 	add(cfg.Log != old.Log, "[log]")
 	add(cfg.Limits != old.Limits, "[limits]")
@@ -203,11 +208,20 @@ func restartOnly(old, cfg *Config) []string {
 	return out
 }
 
+// keepRestartOnly sets in cfg the running values (old's) of the settings
+// restartOnly names.
+func keepRestartOnly(old, cfg *Config) {
+	cfg.Listen, cfg.StateDir = old.Listen, old.StateDir
+	cfg.DNS.RatePerIdentity = old.DNS.RatePerIdentity
+	cfg.Admin, cfg.Log, cfg.Limits = old.Admin, old.Log, old.Limits
+	cfg.Listener = old.Listener
+}
+
 // checkKey refuses a private key whose public key is not this site's key in
 // the policy: such a gateway would start, and then complete no handshake
 // with anyone.
 func (st *state) checkKey() error {
-	if pub := policy.Key(overlay.Key(st.key).PublicKey()); pub != st.site.Key {
+	if pub := st.key.Public(); pub != st.site.Key {
 		return fmt.Errorf("%s: private_key_file %s belongs to public key %s, but site %q has key %s in %s",
 			st.cfg.File(), st.cfg.PrivateKeyFile, pub, st.site.Name, st.site.Key, st.pol.File())
 	}

@@ -360,7 +360,8 @@ func TestRestartOnlyNamesWhatAReloadLeaves(t *testing.T) {
 		{"nothing", func(c *Config) {}, nil},
 		{"blocklists are applied", func(c *Config) { c.DNS.Blocklists = []string{"x.txt"} }, nil},
 		{"enforce is applied", func(c *Config) { c.Enforce = "audit" }, nil},
-		{"upstreams", func(c *Config) { c.DNS.Upstream = []string{"127.0.0.1:5353"} }, []string{"[dns] (but blocklists)"}},
+		{"upstreams are applied", func(c *Config) { c.DNS.Upstream = []string{"127.0.0.1:5353"} }, nil},
+		{"the DNS rate", func(c *Config) { c.DNS.RatePerIdentity = 5 }, []string{"[dns] rate_per_identity"}},
 		{"listen and limits", func(c *Config) { c.Listen = "127.0.0.1:51820"; c.Limits.TCPIdle = 1 }, []string{"listen", "[limits]"}},
 		{"listeners", func(c *Config) { c.Listener = []ListenerConfig{{Listen: "127.0.0.1:1", Service: "x"}} }, []string{"[[listener]]"}},
 	} {
@@ -369,6 +370,10 @@ func TestRestartOnlyNamesWhatAReloadLeaves(t *testing.T) {
 			tc.change(c)
 			if got := restartOnly(base(), c); !slices.Equal(got, tc.want) {
 				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+			keepRestartOnly(base(), c) // the new state's config: what is in force
+			if got := restartOnly(base(), c); got != nil {
+				t.Errorf("after keepRestartOnly, still %q", got)
 			}
 		})
 	}

@@ -3,8 +3,8 @@ package gateway
 import (
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
-	"github.com/wardgate/wardgate/policy"
 )
 
 // Status is what `wardgate status` shows: enough for an engineer to see at a
@@ -80,14 +80,14 @@ func (g *Gateway) Status() Status {
 
 // peerStatus joins the device's peer statistics with the policy's names.
 func (g *Gateway) peerStatus(st *state) []PeerStatus {
-	byKey := make(map[overlay.Key]overlay.PeerStats)
+	byKey := make(map[wgkey.Public]overlay.PeerStats)
 	for _, ps := range g.overlay.Peers() {
 		byKey[ps.PublicKey] = ps
 	}
 	var out []PeerStatus
-	add := func(name, kind string, key policy.Key, addr string) {
+	add := func(name, kind string, key wgkey.Public, addr string) {
 		p := PeerStatus{Name: name, Kind: kind, Key: key.String(), Address: addr}
-		if ps, ok := byKey[overlay.Key(key)]; ok {
+		if ps, ok := byKey[key]; ok {
 			if ps.Endpoint.IsValid() {
 				p.Endpoint = ps.Endpoint.String()
 			}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
 	"golang.zx2c4.com/wireguard/conn"
 )
@@ -25,7 +26,7 @@ func BenchmarkAddrBindSiteLink(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			ka, kb := mustKey(b), mustKey(b)
 			h := overlay.Handler{TCP: discardTCP, UDP: refuseUDP}
-			start := func(k overlay.Key, addr string) *overlay.Overlay {
+			start := func(k wgkey.Private, addr string) *overlay.Overlay {
 				o, err := overlay.New(overlay.Config{PrivateKey: k, Address: netip.MustParseAddr(addr), Handler: h, Bind: v.bind()})
 				if err != nil {
 					b.Fatal(err)
@@ -35,14 +36,14 @@ func BenchmarkAddrBindSiteLink(b *testing.B) {
 			}
 			a, bb := start(ka, "100.80.0.1"), start(kb, "100.80.0.2")
 			if err := a.SetPeers([]overlay.Peer{{
-				PublicKey:  kb.PublicKey(),
+				PublicKey:  kb.Public(),
 				AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.80.0.2/32"), netip.MustParsePrefix("100.81.1.0/24")},
 				Endpoint:   netip.AddrPortFrom(lo, bb.Port()),
 			}}); err != nil {
 				b.Fatal(err)
 			}
 			if err := bb.SetPeers([]overlay.Peer{{
-				PublicKey:  ka.PublicKey(),
+				PublicKey:  ka.Public(),
 				AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.80.0.1/32")},
 				Endpoint:   netip.AddrPortFrom(lo, a.Port()),
 			}}); err != nil {

@@ -9,20 +9,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
-// Key is a WireGuard key (32 bytes).
-type Key [32]byte
-
 // Peer is one WireGuard peer. AllowedIPs are what cryptokey routing binds to
 // its key: a packet from the peer whose source is outside them is dropped by
 // the device, which is what makes "source address = identity" true.
 type Peer struct {
-	PublicKey           Key
+	PublicKey           wgkey.Public
 	AllowedIPs          []netip.Prefix
 	Endpoint            netip.AddrPort // zero: learnt from the peer's first handshake
 	PersistentKeepalive time.Duration  // zero: off
@@ -30,7 +28,7 @@ type Peer struct {
 
 // PeerStats is the device's view of one peer.
 type PeerStats struct {
-	PublicKey     Key
+	PublicKey     wgkey.Public
 	Endpoint      netip.AddrPort
 	LastHandshake time.Time // zero: never
 	RxBytes       uint64
@@ -125,7 +123,7 @@ type TCPConfig struct {
 
 // Config configures an Overlay. Zero values take the documented defaults.
 type Config struct {
-	PrivateKey Key
+	PrivateKey wgkey.Private
 	// Bind is the UDP transport; nil means real UDP sockets on ListenPort
 	// (conn.NewDefaultBind). Tests pass an in-memory bind.
 	Bind       conn.Bind
@@ -158,7 +156,7 @@ type Overlay struct {
 	// peersMu guards peers, the set last given to the device, and
 	// peersUnknown, set when an update failed part-way.
 	peersMu      sync.Mutex
-	peers        map[Key]Peer
+	peers        map[wgkey.Public]Peer
 	peersUnknown bool
 
 	closeOnce sync.Once
@@ -182,8 +180,8 @@ func (o *Overlay) SetPeers(peers []Peer) error {
 
 // SetPrivateKey changes the device's key (a gateway key rotation). Every
 // session ends; peers must know the new public key to handshake again.
-func (o *Overlay) SetPrivateKey(k Key) error {
-	if err := o.dev.IpcSet(fmt.Sprintf("private_key=%s\n", k)); err != nil {
+func (o *Overlay) SetPrivateKey(k wgkey.Private) error {
+	if err := o.dev.IpcSet("private_key=" + k.Hex() + "\n"); err != nil {
 		return fmt.Errorf("overlay: set private key: %w", err)
 	}
 	return nil
@@ -193,7 +191,7 @@ func (o *Overlay) SetPrivateKey(k Key) error {
 // endpoint is known (a keepalive makes the device initiate one), so that a
 // restarted gateway re-establishes its clients' sessions itself instead of
 // waiting for them to notice, which takes a WireGuard client 5 to 15 s.
-func (o *Overlay) Knock(keys ...Key) {
+func (o *Overlay) Knock(keys ...wgkey.Public) {
 	for _, k := range keys {
 		if p := o.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
 			p.SendKeepalive()

@@ -168,14 +168,14 @@ func siteLinkPairWith(b testing.TB, tr transport, tc overlay.TCPConfig, tcp func
 		epA, epB = netip.AddrPortFrom(lo, a.Port()), netip.AddrPortFrom(lo, bb.Port())
 	}
 	if err := a.SetPeers([]overlay.Peer{{
-		PublicKey:  kb.PublicKey(),
+		PublicKey:  kb.Public(),
 		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.80.0.2/32"), netip.MustParsePrefix("100.81.1.0/24")},
 		Endpoint:   epB,
 	}}); err != nil {
 		b.Fatal(err)
 	}
 	if err := bb.SetPeers([]overlay.Peer{{
-		PublicKey:  ka.PublicKey(),
+		PublicKey:  ka.Public(),
 		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("100.80.0.1/32")},
 		Endpoint:   epA,
 	}}); err != nil {

@@ -24,8 +24,9 @@
 // hook: echo, dropped ICMP and fragments), relay.go and packet.go (flows
 // relayed between peers as packets: Handler.Route, the 5-tuple table, MSS
 // clamping, resets), peers.go
-// (peer diffs and statistics), overlay.go (lifecycle, dial and listen),
-// keys.go; memnet/ is the in-memory conn.Bind for tests and the demo.
+// (peer diffs and statistics), overlay.go (lifecycle, dial and listen);
+// memnet/ is the in-memory conn.Bind for tests and the demo. Keys are
+// internal/wgkey's.
 //
 // # What the flows see
 //

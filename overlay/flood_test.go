@@ -16,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
@@ -55,7 +56,7 @@ func TestSYNFloodMemory(t *testing.T) {
 	victim := n.newPeer(netip.Addr{})
 	key := mustKey(t)
 	if err := n.gw.SetPeers([]overlay.Peer{victim.peer, {
-		PublicKey:  key.PublicKey(),
+		PublicKey:  key.Public(),
 		AllowedIPs: []netip.Prefix{netip.PrefixFrom(attacker, 32)},
 	}}); err != nil {
 		t.Fatal(err)
@@ -76,7 +77,7 @@ func TestSYNFloodMemory(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"OVERLAY_FLOODER=1",
 		"OVERLAY_FLOOD_KEY="+hex.EncodeToString(key[:]),
-		"OVERLAY_FLOOD_GW="+n.gwKey.PublicKey().String()+"@"+n.gwEP.String(),
+		"OVERLAY_FLOOD_GW="+n.gwKey.Public().Hex()+"@"+n.gwEP.String(),
 		"OVERLAY_FLOOD_SRC="+attacker.String(),
 		"OVERLAY_FLOOD_N="+strconv.Itoa(synCount))
 	out := &bytes.Buffer{}
@@ -137,7 +138,7 @@ func TestSYNFlooder(t *testing.T) {
 	if os.Getenv("OVERLAY_FLOODER") == "" {
 		t.Skip("run by TestSYNFloodMemory")
 	}
-	var key overlay.Key
+	var key wgkey.Private
 	kb, _ := hex.DecodeString(os.Getenv("OVERLAY_FLOOD_KEY"))
 	copy(key[:], kb)
 	gwPub, gwEP, _ := strings.Cut(os.Getenv("OVERLAY_FLOOD_GW"), "@")

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
@@ -53,14 +54,14 @@ func fetch(t testing.TB, c net.Conn, size int) {
 }
 
 // txTo is what the gateway's device has sent to key so far (wire bytes).
-func txTo(t testing.TB, o *overlay.Overlay, key overlay.Key) uint64 {
+func txTo(t testing.TB, o *overlay.Overlay, key wgkey.Private) uint64 {
 	t.Helper()
 	for _, s := range o.Peers() {
-		if s.PublicKey == key.PublicKey() {
+		if s.PublicKey == key.Public() {
 			return s.TxBytes
 		}
 	}
-	t.Fatalf("no peer %v", key.PublicKey())
+	t.Fatalf("no peer %v", key.Public())
 	return 0
 }
 

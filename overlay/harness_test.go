@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/internal/wgclient"
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
@@ -34,14 +35,14 @@ type testNet struct {
 	tr     transport
 	sw     *memnet.Switch
 	gw     *overlay.Overlay
-	gwKey  overlay.Key
+	gwKey  wgkey.Private
 	gwEP   netip.AddrPort
 	nextIP byte
 }
 
-func mustKey(t testing.TB) overlay.Key {
+func mustKey(t testing.TB) wgkey.Private {
 	t.Helper()
-	k, err := overlay.NewPrivateKey()
+	k, err := wgkey.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func newTestNet(t testing.TB, tr transport, h overlay.Handler, cfg overlay.Confi
 // peer is a client and what the gateway knows of it.
 type peer struct {
 	*wgclient.Client
-	key  overlay.Key
+	key  wgkey.Private
 	addr netip.Addr
 	peer overlay.Peer
 }
@@ -135,7 +136,7 @@ func (n *testNet) newPeer(addr netip.Addr) *peer {
 	cfg := wgclient.Config{
 		PrivateKey:    key,
 		Addresses:     []netip.Addr{addr},
-		PeerPublicKey: n.gwKey.PublicKey(),
+		PeerPublicKey: n.gwKey.Public(),
 		PeerEndpoint:  n.gwEP,
 	}
 	if n.tr == memTransport {
@@ -157,7 +158,7 @@ func (n *testNet) newPeer(addr netip.Addr) *peer {
 		key:    key,
 		addr:   addr,
 		peer: overlay.Peer{
-			PublicKey:  key.PublicKey(),
+			PublicKey:  key.Public(),
 			AllowedIPs: []netip.Prefix{netip.PrefixFrom(addr, addr.BitLen())},
 		},
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -48,7 +49,7 @@ func New(cfg Config) (*Overlay, error) {
 		log:      cfg.Logger,
 		link:     newLink(cfg.MTU),
 		inflight: &sourceLimiter{limit: cfg.TCP.MaxInFlightPerSource},
-		peers:    make(map[Key]Peer),
+		peers:    make(map[wgkey.Public]Peer),
 	}
 	echo := &echoResponder{self: cfg.Address, allow: cfg.Handler.Ping, reply: o.link.inject}
 	o.link.intercept = echo.handle
@@ -64,7 +65,7 @@ func New(cfg Config) (*Overlay, error) {
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, o.handleUDP)
 
 	o.dev = device.NewDevice((*tunSide)(o.link), cfg.Bind, deviceLogger(o.log))
-	setup := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", cfg.PrivateKey, cfg.ListenPort)
+	setup := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", cfg.PrivateKey.Hex(), cfg.ListenPort)
 	if err := o.dev.IpcSet(setup); err != nil {
 		o.close()
 		return nil, fmt.Errorf("overlay: configure device: %w", err)

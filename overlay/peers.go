@@ -9,18 +9,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// String returns the key in hex, as the WireGuard UAPI spells it.
-func (k Key) String() string { return hex.EncodeToString(k[:]) }
+	"github.com/wardgate/wardgate/internal/wgkey"
+)
 
 // setPeersLocked makes the device's peers exactly peers, sending it only
 // the changes (see peerDiff). o.peersMu must be held.
 func (o *Overlay) setPeersLocked(peers []Peer) error {
-	want := make(map[Key]Peer, len(peers))
+	want := make(map[wgkey.Public]Peer, len(peers))
 	for _, p := range peers {
 		if _, dup := want[p.PublicKey]; dup {
-			return fmt.Errorf("overlay: peer %s listed twice", p.PublicKey.Base64())
+			return fmt.Errorf("overlay: peer %s listed twice", p.PublicKey)
 		}
 		want[p.PublicKey] = p
 	}
@@ -50,14 +49,14 @@ func (o *Overlay) setPeersLocked(peers []Peer) error {
 // carry on; a changed one is updated in place (update_only,
 // replace_allowed_ips), which keeps its session too; a missing one is
 // removed. With replaceAll, all peers are replaced by want.
-func peerDiff(old, want map[Key]Peer, replaceAll bool) string {
+func peerDiff(old, want map[wgkey.Public]Peer, replaceAll bool) string {
 	var b strings.Builder
 	if replaceAll {
 		b.WriteString("replace_peers=true\n")
 	}
 	for _, k := range sortedKeys(old) {
 		if _, ok := want[k]; !ok {
-			fmt.Fprintf(&b, "public_key=%s\nremove=true\n", k)
+			fmt.Fprintf(&b, "public_key=%s\nremove=true\n", k.Hex())
 		}
 	}
 	for _, k := range sortedKeys(want) {
@@ -73,19 +72,19 @@ func peerDiff(old, want map[Key]Peer, replaceAll bool) string {
 	return b.String()
 }
 
-func sortedKeys(m map[Key]Peer) []Key {
-	ks := make([]Key, 0, len(m))
+func sortedKeys(m map[wgkey.Public]Peer) []wgkey.Public {
+	ks := make([]wgkey.Public, 0, len(m))
 	for k := range m {
 		ks = append(ks, k)
 	}
-	slices.SortFunc(ks, func(a, b Key) int { return strings.Compare(string(a[:]), string(b[:])) })
+	slices.SortFunc(ks, func(a, b wgkey.Public) int { return strings.Compare(string(a[:]), string(b[:])) })
 	return ks
 }
 
 // writePeer writes one peer's UAPI section. An update replaces the allowed
 // IPs; an endpoint that became zero is left as the device learnt it.
 func writePeer(b *strings.Builder, p Peer, update bool) {
-	fmt.Fprintf(b, "public_key=%s\n", p.PublicKey)
+	fmt.Fprintf(b, "public_key=%s\n", p.PublicKey.Hex())
 	if update {
 		b.WriteString("update_only=true\n")
 	}

@@ -5,10 +5,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/wgkey"
 )
 
 func TestPeerDiff(t *testing.T) {
-	ka, kb, kc := Key{1}, Key{2}, Key{3}
+	ka, kb, kc := wgkey.Public{1}, wgkey.Public{2}, wgkey.Public{3}
 	pfx := func(s ...string) []netip.Prefix {
 		var out []netip.Prefix
 		for _, x := range s {
@@ -21,8 +23,8 @@ func TestPeerDiff(t *testing.T) {
 	bReordered := Peer{PublicKey: kb, AllowedIPs: pfx("10.1.2.3/8", "100.80.1.11/32")}
 	bChanged := Peer{PublicKey: kb, AllowedIPs: pfx("100.80.1.12/32"), PersistentKeepalive: 25 * time.Second}
 	c := Peer{PublicKey: kc, AllowedIPs: pfx("100.80.1.13/32"), Endpoint: netip.MustParseAddrPort("192.0.2.1:51820")}
-	set := func(ps ...Peer) map[Key]Peer {
-		m := map[Key]Peer{}
+	set := func(ps ...Peer) map[wgkey.Public]Peer {
+		m := map[wgkey.Public]Peer{}
 		for _, p := range ps {
 			m[p.PublicKey] = p
 		}
@@ -30,19 +32,19 @@ func TestPeerDiff(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name      string
-		old, want map[Key]Peer
+		old, want map[wgkey.Public]Peer
 		has, not  []string
 	}{
 		{name: "equal", old: set(a, b), want: set(a, bReordered)},
 		{name: "add", old: set(a), want: set(a, c),
-			has: []string{"public_key=" + kc.String() + "\nreplace_allowed_ips=true\nallowed_ip=100.80.1.13/32\nendpoint=192.0.2.1:51820\n"},
-			not: []string{ka.String()}},
+			has: []string{"public_key=" + kc.Hex() + "\nreplace_allowed_ips=true\nallowed_ip=100.80.1.13/32\nendpoint=192.0.2.1:51820\n"},
+			not: []string{ka.Hex()}},
 		{name: "change", old: set(a, b), want: set(a, bChanged),
-			has: []string{"public_key=" + kb.String() + "\nupdate_only=true\nreplace_allowed_ips=true\nallowed_ip=100.80.1.12/32\npersistent_keepalive_interval=25\n"},
-			not: []string{ka.String(), "remove"}},
+			has: []string{"public_key=" + kb.Hex() + "\nupdate_only=true\nreplace_allowed_ips=true\nallowed_ip=100.80.1.12/32\npersistent_keepalive_interval=25\n"},
+			not: []string{ka.Hex(), "remove"}},
 		{name: "remove", old: set(a, b), want: set(b),
-			has: []string{"public_key=" + ka.String() + "\nremove=true\n"},
-			not: []string{kb.String()}},
+			has: []string{"public_key=" + ka.Hex() + "\nremove=true\n"},
+			not: []string{kb.Hex()}},
 	} {
 		got := peerDiff(tc.old, tc.want, false)
 		if len(tc.has) == 0 && got != "" {
@@ -62,9 +64,9 @@ func TestPeerDiff(t *testing.T) {
 }
 
 func TestParsePeerStats(t *testing.T) {
-	dump := "private_key=" + (Key{9}).String() + "\nlisten_port=51820\n" +
-		"public_key=" + (Key{1}).String() + "\nendpoint=192.0.2.1:4000\nlast_handshake_time_sec=1700000000\nlast_handshake_time_nsec=5\ntx_bytes=10\nrx_bytes=20\n" +
-		"public_key=" + (Key{2}).String() + "\nlast_handshake_time_sec=0\nlast_handshake_time_nsec=0\ntx_bytes=0\nrx_bytes=0\n"
+	dump := "private_key=" + wgkey.Private{9}.Hex() + "\nlisten_port=51820\n" +
+		"public_key=" + wgkey.Public{1}.Hex() + "\nendpoint=192.0.2.1:4000\nlast_handshake_time_sec=1700000000\nlast_handshake_time_nsec=5\ntx_bytes=10\nrx_bytes=20\n" +
+		"public_key=" + wgkey.Public{2}.Hex() + "\nlast_handshake_time_sec=0\nlast_handshake_time_nsec=0\ntx_bytes=0\nrx_bytes=0\n"
 	st, err := parsePeerStats(dump)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +74,7 @@ func TestParsePeerStats(t *testing.T) {
 	if len(st) != 2 {
 		t.Fatalf("%d peers, want 2", len(st))
 	}
-	want0 := PeerStats{PublicKey: Key{1}, Endpoint: netip.MustParseAddrPort("192.0.2.1:4000"), LastHandshake: time.Unix(1700000000, 5), RxBytes: 20, TxBytes: 10}
+	want0 := PeerStats{PublicKey: wgkey.Public{1}, Endpoint: netip.MustParseAddrPort("192.0.2.1:4000"), LastHandshake: time.Unix(1700000000, 5), RxBytes: 20, TxBytes: 10}
 	if st[0] != want0 {
 		t.Errorf("peer 0: %+v, want %+v", st[0], want0)
 	}

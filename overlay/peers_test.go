@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
 )
 
-func statsOf(t *testing.T, o *overlay.Overlay, k overlay.Key) (overlay.PeerStats, bool) {
+func statsOf(t *testing.T, o *overlay.Overlay, k wgkey.Public) (overlay.PeerStats, bool) {
 	t.Helper()
 	for _, s := range o.Peers() {
 		if s.PublicKey == k {

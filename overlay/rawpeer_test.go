@@ -1,13 +1,13 @@
 package overlay_test
 
 import (
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
@@ -21,7 +21,7 @@ import (
 // counts what comes back. It is the attacker in the hardening tests: a
 // legitimate peer that sends whatever it likes from its own address.
 type rawPeer struct {
-	key  overlay.Key
+	key  wgkey.Private
 	addr netip.Addr
 	peer overlay.Peer // what the gateway must know of it
 	dev  *device.Device
@@ -41,7 +41,7 @@ func (n *testNet) newRawPeer(addr netip.Addr) *rawPeer {
 	dev := device.NewDevice(ct, bind, &device.Logger{Verbosef: device.DiscardLogf, Errorf: device.DiscardLogf})
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\npublic_key=%s\nendpoint=%s\nallowed_ip=0.0.0.0/0\nallowed_ip=::/0\n",
-		hex.EncodeToString(key[:]), n.gwKey.PublicKey(), n.gwEP)
+		key.Hex(), n.gwKey.Public().Hex(), n.gwEP)
 	if err := dev.IpcSet(b.String()); err != nil {
 		n.t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func (n *testNet) newRawPeer(addr netip.Addr) *rawPeer {
 		key:  key,
 		addr: addr,
 		peer: overlay.Peer{
-			PublicKey:  key.PublicKey(),
+			PublicKey:  key.Public(),
 			AllowedIPs: []netip.Prefix{netip.PrefixFrom(addr, addr.BitLen())},
 		},
 		dev: dev,

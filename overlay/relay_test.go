@@ -14,6 +14,7 @@ import (
 
 	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/internal/wgclient"
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
@@ -25,7 +26,7 @@ type relayNet struct {
 	t           testing.TB
 	sw          *memnet.Switch
 	home, serve *overlay.Overlay
-	homeKey     overlay.Key
+	homeKey     wgkey.Private
 	homeEP      netip.AddrPort
 	client      *wgclient.Client
 	clientAddr  netip.Addr
@@ -38,7 +39,7 @@ type relayNet struct {
 	serveUDP chan netip.AddrPort   // UDP sources the serving stack accepted
 	conns    chan net.Conn         // the serving side's accepted conns
 
-	lastClientKey overlay.Key // of the client newClient made last
+	lastClientKey wgkey.Private // of the client newClient made last
 }
 
 var (
@@ -141,11 +142,11 @@ func newRelayNet(t testing.TB) *relayNet {
 	n.client = n.newClient(n.clientAddr, 1420)
 	clientKey := n.lastClientKey
 	mustSetPeers(t, home,
-		overlay.Peer{PublicKey: clientKey.PublicKey(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(n.clientAddr, 32)}},
-		overlay.Peer{PublicKey: serveKey.PublicKey(), Endpoint: serveEP,
+		overlay.Peer{PublicKey: clientKey.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(n.clientAddr, 32)}},
+		overlay.Peer{PublicKey: serveKey.Public(), Endpoint: serveEP,
 			AllowedIPs: []netip.Prefix{netip.PrefixFrom(serveAddr, 32), n.vips}})
 	mustSetPeers(t, serve,
-		overlay.Peer{PublicKey: n.homeKey.PublicKey(), Endpoint: n.homeEP,
+		overlay.Peer{PublicKey: n.homeKey.Public(), Endpoint: n.homeEP,
 			AllowedIPs: []netip.Prefix{netip.PrefixFrom(homeAddr, 32), netip.MustParsePrefix("100.80.1.0/24")}})
 	return n
 }
@@ -165,7 +166,7 @@ func (n *relayNet) newClient(addr netip.Addr, mtu int) *wgclient.Client {
 	n.lastClientKey = key
 	c, err := wgclient.New(wgclient.Config{
 		PrivateKey: key, Addresses: []netip.Addr{addr}, MTU: mtu,
-		PeerPublicKey: n.homeKey.PublicKey(), PeerEndpoint: n.homeEP,
+		PeerPublicKey: n.homeKey.Public(), PeerEndpoint: n.homeEP,
 		Bind: n.sw.Bind(netip.AddrFrom4([4]byte{10, 0, 1, addr.As4()[3]})),
 	})
 	if err != nil {
@@ -345,7 +346,7 @@ func TestRelayForgedSource(t *testing.T) {
 	forgerKey := n.lastClientKey
 	ownAddr := netip.MustParseAddr("100.80.1.11")
 	mustSetPeers(t, n.home,
-		overlay.Peer{PublicKey: forgerKey.PublicKey(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(ownAddr, 32)}})
+		overlay.Peer{PublicKey: forgerKey.Public(), AllowedIPs: []netip.Prefix{netip.PrefixFrom(ownAddr, 32)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if c, err := forger.DialContext(ctx, "tcp", vipA.String()); err == nil {

@@ -35,13 +35,14 @@
 package policy
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/wgkey"
 )
 
 // Proto is a transport protocol a flow or a port range is about.
@@ -143,29 +144,6 @@ type Decision struct {
 // Allowed reports whether the decision lets the flow through.
 func (d Decision) Allowed() bool { return d.Verdict == Allow }
 
-// Key is a WireGuard public key (32 bytes, base64 in files).
-type Key [32]byte
-
-// String returns the standard base64 form.
-func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
-
-// IsZero reports whether k is the zero key (no key).
-func (k Key) IsZero() bool { return k == Key{} }
-
-// ParseKey parses a base64 WireGuard key (public or private).
-func ParseKey(s string) (Key, error) {
-	var k Key
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return k, fmt.Errorf("key %q is not base64: %w", s, err)
-	}
-	if len(b) != len(k) {
-		return k, fmt.Errorf("key %q is %d bytes, a WireGuard key is 32", s, len(b))
-	}
-	copy(k[:], b)
-	return k, nil
-}
-
 // Overlay is the [overlay] table.
 type Overlay struct {
 	Prefix        netip.Prefix // peer addresses
@@ -176,7 +154,7 @@ type Overlay struct {
 // Site is a [[site]]: a gateway of the mesh.
 type Site struct {
 	Name     string
-	Key      Key
+	Key      wgkey.Public
 	Address  netip.Addr // the gateway's overlay address; DNS is served here
 	Endpoint string     // host:port of its WireGuard listener; may be empty
 }
@@ -186,7 +164,7 @@ type Site struct {
 type Identity struct {
 	ID      int // dense index, 0..len(Identities)-1
 	Name    string
-	Key     Key          // zero for LAN identities
+	Key     wgkey.Public // zero for LAN identities
 	Address netip.Addr   // overlay address; a LAN identity's is fixed or derived from its name (vip.go)
 	Source  netip.Prefix // LAN source; invalid for peer identities
 	Site    string       // home site

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/wardgate/wardgate/internal/dnsname"
+	"github.com/wardgate/wardgate/internal/wgkey"
 )
 
 // Validation beyond the shape of one element: names, addresses and keys
@@ -73,7 +74,7 @@ func reportLater(e, other *elem, key, what string) {
 	e.errorf(key, "%s %s", what, other.label)
 }
 
-func (b *builder) checkKeyOwner(e *elem, k Key, keyOwner map[Key]*elem) {
+func (b *builder) checkKeyOwner(e *elem, k wgkey.Public, keyOwner map[wgkey.Public]*elem) {
 	if k.IsZero() {
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/internal/enroll"
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -63,11 +64,7 @@ func TestPeerAddListRemove(t *testing.T) {
 	}
 
 	// --pubkey: no private key in the config; --site; -c a policy.toml.
-	_, pubKey, err := enroll.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := pubKey.String()
+	pub := newPublic(t).String()
 	code, out, errOut = runCLI("peer", "add", "desk-2", "-c", polPath, "--site", "york", "--pubkey", pub, "--groups=radiology", "--qr")
 	if code != 0 {
 		t.Fatalf("peer add --pubkey: %d\n%s", code, errOut)
@@ -153,17 +150,23 @@ func wgQuick(t *testing.T, conf string) map[string]string {
 }
 
 // publicOf derives the public key of a config's private key.
-func publicOf(t *testing.T, priv string) policy.Key {
+func publicOf(t *testing.T, priv string) wgkey.Public {
 	t.Helper()
-	k, err := policy.ParseKey(priv)
+	k, err := wgkey.ParsePrivate(priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := enroll.PublicKey(k)
+	return k.Public()
+}
+
+// newPublic is the public key of a new key pair.
+func newPublic(t *testing.T) wgkey.Public {
+	t.Helper()
+	k, err := wgkey.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pub
+	return k.Public()
 }
 
 func TestPeerAddOutputFile(t *testing.T) {
@@ -264,7 +267,7 @@ func TestPeerRotate(t *testing.T) {
 	}
 
 	// --pubkey, -o: a config without a private key, in a 0600 file.
-	_, pub, _ := enroll.GenerateKey()
+	pub := newPublic(t)
 	conf := filepath.Join(dir, "khan.conf")
 	code, out, errOut = runCLI("peer", "rotate", "dr-khan-laptop", "-c", polPath, "--pubkey", pub.String(), "-o", conf)
 	data, _ := os.ReadFile(conf)

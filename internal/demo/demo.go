@@ -12,9 +12,11 @@
 // actually experienced. A scene whose event or outcome does not come fails
 // the demo.
 //
-// Layout: setup.go builds the world (keys, files, backends, resolver,
-// gateways, clients), clients.go is what the clients do, audit.go collects
-// the gateways' audit events, scenes.go is the story, table.go prints it.
+// Layout: setup.go builds the world (keys, files, gateways, clients),
+// policyfile.go writes policy.toml from its template, fixtures.go holds the
+// HTTP backends and the trust's resolver, clients.go is what the clients
+// do, audit.go collects the gateways' audit events, scenes.go is the
+// story, table.go prints it.
 package demo
 
 import (

@@ -1,31 +1,18 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"text/template"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/wardgate/wardgate/gateway"
 	"github.com/wardgate/wardgate/internal/wgclient"
-	"github.com/wardgate/wardgate/overlay"
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
 
@@ -80,26 +67,6 @@ const (
 	publicAddr  = "203.0.113.80" // what the trust resolver answers for any name
 )
 
-// policyVars are what changes between versions of policy.toml during the
-// demo: where EHR runs, and whether radiology may still read PACS.
-type policyVars struct {
-	Keys               map[string]string // public keys by site or identity name
-	Sites              []siteSpec
-	Clients            []clientSpec
-	PACS               string // York's PACS web viewer, host:port
-	EHRSite, EHR       string // where EHR runs and its backend
-	FileWeb            string // the file share's web front end at Leeds
-	RadiologyReadsPACS bool
-	Domain             string // the overlay domain
-}
-
-// policyTemplate is policy.toml of the demo trust, filled with policyVars.
-//
-//go:embed policy.toml.tmpl
-var policyText string
-
-var policyTemplate = template.Must(template.New("policy").Parse(policyText))
-
 // world is everything the demo runs: files, switch, gateways, clients,
 // backends and the trust's resolver.
 type world struct {
@@ -108,7 +75,7 @@ type world struct {
 	audit *auditLog
 	opLog *slog.Logger
 
-	keys    map[string]overlay.Key // private keys by site or identity name
+	keys    map[string]wgkey.Private // private keys by site or identity name
 	vars    policyVars
 	gws     map[string]*gateway.Gateway
 	clients map[string]*wgclient.Client
@@ -125,7 +92,7 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 	w = &world{
 		sw:      memnet.NewSwitch(),
 		audit:   newAuditLog(opts.Audit),
-		keys:    make(map[string]overlay.Key),
+		keys:    make(map[string]wgkey.Private),
 		gws:     make(map[string]*gateway.Gateway),
 		clients: make(map[string]*wgclient.Client),
 	}
@@ -148,12 +115,12 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 
 	pub := make(map[string]string)
 	for _, name := range []string{leeds, york, radiologist, reception, infected} {
-		k, err := overlay.NewPrivateKey()
+		k, err := wgkey.NewPrivate()
 		if err != nil {
 			return nil, err
 		}
 		w.keys[name] = k
-		pub[name] = k.PublicKey().Base64()
+		pub[name] = k.Public().String()
 	}
 
 	// Backends on loopback: PACS at York, EHR at Leeds (and the copy at
@@ -254,69 +221,6 @@ drain = "1s"
 	return nil
 }
 
-// writePolicy writes policy.toml from w.vars, atomically (temporary file
-// and rename), as an operator's deployment would. It returns the lines
-// that changed, as a diff.
-func (w *world) writePolicy() ([]string, error) {
-	var b bytes.Buffer
-	if err := policyTemplate.Execute(&b, w.vars); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(w.dir, "policy.toml")
-	old, _ := os.ReadFile(path) // none the first time
-	tmp := filepath.Join(w.dir, ".policy.toml.tmp")
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, err
-	}
-	return lineDiff(string(old), b.String()), nil
-}
-
-// lineDiff returns the lines only in a ("- ") and only in b ("+ "), in
-// order, by longest common subsequence: policy.toml is short. It matches
-// from the end, so that a removed [[rule]] shows with its own header, and
-// lists removals before additions.
-func lineDiff(a, b string) []string {
-	x, y := strings.Split(a, "\n"), strings.Split(b, "\n")
-	slices.Reverse(x)
-	slices.Reverse(y)
-	lcs := make([][]int, len(x)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(y)+1)
-	}
-	for i := len(x) - 1; i >= 0; i-- {
-		for j := len(y) - 1; j >= 0; j-- {
-			if x[i] == y[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var out []string
-	i, j := 0, 0
-	for i < len(x) || j < len(y) {
-		switch {
-		case i < len(x) && j < len(y) && x[i] == y[j]:
-			i, j = i+1, j+1
-		case j < len(y) && (i == len(x) || lcs[i][j+1] >= lcs[i+1][j]):
-			if y[j] != "" {
-				out = append(out, "+ "+y[j])
-			}
-			j++
-		default:
-			if x[i] != "" {
-				out = append(out, "- "+x[i])
-			}
-			i++
-		}
-	}
-	slices.Reverse(out)
-	return out
-}
-
 func (w *world) startGateway(site string) error {
 	cfg, err := gateway.LoadConfig(filepath.Join(w.dir, site, "gateway.toml"))
 	if err != nil {
@@ -339,7 +243,7 @@ func (w *world) startClient(cs clientSpec) error {
 	c, err := wgclient.New(wgclient.Config{
 		PrivateKey:    w.keys[cs.Name],
 		Addresses:     []netip.Addr{netip.MustParseAddr(cs.Address)},
-		PeerPublicKey: w.keys[cs.Site].PublicKey(),
+		PeerPublicKey: w.keys[cs.Site].Public(),
 		PeerEndpoint:  netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(site(cs.Site).Port)),
 		// What a wg-quick config from `wardgate peer add` routes: the
 		// overlay and the service addresses, nothing else.
@@ -395,127 +299,3 @@ func site(name string) siteSpec {
 
 // siteAddr is the overlay address of a site's gateway (its DNS server).
 func siteAddr(name string) netip.Addr { return netip.MustParseAddr(site(name).Address) }
-
-// backend is an HTTP server on loopback standing in for a clinical system.
-// "/" answers with its name; "/stream" (when streaming) sends a line every
-// 100 ms until the client goes away, as an image viewer loading slices does.
-type backend struct {
-	addr netip.AddrPort
-	name string
-	srv  *http.Server
-	wg   sync.WaitGroup
-}
-
-// startBackend listens on ip:port, or on a free port of ip when port is
-// taken (another demo running), or on 127.0.0.1 when ip is not usable.
-func startBackend(ip string, port uint16, name string, streaming bool) (*backend, error) {
-	ln, err := net.Listen("tcp4", net.JoinHostPort(ip, strconv.Itoa(int(port))))
-	if err != nil {
-		ln, err = net.Listen("tcp4", net.JoinHostPort(ip, "0"))
-	}
-	if err != nil {
-		ln, err = net.Listen("tcp4", "127.0.0.1:0")
-	}
-	if err != nil {
-		return nil, err
-	}
-	b := &backend{addr: ln.Addr().(*net.TCPAddr).AddrPort(), name: name}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(rw, "%s: %s\n", name, r.URL.Path)
-	})
-	if streaming {
-		mux.HandleFunc("/stream", func(rw http.ResponseWriter, r *http.Request) {
-			fl := http.NewResponseController(rw)
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for i := 1; i <= 600; i++ {
-				if _, err := fmt.Fprintf(rw, "slice %03d\n", i); err != nil {
-					return
-				}
-				if fl.Flush() != nil {
-					return
-				}
-				select {
-				case <-r.Context().Done():
-					return
-				case <-t.C:
-				}
-			}
-		})
-	}
-	b.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		b.srv.Serve(ln)
-	}()
-	return b, nil
-}
-
-func (b *backend) close() {
-	b.srv.Close()
-	b.wg.Wait()
-}
-
-// trustResolver is the trust's own DNS resolver, the gateways' upstream
-// for names that are not services. It answers every A question with
-// publicAddr and remembers what it was asked.
-type trustResolver struct {
-	addr  netip.AddrPort
-	srv   *dns.Server
-	mu    sync.Mutex
-	asked map[string]int
-	done  chan struct{}
-}
-
-func startTrustResolver() (*trustResolver, error) {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	r := &trustResolver{addr: pc.LocalAddr().(*net.UDPAddr).AddrPort(), asked: make(map[string]int), done: make(chan struct{})}
-	started := make(chan struct{})
-	r.srv = &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) }, Handler: dns.HandlerFunc(r.serve)}
-	go func() {
-		defer close(r.done)
-		r.srv.ActivateAndServe()
-	}()
-	select {
-	case <-started:
-	case <-r.done:
-		return nil, errors.New("trust resolver did not start")
-	}
-	return r, nil
-}
-
-func (r *trustResolver) serve(w dns.ResponseWriter, q *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(q)
-	m.RecursionAvailable = true
-	if len(q.Question) == 1 {
-		name := q.Question[0].Name
-		r.mu.Lock()
-		r.asked[dns.CanonicalName(name)]++
-		r.mu.Unlock()
-		if q.Question[0].Qtype == dns.TypeA {
-			m.Answer = []dns.RR{&dns.A{
-				Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
-				A:   net.ParseIP(publicAddr).To4(),
-			}}
-		}
-	}
-	w.WriteMsg(m)
-}
-
-// askedAbout returns how many times the resolver was asked about name.
-func (r *trustResolver) askedAbout(name string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.asked[dns.CanonicalName(name)]
-}
-
-func (r *trustResolver) close() {
-	r.srv.Shutdown()
-	<-r.done
-}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -16,11 +17,11 @@ const Keepalive = 25
 // ClientConfig is what a wg-quick client of one identity needs.
 type ClientConfig struct {
 	Identity   string
-	PrivateKey policy.Key // zero: the client keeps its own; a comment says to fill it in
+	PrivateKey wgkey.Private // zero: the client keeps its own; a comment says to fill it in
 	Address    netip.Addr
 	DNS        netip.Addr // the home site's overlay address
 	SiteName   string
-	SiteKey    policy.Key
+	SiteKey    wgkey.Public
 	Endpoint   string // "" when the site has none in the policy
 	AllowedIPs []netip.Prefix
 }
@@ -28,7 +29,7 @@ type ClientConfig struct {
 // ClientFor builds the client config of identity name homed at its site:
 // the site's key, endpoint and overlay address (DNS is served there), and
 // AllowedIPs from AllowedIPs.
-func ClientFor(p *policy.Policy, name string, priv policy.Key) (*ClientConfig, error) {
+func ClientFor(p *policy.Policy, name string, priv wgkey.Private) (*ClientConfig, error) {
 	id := p.Identity(name)
 	if id == nil {
 		return nil, fmt.Errorf("no identity %q", name)
@@ -104,7 +105,7 @@ func (c *ClientConfig) Render() string {
 	if c.PrivateKey.IsZero() {
 		b.WriteString("# PrivateKey = fill in this client's own private key (the one whose public key was enrolled)\n")
 	} else {
-		fmt.Fprintf(&b, "PrivateKey = %s\n", c.PrivateKey)
+		fmt.Fprintf(&b, "PrivateKey = %s\n", c.PrivateKey.Base64())
 	}
 	bits := 32
 	if c.Address.Is6() {

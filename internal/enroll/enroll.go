@@ -22,16 +22,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wardgate/wardgate/overlay"
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/policy"
 )
 
 // Request is an identity to add.
 type Request struct {
 	Name   string
-	Site   string     // home site: the gateway the client connects to
-	Groups []string   // may be empty
-	Key    policy.Key // public key; zero: generate a key pair
+	Site   string       // home site: the gateway the client connects to
+	Groups []string     // may be empty
+	Key    wgkey.Public // public key; zero: generate a key pair
 }
 
 // Added is the outcome of Add.
@@ -40,7 +40,7 @@ type Added struct {
 	Policy   *policy.Policy   // the edited policy, as written
 	// PrivateKey is the generated private key; zero when the request
 	// brought its own public key.
-	PrivateKey policy.Key
+	PrivateKey wgkey.Private
 	// NewGroups lists requested groups that no identity had before (and so
 	// no rule can name yet).
 	NewGroups []string
@@ -76,11 +76,11 @@ func Add(path string, req Request) (*Added, error) {
 	out := &Added{}
 	key := req.Key
 	if key.IsZero() {
-		priv, pub, err := GenerateKey()
+		priv, err := wgkey.NewPrivate()
 		if err != nil {
 			return nil, err
 		}
-		out.PrivateKey, key = priv, pub
+		out.PrivateKey, key = priv, priv.Public()
 	}
 	addr, err := NextAddress(pol, RetiredAddresses(orig))
 	if err != nil {
@@ -183,7 +183,7 @@ type Rotated struct {
 	Policy   *policy.Policy   // the edited policy, as written
 	// PrivateKey is the generated private key; zero when the caller
 	// brought the new public key.
-	PrivateKey policy.Key
+	PrivateKey wgkey.Private
 }
 
 // Rotate gives the identity called name a new key in the policy file at
@@ -192,7 +192,7 @@ type Rotated struct {
 // history still mean the same device. The edited text is validated like
 // Add's (a key another identity or site has is refused) and written
 // atomically.
-func Rotate(path, name string, key policy.Key) (*Rotated, error) {
+func Rotate(path, name string, key wgkey.Public) (*Rotated, error) {
 	orig, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -210,11 +210,11 @@ func Rotate(path, name string, key policy.Key) (*Rotated, error) {
 	}
 	out := &Rotated{Old: old}
 	if key.IsZero() {
-		priv, pub, err := GenerateKey()
+		priv, err := wgkey.NewPrivate()
 		if err != nil {
 			return nil, err
 		}
-		out.PrivateKey, key = priv, pub
+		out.PrivateKey, key = priv, priv.Public()
 	}
 	if key == old.Key {
 		return nil, fmt.Errorf("identity %q already has key %s", name, key)
@@ -317,21 +317,6 @@ func writeIfUnchanged(path string, orig, data []byte) error {
 	return WriteFileAtomic(path, data)
 }
 
-// GenerateKey makes a WireGuard key pair (overlay.NewPrivateKey: random,
-// clamped as `wg genkey` does) as the policy's key type.
-func GenerateKey() (priv, pub policy.Key, err error) {
-	k, err := overlay.NewPrivateKey()
-	if err != nil {
-		return priv, pub, err
-	}
-	return policy.Key(k), policy.Key(k.PublicKey()), nil
-}
-
-// PublicKey derives the public key of a private key.
-func PublicKey(priv policy.Key) (policy.Key, error) {
-	return policy.Key(overlay.Key(priv).PublicKey()), nil
-}
-
 // NextAddress allocates an overlay address for a new identity: the lowest
 // address of [overlay] prefix above every site's address that no identity
 // uses and that is not retired. Sites conventionally take the first
@@ -390,7 +375,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // IdentityBlock renders one [[identity]] table in the layout of the example
 // policy. Names and groups are quoted as TOML basic strings; policy names
 // allow only letters, digits, '.', '_' and '-', which need no escapes.
-func IdentityBlock(name string, key policy.Key, addr netip.Addr, site string, groups []string) string {
+func IdentityBlock(name string, key wgkey.Public, addr netip.Addr, site string, groups []string) string {
 	var b strings.Builder
 	b.WriteString("[[identity]]\n")
 	fmt.Fprintf(&b, "name = %s\n", tomlString(name))

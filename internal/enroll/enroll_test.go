@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -123,7 +124,7 @@ func TestAddInsertsAfterLastIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(path)
-	pub, _ := PublicKey(res.PrivateKey)
+	pub := res.PrivateKey.Public()
 	block := "\n[[identity]]\nname = \"desk-1\"\nkey = \"" + pub.String() + "\"\naddress = \"100.80.0.3\"\nsite = \"leeds\"\ngroups = [\"clinical-desktop\", \"new-group\"]\n"
 	if want := strings.Replace(string(orig), mriBlockEnd, mriBlockEnd+block, 1); string(got) != want {
 		t.Fatalf("not inserted after the last identity:\n%s", diffLines(want, string(got)))
@@ -140,7 +141,7 @@ func TestAddInsertsAfterLastIdentity(t *testing.T) {
 	}
 	// The next one gets the next address and goes after desk-1; a
 	// client-supplied key is used.
-	_, pub2, _ := GenerateKey()
+	pub2 := newPublic(t)
 	res2, err := Add(path, Request{Name: "desk-2", Site: "york", Key: pub2})
 	if err != nil {
 		t.Fatal(err)
@@ -231,11 +232,11 @@ func TestInsertIdentity(t *testing.T) {
 func TestRotate(t *testing.T) {
 	path, orig := examplePolicy(t)
 	oldKey := "vc0wEK2eokB1cdNrHttpSsnP3lZykrygD7x2qU3//m4="
-	res, err := Rotate(path, "dr-khan-laptop", policy.Key{})
+	res, err := Rotate(path, "dr-khan-laptop", wgkey.Public{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := PublicKey(res.PrivateKey)
+	pub := res.PrivateKey.Public()
 	got, _ := os.ReadFile(path)
 	if want := strings.Replace(string(orig), `key = "`+oldKey+`"`, `key = "`+pub.String()+`"`, 1); string(got) != want {
 		t.Fatalf("more than the key line changed:\n%s", diffLines(want, string(got)))
@@ -252,7 +253,7 @@ func TestRotate(t *testing.T) {
 		t.Fatal("the old key is still in the policy")
 	}
 	// A given public key: no private key comes back.
-	_, pub2, _ := GenerateKey()
+	pub2 := newPublic(t)
 	res, err = Rotate(path, "dr-khan-laptop", pub2)
 	if err != nil || !res.PrivateKey.IsZero() || res.Identity.Key != pub2 {
 		t.Fatalf("Rotate with a key: %+v %v", res, err)
@@ -260,11 +261,11 @@ func TestRotate(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, who string
-		key       policy.Key
+		key       wgkey.Public
 		want      string
 	}{
-		{"unknown", "nobody", policy.Key{}, "no identity"},
-		{"LAN device", "mri-3", policy.Key{}, "LAN device"},
+		{"unknown", "nobody", wgkey.Public{}, "no identity"},
+		{"LAN device", "mri-3", wgkey.Public{}, "LAN device"},
 		{"same key", "dr-khan-laptop", pub2, "already has"},
 		{"another identity's key", "dr-khan-laptop", mustKey(t, "BMxOAT+qhgTAzGx+5q8EI4lnlJKlf8yWXyX8wOcM1TY="), "invalid"},
 		{"a site's key", "dr-khan-laptop", mustKey(t, "LqjzRepy5ts7yPfqc1x2/RKn+vzATGXXQQHpg7DLsTU="), "invalid"},
@@ -313,12 +314,21 @@ func TestAddRefusesAndWritesNothing(t *testing.T) {
 	}
 }
 
-func mustKey(t *testing.T, s string) policy.Key {
-	k, err := policy.ParseKey(s)
+func mustKey(t *testing.T, s string) wgkey.Public {
+	k, err := wgkey.ParsePublic(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// newPublic is the public key of a new key pair.
+func newPublic(t testing.TB) wgkey.Public {
+	k, err := wgkey.NewPrivate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public()
 }
 
 func TestRemoveBlock(t *testing.T) {
@@ -491,12 +501,15 @@ from = ["group:g"]
 to = ["web", "db"]
 `
 	p := mustParse(t, text)
-	priv, _, _ := GenerateKey()
+	priv, err := wgkey.NewPrivate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := ClientFor(p, "desk", priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "# wardgate client config for desk (site a)\n[Interface]\nPrivateKey = " + priv.String() + `
+	want := "# wardgate client config for desk (site a)\n[Interface]\nPrivateKey = " + priv.Base64() + `
 Address = 10.9.0.4/32
 DNS = 10.9.0.1
 
@@ -510,7 +523,7 @@ PersistentKeepalive = 25
 	if got := c.Render(); got != want {
 		t.Fatalf("Render:\n%s\nwant\n%s", got, want)
 	}
-	c.PrivateKey, c.Endpoint = policy.Key{}, "gw.example:51820"
+	c.PrivateKey, c.Endpoint = wgkey.Private{}, "gw.example:51820"
 	got := c.Render()
 	if strings.Contains(got, "\nPrivateKey") || !strings.Contains(got, "# PrivateKey = fill in") || !strings.Contains(got, "\nEndpoint = gw.example:51820\n") {
 		t.Fatalf("Render without a private key:\n%s", got)
@@ -557,8 +570,7 @@ func FuzzAddRemove(f *testing.F) {
 	f.Add(smallPolicy + "# a comment at the end, no newline")
 	f.Add(smallPolicy + "\n[[identity]]\nname = \"x\"\nkey = \"vc0wEK2eokB1cdNrHttpSsnP3lZykrygD7x2qU3//m4=\"\naddress = \"10.9.0.4\"\nsite = \"a\"\n# glued\n\n\n")
 	f.Add(smallPolicy + "\n[[site]]\nname = \"c\"\nkey = \"BMxOAT+qhgTAzGx+5q8EI4lnlJKlf8yWXyX8wOcM1TY=\"\naddress = \"10.9.0.9\"\nendpoint = \"\"\"x\"\"\"\n   \n")
-	_, pub, _ := GenerateKey()
-	_, pub2, _ := GenerateKey()
+	pub, pub2 := newPublic(f), newPublic(f)
 	f.Fuzz(func(t *testing.T, text string) {
 		p, err := policy.Parse("p.toml", []byte(text))
 		if err != nil || len(p.Sites()) == 0 || p.Identity("fuzz-new") != nil {

@@ -8,8 +8,7 @@ import (
 	"slices"
 
 	"github.com/BurntSushi/toml"
-
-	"github.com/wardgate/wardgate/policy"
+	"github.com/wardgate/wardgate/internal/wgkey"
 )
 
 // headerRE matches a TOML table header line: [name] or [[name]], bare
@@ -197,7 +196,7 @@ var keyLineRE = regexp.MustCompile(`^\s*key\s*=`)
 
 // ReplaceKey replaces old with new on the `key =` line of the [[identity]]
 // block of the identity called name.
-func ReplaceKey(text []byte, name string, old, new policy.Key) ([]byte, error) {
+func ReplaceKey(text []byte, name string, old, new wgkey.Public) ([]byte, error) {
 	lines := splitLines(text)
 	sp, err := findIdentity(lines, name)
 	if err != nil {

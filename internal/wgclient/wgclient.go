@@ -10,7 +10,6 @@ package wgclient
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/wgkey"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
@@ -28,12 +28,12 @@ import (
 
 // Config configures a Client. Zero values take the documented defaults.
 type Config struct {
-	PrivateKey [32]byte
+	PrivateKey wgkey.Private
 	// Addresses are the client's own overlay addresses (its tunnel
 	// interface addresses).
 	Addresses []netip.Addr
 	// PeerPublicKey and PeerEndpoint name the gateway.
-	PeerPublicKey [32]byte
+	PeerPublicKey wgkey.Public
 	PeerEndpoint  netip.AddrPort
 	// AllowedIPs routed to the gateway; default 0.0.0.0/0 and ::/0.
 	AllowedIPs []netip.Prefix
@@ -86,8 +86,8 @@ func New(cfg Config) (*Client, error) {
 	}
 	dev := device.NewDevice(st, cfg.Bind, logger)
 	var b strings.Builder
-	fmt.Fprintf(&b, "private_key=%s\n", hex.EncodeToString(cfg.PrivateKey[:]))
-	fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(cfg.PeerPublicKey[:]))
+	fmt.Fprintf(&b, "private_key=%s\n", cfg.PrivateKey.Hex())
+	fmt.Fprintf(&b, "public_key=%s\n", cfg.PeerPublicKey.Hex())
 	fmt.Fprintf(&b, "endpoint=%s\n", cfg.PeerEndpoint)
 	for _, p := range cfg.AllowedIPs {
 		fmt.Fprintf(&b, "allowed_ip=%s\n", p)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testnet"
 	"github.com/wardgate/wardgate/internal/testwait"
 )
 
@@ -53,22 +54,7 @@ func startBackends(t testing.TB) *backends {
 	b.web = serve(web)
 	b.payroll = serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "payroll\n") }))
 
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
-	b.echo = pc.LocalAddr().(*net.UDPAddr).Port
+	b.echo = int(testnet.UDPEcho(t).Port())
 	return b
 }
 
