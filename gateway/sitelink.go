@@ -13,8 +13,8 @@ import (
 	"github.com/wardgate/wardgate/policy"
 )
 
-// Site links are the control channel between gateways: health and the
-// policy each one runs. Flow data never travels on them: a flow to a
+// Site links are the control channel between gateways: health, the
+// policy each one runs, and the quarantine records (quarantine_link.go). Flow data never travels on them: a flow to a
 // service at another site is relayed as packets over the two gateways'
 // WireGuard session (relay.go).
 //
@@ -201,6 +201,7 @@ func (sl *siteLinks) probe(l *siteLink) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addr.String()+"/v1/health", nil)
 	ours := sl.g.state.Load().pol.Hash()
 	req.Header.Set(hdrHash, ours)
+	req.Header.Set(hdrQuarantine, sl.g.quarantineHash())
 	resp, err := sl.tr.RoundTrip(req)
 	if err != nil {
 		if sl.ctx.Err() == nil { // not stopping
@@ -208,6 +209,7 @@ func (sl *siteLinks) probe(l *siteLink) {
 		}
 		return
 	}
+	sl.g.learnQuarantine(l.name, resp) // before the link counts as up
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	l.markUp(ours, resp.Header.Get(hdrHash))
@@ -319,6 +321,9 @@ func (sl *siteLinks) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodGet || r.URL.Path != "/v1/health" {
 		http.NotFound(w, r)
+		return
+	}
+	if g.offerQuarantine(w, r) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
