@@ -116,7 +116,7 @@ type world struct {
 	clients map[string]*wgclient.Client
 
 	pacs, ehrLeeds, ehrYork, fileWeb, patch *backend
-	resolver                         *trustResolver
+	resolver                                *trustResolver
 
 	closers []func()
 }
@@ -196,7 +196,7 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 	w.vars = policyVars{
 		Keys: pub, Sites: sites, Clients: clients,
 		PACS: w.pacs.addr.String(), EHRSite: leeds, EHR: w.ehrLeeds.addr.String(), FileWeb: w.fileWeb.addr.String(),
-		Patch: w.patch.addr.String(),
+		Patch:              w.patch.addr.String(),
 		RadiologyReadsPACS: true, Domain: domain,
 	}
 	if err := w.writeFiles(); err != nil {
