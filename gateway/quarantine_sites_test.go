@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -120,6 +122,37 @@ func TestQuarantineAcrossSites(t *testing.T) {
 		if len(q) != 1 || q[0].Site != "york" || q[0].Reason != "worm seen at york" {
 			t.Errorf("leeds's record: %+v", q)
 		}
+	})
+
+	t.Run("a LAN identity is quarantined at its site's listener", func(t *testing.T) {
+		m, _ := newQuarantineMesh(t)
+		lan := "127.0.0.1:" + strconv.Itoa(m.lanPort)
+		readLAN := func() (string, error) {
+			c, err := net.DialTimeout("tcp4", lan, 5*time.Second)
+			if err != nil {
+				return "", err
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := io.ReadAll(c)
+			return string(got), err
+		}
+		if got, err := readLAN(); got != "other" {
+			t.Fatalf("mri-3 before the quarantine: %q %v", got, err)
+		}
+		if _, _, err := m.gws["leeds"].gw.Quarantine("mri-3", "EDR alert 99", "tester"); err != nil {
+			t.Fatal(err)
+		}
+		// greeter is kept in quarantine: mri-3 reaches it still, relayed.
+		if got, err := readLAN(); got != "other" {
+			t.Errorf("mri-3 to greeter, in quarantine: %q %v", got, err)
+		}
+		m.extra = "\n[quarantine]\nallow = []\n"
+		m.rewrite("leeds")
+		if got, _ := readLAN(); got != "" {
+			t.Errorf("mri-3 got %q through the listener in quarantine", got)
+		}
+		m.gws["leeds"].audit.waitEvent(t, map[string]any{"event": "flow.deny", "identity": "mri-3", "reason": "quarantined"})
 	})
 
 	t.Run("a site down when it was issued learns it when it comes back", func(t *testing.T) {
