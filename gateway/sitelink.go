@@ -14,14 +14,15 @@ import (
 )
 
 // Site links are the control channel between gateways: health, the
-// policy each one runs, and the quarantine records (quarantine_link.go). Flow data never travels on them: a flow to a
-// service at another site is relayed as packets over the two gateways'
-// WireGuard session (relay.go).
+// policy each one runs, and the quarantine records (quarantine_link.go).
+// Flow data never travels on them: a flow to a service at another site is
+// relayed as packets over the two gateways' WireGuard session (relay.go).
 //
 // Each gateway serves HTTP/1.1 on its overlay address, port SiteLinkPort,
 // to other sites' gateway addresses only (WireGuard binds those addresses
 // to the sites' keys). GET /v1/health answers 204 with the server's policy
-// hash in Wardgate-Policy-Hash; the request carries the caller's. Every
+// hash in Wardgate-Policy-Hash (or 200 with the quarantine records when the
+// caller's differ, quarantine_link.go); the request carries the caller's. Every
 // probe is a fresh connection, so a site that restarted is never judged by
 // a connection from before its restart. A site whose probe fails is down:
 // new flows to its services are refused at once (reason site-down) until a
