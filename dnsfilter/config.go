@@ -74,6 +74,12 @@ type Config struct {
 	// logged as dns.audit. Read on every query; nil means enforcing.
 	Auditing func() bool
 
+	// Quarantined reports whether an identity is in quarantine: it then
+	// gets answers only for the services of the policy's [quarantine]
+	// allow, everything else REFUSED (quarantine.go). Read on every
+	// query; nil means nobody is.
+	Quarantined func(*policy.Identity) bool
+
 	// Audit receives dns.query, dns.block, dns.audit and dns.ratelimited
 	// events, the event name as the message. nil discards.
 	Audit *slog.Logger
@@ -132,6 +138,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.TCPIdleTimeout == 0 {
 		c.TCPIdleTimeout = DefaultTCPIdleTimeout
 	}
+	if c.Quarantined == nil {
+		c.Quarantined = func(*policy.Identity) bool { return false }
+	}
 	if c.Auditing == nil {
 		c.Auditing = func() bool { return false }
 	}
@@ -188,6 +197,7 @@ type View interface {
 	Services() []*policy.Service
 	CanReach(id *policy.Identity, svc *policy.Service) bool
 	ReachDecision(id *policy.Identity, svc *policy.Service) policy.Decision
+	QuarantineAllows(svc *policy.Service) bool
 }
 
 var _ View = (*policy.Policy)(nil)

@@ -34,6 +34,10 @@
 // must not modify the request or keep it after it returns, and a reply it
 // returns is owned by the caller. The stages, in order:
 //
+//  0. quarantine (quarantine.go): an identity in quarantine
+//     (Config.Quarantined) gets REFUSED for every name but those of the
+//     services the policy keeps reachable in quarantine ([quarantine]
+//     allow), which go on to the services stage like anyone's.
 //  1. block (block.go): a name on a blocklist is NXDOMAIN, and a dns.block
 //     audit event is always logged. Lists are plain domain lists or hosts
 //     files ("0.0.0.0 name"); "#" starts a comment; an entry may be a

@@ -81,6 +81,7 @@ func newFilter(cfg Config, view func() View, now func() time.Time) (*Filter, err
 	f.fwd = newForwarder(cfg, &f.settings, now, &f.stats)
 	f.blocks.Store(bl)
 	f.stages = []stage{
+		quarantineStage{quarantined: func(q *query) bool { return cfg.Quarantined(q.id) }},
 		blockStage{list: f.blocks.Load},
 		serviceStage{auditing: cfg.Auditing},
 		forwardStage{fwd: f.fwd, learn: f.learn},

@@ -27,6 +27,8 @@ type fakeView struct {
 	reach map[string]map[string]bool
 	// hidden: why a service is hidden from an identity, when not no-rule.
 	hidden map[string]map[string]policy.Decision
+	// quarantineAllow: services of [quarantine] allow.
+	quarantineAllow map[string]bool
 }
 
 func (v *fakeView) Overlay() policy.Overlay { return v.ov }
@@ -77,6 +79,10 @@ func (v *fakeView) EgressServices(fqdn string) []*policy.Service {
 }
 
 func (v *fakeView) Services() []*policy.Service { return v.svcs }
+
+// QuarantineAllows keeps the services named in quarantineAllow reachable
+// in quarantine.
+func (v *fakeView) QuarantineAllows(svc *policy.Service) bool { return v.quarantineAllow[svc.Name] }
 
 func (v *fakeView) CanReach(id *policy.Identity, svc *policy.Service) bool {
 	return v.reach[id.Name][svc.Name]

@@ -22,6 +22,7 @@ import (
 //	GET  /v1/peers   []PeerStatus (Status().Peers)
 //	POST /v1/reload  200 ReloadResult{ok: true, policy_hash, what changed}
 //	                 422 ReloadResult{ok: false, error, problems: ["file:line:col: msg"]}
+//	GET, POST /v1/quarantine, DELETE /v1/quarantine/NAME: quarantine_admin.go
 //
 // The socket is the access control: there is no authentication on top of
 // it. It is created with mode 0660, so only the gateway's user and group
@@ -75,6 +76,9 @@ func newAdminHandler(b adminBackend) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, ReloadResult{OK: true, ReloadChanges: &ch})
 	})
+	if qb, ok := b.(quarantineBackend); ok {
+		addQuarantineRoutes(mux, qb)
+	}
 	return mux
 }
 
@@ -123,6 +127,7 @@ func (g *Gateway) startAdmin() error {
 		path: path,
 		srv: &http.Server{
 			Handler:           newAdminHandler(g),
+			ConnContext:       withCaller, // who quarantines (quarantine_admin.go)
 			ReadHeaderTimeout: 5 * time.Second,
 		},
 		done: make(chan struct{}),

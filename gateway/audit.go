@@ -48,4 +48,8 @@ const (
 	EventGatewayStart  = "gateway.start"  // version, policy hash, enforce mode
 	EventGatewayStop   = "gateway.stop"
 	EventPeerHandshake = "peer.handshake"
+	// identity.quarantine and identity.release: identity, reason, by,
+	// site (where it was issued), from_site when learnt over a site link.
+	EventIdentityQuarantine = "identity.quarantine"
+	EventIdentityRelease    = "identity.release"
 )

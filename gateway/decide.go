@@ -44,6 +44,7 @@ type verdict struct {
 // device's, and a live flow's when it is decided again.
 func (g *Gateway) judge(st *state, v verdict) verdict {
 	v.d = st.pol.Decide(v.id, v.svc, v.dst.Port(), v.proto, g.now())
+	v.d = g.quarantined(st, v)
 	v.pass = g.passes(v)
 	return v
 }
@@ -51,7 +52,8 @@ func (g *Gateway) judge(st *state, v verdict) verdict {
 // passes says whether a decided flow goes through: allowed, or a would-be
 // denial during roll-out (a deny rule with audit = true, or the gateway in
 // audit mode). Flows with no identity or no service have nowhere to go, so
-// they stay denied even then.
+// they stay denied even then, and so do quarantined ones: a quarantine is
+// an operator's order, not a rule in roll-out.
 func (g *Gateway) passes(v verdict) bool {
-	return v.d.Allowed() || (v.id != nil && v.svc != nil && (v.d.Audit || g.auditing.Load()))
+	return v.d.Allowed() || (v.id != nil && v.svc != nil && v.d.Reason != policy.ReasonQuarantined && (v.d.Audit || g.auditing.Load()))
 }

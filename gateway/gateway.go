@@ -79,6 +79,8 @@ type Gateway struct {
 	// egress, when set, finds the egress service an identity may reach at
 	// an address it learnt from DNS (dnsfilter's FQDN egress).
 	egress func(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service
+	// quar is the set of quarantined identities (quarantine.go).
+	quar *quarantines
 
 	version  string
 	closing  atomic.Bool
@@ -143,6 +145,9 @@ func (g *Gateway) start(opts Options) error {
 		return err
 	}
 	g.state.Store(st)
+	if err := g.loadQuarantine(); err != nil {
+		return err
+	}
 	g.limits = newFlowLimits(limitCaps{
 		flowsPerIdentity: cfg.Limits.FlowsPerIdentity, pendingPerIdentity: cfg.Limits.PendingPerIdentity,
 		flowsTotal: cfg.Limits.FlowsTotal, udpFlowsTotal: cfg.Limits.UDPFlowsTotal,
@@ -333,6 +338,7 @@ func (g *Gateway) dnsConfig(cfg *Config) dnsfilter.Config {
 		Audit:           g.audit,
 		Logger:          g.log,
 		Auditing:        g.auditing.Load,
+		Quarantined:     func(id *policy.Identity) bool { return g.quar.has(id.Name) },
 	}
 }
 
@@ -353,7 +359,7 @@ func (g *Gateway) allowPing(src, dst netip.Addr) bool {
 		return false
 	}
 	svc := st.pol.ServiceByDst(netip.AddrPortFrom(dst, 0), policy.ProtoICMP)
-	if svc == nil || svc.VIP != dst || !st.pol.CanReach(id, svc) {
+	if svc == nil || svc.VIP != dst || !st.pol.CanReach(id, svc) || g.quarantineHides(st, id, svc) {
 		return false
 	}
 	// The home gateway answers for another site's service only while that

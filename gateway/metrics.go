@@ -58,6 +58,9 @@ func (g *Gateway) newMetrics() *metrics {
 			Name: "wardgate_enforcing",
 			Help: "1 when policy is enforced; 0 in audit mode, when would-be denials are let through.",
 		}, func() float64 { return boolValue(!g.auditing.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wardgate_quarantined", Help: "Identities in quarantine now.",
+		}, func() float64 { return float64(len(g.quar.sorted(true))) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "wardgate_audit_write_errors_total",
 			Help: "Audit log lines that could not be written (each one an event lost).",

@@ -69,6 +69,7 @@ func (g *Gateway) Reload() (ReloadChanges, error) {
 	ch.KeyChanged = st.key != old.key
 	ch.Revoked = g.revoke(st)
 	g.logReload(ch)
+	g.reportQuarantineOrphans(st)
 	g.metrics.reloads.WithLabelValues("ok").Inc()
 	return ch, nil
 }

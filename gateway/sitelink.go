@@ -13,15 +13,16 @@ import (
 	"github.com/wardgate/wardgate/policy"
 )
 
-// Site links are the control channel between gateways: health and the
-// policy each one runs. Flow data never travels on them: a flow to a
-// service at another site is relayed as packets over the two gateways'
-// WireGuard session (relay.go).
+// Site links are the control channel between gateways: health, the
+// policy each one runs, and the quarantine records (quarantine_link.go).
+// Flow data never travels on them: a flow to a service at another site is
+// relayed as packets over the two gateways' WireGuard session (relay.go).
 //
 // Each gateway serves HTTP/1.1 on its overlay address, port SiteLinkPort,
 // to other sites' gateway addresses only (WireGuard binds those addresses
 // to the sites' keys). GET /v1/health answers 204 with the server's policy
-// hash in Wardgate-Policy-Hash; the request carries the caller's. Every
+// hash in Wardgate-Policy-Hash (or 200 with the quarantine records when the
+// caller's differ, quarantine_link.go); the request carries the caller's. Every
 // probe is a fresh connection, so a site that restarted is never judged by
 // a connection from before its restart. A site whose probe fails is down:
 // new flows to its services are refused at once (reason site-down) until a
@@ -201,6 +202,7 @@ func (sl *siteLinks) probe(l *siteLink) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addr.String()+"/v1/health", nil)
 	ours := sl.g.state.Load().pol.Hash()
 	req.Header.Set(hdrHash, ours)
+	req.Header.Set(hdrQuarantine, sl.g.quarantineHash())
 	resp, err := sl.tr.RoundTrip(req)
 	if err != nil {
 		if sl.ctx.Err() == nil { // not stopping
@@ -208,6 +210,7 @@ func (sl *siteLinks) probe(l *siteLink) {
 		}
 		return
 	}
+	sl.g.learnQuarantine(l.name, resp) // before the link counts as up
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	l.markUp(ours, resp.Header.Get(hdrHash))
@@ -319,6 +322,9 @@ func (sl *siteLinks) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodGet || r.URL.Path != "/v1/health" {
 		http.NotFound(w, r)
+		return
+	}
+	if g.offerQuarantine(w, r) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

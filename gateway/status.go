@@ -27,6 +27,8 @@ type Status struct {
 	// AuditWriteErrors counts audit lines that could not be written
 	// (full disk, ...): each one is an event lost. docs/operating.md.
 	AuditWriteErrors uint64 `json:"audit_write_errors"`
+	// Quarantined are the identities in quarantine (quarantine.go).
+	Quarantined []QuarantineEntry `json:"quarantined"`
 }
 
 // PeerStatus is one WireGuard peer: an identity homed here or another
@@ -71,6 +73,7 @@ func (g *Gateway) Status() Status {
 		Services:    Services(st.pol),
 
 		AuditWriteErrors: g.auditWriteErrors(),
+		Quarantined:      g.Quarantines(),
 	}
 	if !s.Enforcing {
 		s.Enforce = "audit"

@@ -94,10 +94,13 @@ const (
 	ReasonUnknownIdentity
 	ReasonOutsideTimeWindow
 	ReasonExpired
+	// ReasonQuarantined: the identity is in quarantine (quarantine.go).
+	ReasonQuarantined
 )
 
 // String returns the docs/design.md spelling: "no-rule", "deny-rule", "no-service",
-// "unknown-identity", "outside-time-window", "expired", "" for ReasonNone.
+// "unknown-identity", "outside-time-window", "expired", "quarantined", "" for
+// ReasonNone.
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
 		return reasonNames[r]
@@ -113,12 +116,14 @@ var reasonNames = [...]string{
 	ReasonUnknownIdentity:   "unknown-identity",
 	ReasonOutsideTimeWindow: "outside-time-window",
 	ReasonExpired:           "expired",
+	ReasonQuarantined:       "quarantined",
 }
 
-// ParseReason is the inverse of Reason.String for the deny reasons.
+// ParseReason is the inverse of Reason.String for the deny reasons a
+// [[test]] can expect (quarantine is not the policy's to test).
 func ParseReason(s string) (Reason, bool) {
 	for i, n := range reasonNames {
-		if n == s && i != int(ReasonNone) {
+		if n == s && i != int(ReasonNone) && i != int(ReasonQuarantined) {
 			return Reason(i), true
 		}
 	}
@@ -289,6 +294,9 @@ type Policy struct {
 	rules      []*Rule
 	groups     []string
 	tests      []testSpec
+	// quarantineAllow marks, by Service.ID, the services of
+	// [quarantine] allow.
+	quarantineAllow []bool
 
 	siteByName map[string]*Site
 	idByName   map[string]*Identity

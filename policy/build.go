@@ -13,7 +13,7 @@ import (
 
 // Keys each table accepts. Anything else is an error.
 var (
-	topKeys      = []string{"overlay", "groups", "site", "identity", "service", "rule", "test"}
+	topKeys      = []string{"overlay", "groups", "site", "identity", "service", "rule", "test", "quarantine"}
 	overlayKeys  = []string{"prefix", "service_prefix", "domain"}
 	siteKeys     = []string{"name", "key", "address", "endpoint"}
 	identityKeys = []string{"name", "key", "address", "source", "site", "groups"}
@@ -105,6 +105,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 	b.checkEndpointClashes(p)
 	b.checkLANSources(p)
 	b.allocateVIPs(p, svcElems)
+	b.buildQuarantine(p, raw)
 	for _, e := range b.elems(raw, "rule") {
 		b.buildRule(p, e, groups)
 	}

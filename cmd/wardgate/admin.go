@@ -226,6 +226,10 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 		}
 		tw.Flush()
 	}
+	if len(st.Quarantined) > 0 {
+		fmt.Fprintf(w, "\nquarantined (%d):\n", len(st.Quarantined))
+		printQuarantined(w, st.Quarantined, now)
+	}
 	if len(st.Services) > 0 {
 		fmt.Fprintf(w, "\nservices (%d):\n", len(st.Services))
 		printServices(w, "  ", st.Services)

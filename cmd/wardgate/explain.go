@@ -34,6 +34,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	to := fs.String("to", "", "SERVICE[:PORT[/PROTO]]")
 	at := fs.String("at", "", "time to decide at (RFC3339); default now")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	quarantined := fs.Bool("quarantined", false, "explain as if the identity were quarantined (with -c gateway.toml the running gateway is asked)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -50,7 +51,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		when = t
 	}
-	_, pol, err := loadAny(*file)
+	cfg, pol, err := loadAny(*file)
 	if err != nil {
 		printErr(stderr, err)
 		return 2
@@ -77,9 +78,13 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	if ports == nil {
 		ports = svc.Ports
 	}
+	explain := pol.Explain
+	if *quarantined || cfg != nil && quarantinedNow(*file, id.Name, stderr) {
+		explain = pol.ExplainQuarantined
+	}
 	var results []explainResult
 	for _, pr := range ports {
-		d, text := pol.Explain(id, svc, pr.Lo, pr.Proto, when)
+		d, text := explain(id, svc, pr.Lo, pr.Proto, when)
 		r := explainResult{
 			Verdict: d.Verdict.String(), Rule: d.Rule, Reason: d.Reason.String(),
 			Port: portString(pr.Lo, pr.Proto), Text: text,

@@ -26,11 +26,14 @@ func commands() []command {
 	return []command{
 		{"run", "-c gateway.toml", "run the gateway until SIGINT/SIGTERM; SIGHUP reloads", cmdRun},
 		{"check", "-c FILE", "validate a gateway.toml or policy.toml and run its [[test]]s", cmdCheck},
-		{"explain", "-c FILE --from ID --to SVC[:PORT[/PROTO]] [--at RFC3339] [--json]", "the decision, the rule that made it, and why", cmdExplain},
+		{"explain", "-c FILE --from ID --to SVC[:PORT[/PROTO]] [--at RFC3339] [--quarantined] [--json]", "the decision, the rule that made it, and why", cmdExplain},
 		{"services", "-c FILE [--json]", "every service of the policy: VIP, site, ports, DNS names", cmdServices},
 		{"status", "-c gateway.toml [--json]", "the running gateway: policy, enforce mode, peers, site links, services" + admin, cmdStatus},
 		{"flows", "-c gateway.toml [--json]", "the running gateway's live flows" + admin, cmdFlows},
 		{"reload", "-c gateway.toml", "reload gateway.toml and policy.toml" + admin, cmdReload},
+		{"quarantine", "-c gateway.toml NAME --reason TEXT [--json]", "quarantine an identity at once: new flows denied, live ones ended, DNS limited to [quarantine] allow" + admin, cmdQuarantine},
+		{"quarantine list", "-c gateway.toml [--json]", "who is quarantined, since when, by whom, why" + admin, cmdQuarantine},
+		{"release", "-c gateway.toml NAME [--reason TEXT]", "end an identity's quarantine" + admin, cmdRelease},
 		{"peer add", "-c FILE NAME --groups a,b [--site S] [--pubkey KEY] [-o FILE [--force]] [--qr]", "enrol a client: add it to the policy, write its wg-quick config", cmdPeer},
 		{"peer rotate", "-c FILE NAME [--pubkey KEY] [-o FILE [--force]] [--qr]", "give an identity a new key, write its new wg-quick config", cmdPeer},
 		{"peer remove", "-c FILE NAME", "remove an identity from the policy (its address is retired)", cmdPeer},
@@ -113,7 +116,9 @@ func help(words []string, stdout, stderr io.Writer) int {
 	for _, c := range match {
 		printCommand(stdout, c)
 	}
-	if len(match) == 1 {
+	// One command, or a command whose name is the word itself beside its
+	// subcommands ("quarantine" and "quarantine list"): its flags too.
+	if len(match) == 1 || match[0].name == words[0] {
 		fmt.Fprintln(stdout)
 		c := match[0]
 		sub := append(strings.Fields(c.name)[1:], "-h")

@@ -2,13 +2,14 @@
 // process, with no root and no setup. Two site gateways (Leeds, the trust
 // edge, and York) run on an in-memory UDP switch with their real WireGuard
 // devices, network stacks, DNS and site links; userspace WireGuard clients
-// (a radiologist's laptop, a reception PC, an infected ward PC) reach HTTP
+// (a radiologist's laptop, a reception PC, an infected ward PC and the PC
+// next to it) reach HTTP
 // backends on loopback through them. Policy changes are made the way an
 // operator makes them: policy.toml is rewritten and the gateways reloaded.
 //
 // Every row of the table it prints comes from an audit event a gateway
 // actually logged (flow.allow, flow.deny, flow.revoked, dns.query,
-// dns.block, config.reload); the notes under the rows are what the clients
+// dns.block, config.reload, identity.quarantine); the notes under the rows are what the clients
 // actually experienced. A scene whose event or outcome does not come fails
 // the demo.
 //
@@ -16,7 +17,7 @@
 // policyfile.go writes policy.toml from its template, fixtures.go holds the
 // HTTP backends and the trust's resolver, clients.go is what the clients
 // do, audit.go collects the gateways' audit events, scenes.go is the
-// story, table.go prints it.
+// story (quarantine.go its quarantine scene), table.go prints it.
 package demo
 
 import (
@@ -109,12 +110,12 @@ func summary(out io.Writer, t *table, w *world, took time.Duration) {
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "── Summary")
 	fmt.Fprintf(out, "   flows:   %d allowed, %d denied, %d revoked (a relayed flow is decided at both sites: two rows)\n", c[vAllow], c[vDeny], c[vRevoked])
-	fmt.Fprintf(out, "   dns:     %d answered, %d hidden (NXDOMAIN), %d blocked\n", c[vAnswer], c[vNXDomain], c[vBlocked])
+	fmt.Fprintf(out, "   dns:     %d answered, %d hidden (NXDOMAIN), %d blocked, %d refused (quarantine)\n", c[vAnswer], c[vNXDomain], c[vBlocked], c[vRefusedDNS])
 	fmt.Fprintf(out, "   reloads: %d, every one applied without a restart\n", c[vReloaded])
 	fmt.Fprintf(out, "   audit:   %d JSON lines at leeds, %d at york; %d rows above, all from them; %.1fs in all\n",
 		logged[leeds], logged[york], t.rows, took.Seconds())
 	fmt.Fprintln(out)
-	fmt.Fprint(out, wrap(`What you just saw: two wardgate gateways and three WireGuard clients, all in this process, with real WireGuard, real network stacks and real DNS. Every connection was decided by identity and service, never by address: the radiologist reached PACS at York through Leeds, and York checked the laptop's identity again; reception could neither resolve PACS nor connect to it, and nothing crossed to York; a worm on a York ward PC had its command server lookup blocked and its SMB scan of the Leeds file share refused at York by the no-smb rule. EHR moved from Leeds to York with two edited lines of policy.toml and a reload: same name, same address, now served at York. Finally a policy change cut a live connection within a second, logged as flow.revoked. Each row came from the gateways' audit log; run with --verbose to see the JSON lines.`, 78))
+	fmt.Fprint(out, wrap(`What you just saw: two wardgate gateways and four WireGuard clients, all in this process, with real WireGuard, real network stacks and real DNS. Every connection was decided by identity and service, never by address: the radiologist reached PACS at York through Leeds, and York checked the laptop's identity again; reception could neither resolve PACS nor connect to it, and nothing crossed to York; a worm on a York ward PC had its command server lookup blocked and its SMB scan of the Leeds file share refused at York by the no-smb rule; then its EDR had it quarantined with one call: its open connection was cut, its lookups and connections refused, the patch server still within reach, the PC next to it unaffected, and Leeds learnt the quarantine over the site link. EHR moved from Leeds to York with two edited lines of policy.toml and a reload: same name, same address, now served at York. Finally a policy change cut a live connection within a second, logged as flow.revoked. Each row came from the gateways' audit log; run with --verbose to see the JSON lines.`, 78))
 }
 
 // wrap breaks text into lines of at most width runes, indented by three

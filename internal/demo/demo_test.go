@@ -10,8 +10,8 @@ import (
 )
 
 // TestRun plays the whole demo and checks that the story happened: each
-// verdict from the gateways' audit log, the relayed flows, the moved
-// service served at York, the revoked flow.
+// verdict from the gateways' audit log, the relayed flows, the quarantined
+// worm, the moved service served at York, the revoked flow.
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
@@ -40,8 +40,15 @@ func TestRun(t *testing.T) {
 		{"moved ehr answered by york's server", `same name, same address 100\.81\.[0-9.]+; the laptop got HTTP 200 OK "EHR, app server york-ehr-01`},
 		{"revoked", `dr-khan-laptop\s+pacs:\d+/tcp\s+leeds\s+revoked\s+now no-rule`},
 		{"reconnect denied", `reconnecting is refused`},
-		{"summary", `flows:\s+7 allowed, 4 denied, [12] revoked`},
-		{"dns summary", `dns:\s+4 answered, 1 hidden \(NXDOMAIN\), 1 blocked`},
+		{"edr quarantines the worm", `edr\s+quarantine york-ward-pc-7\s+york\s+quarantined\s+EDR alert 4711`},
+		{"worm's live flow revoked", `york-ward-pc-7\s+fileshare:\d+/tcp\s+york\s+revoked\s+now quarantined`},
+		{"worm's lookups refused", `york-ward-pc-7\s+dns www\.nhs\.uk\s+york\s+refused\s+REFUSED`},
+		{"worm's connections refused", `york-ward-pc-7\s+fileshare:\d+/tcp\s+york\s+deny\s+quarantined`},
+		{"worm still gets its patches", `york-ward-pc-7\s+patch-server:\d+/tcp\s+york\s+allow\s+desktops-get-patches`},
+		{"the next PC works on", `york-ward-pc-8\s+ehr:\d+/tcp\s+york\s+allow\s+clinical-reads-ehr`},
+		{"leeds learns it", `Leeds learnt the quarantine over the site link`},
+		{"summary", `flows:\s+10 allowed, 5 denied, [234] revoked`},
+		{"dns summary", `dns:\s+6 answered, 1 hidden \(NXDOMAIN\), 1 blocked, 2 refused \(quarantine\)`},
 		{"what you saw", `What you just saw:`},
 	}
 	for _, w := range want {

@@ -19,6 +19,7 @@ type policyVars struct {
 	PACS               string // York's PACS web viewer, host:port
 	EHRSite, EHR       string // where EHR runs and its backend
 	FileWeb            string // the file share's web front end at Leeds
+	Patch              string // York's patch server (updates, EDR definitions)
 	RadiologyReadsPACS bool
 	Domain             string // the overlay domain
 }

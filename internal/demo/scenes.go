@@ -38,6 +38,9 @@ var scenes = []scene{
 	{"A worm on a York ward PC",
 		infected + " phones home to its command server, then scans the Leeds file share for SMB.",
 		(*play).wormIsContained},
+	{"The EDR quarantines the ward PC",
+		"The EDR's playbook calls York's admin API: " + infected + " is cut off; the patch server stays reachable; " + wardPC + " works on.",
+		(*play).wormQuarantined},
 	{"EHR moves from Leeds to York",
 		"The operator rewrites policy.toml (ehr: site leeds -> york) and reloads both gateways.",
 		(*play).ehrMoves},
@@ -80,6 +83,8 @@ func (p *play) resolve(ctx context.Context, who, name string) (netip.Addr, error
 		}
 	case e.str("rcode") == "NXDOMAIN":
 		rw.verdict, rw.why = vNXDomain, "NXDOMAIN"
+	case e.str("rcode") == "REFUSED":
+		rw.verdict, rw.why = vRefusedDNS, "REFUSED"
 	default:
 		rw.verdict, rw.why = e.str("rcode"), "no address"
 	}

@@ -56,6 +56,7 @@ var clients = []clientSpec{
 	{radiologist, "100.80.1.10", leeds, []string{"radiology", "clinical-desktop"}, "a radiologist's laptop"},
 	{reception, "100.80.1.30", leeds, []string{"reception"}, "the front desk PC"},
 	{infected, "100.80.2.17", york, []string{"clinical-desktop"}, "a ward PC, infected with a worm"},
+	{wardPC, "100.80.2.18", york, []string{"clinical-desktop"}, "the PC next to it on the ward"},
 }
 
 // c2Name is what the worm on the infected PC looks up: its command and
@@ -80,8 +81,8 @@ type world struct {
 	gws     map[string]*gateway.Gateway
 	clients map[string]*wgclient.Client
 
-	pacs, ehrLeeds, ehrYork, fileWeb *backend
-	resolver                         *trustResolver
+	pacs, ehrLeeds, ehrYork, fileWeb, patch *backend
+	resolver                                *trustResolver
 
 	closers []func()
 }
@@ -114,7 +115,7 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 	w.closers = append(w.closers, func() { os.RemoveAll(w.dir) })
 
 	pub := make(map[string]string)
-	for _, name := range []string{leeds, york, radiologist, reception, infected} {
+	for _, name := range []string{leeds, york, radiologist, reception, infected, wardPC} {
 		k, err := wgkey.NewPrivate()
 		if err != nil {
 			return nil, err
@@ -149,6 +150,10 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 		return nil, err
 	}
 	w.closers = append(w.closers, w.fileWeb.close)
+	if w.patch, err = startBackend("127.0.0.22", port(8081), "patch server york-wsus-01", false); err != nil {
+		return nil, err
+	}
+	w.closers = append(w.closers, w.patch.close)
 	if w.resolver, err = startTrustResolver(); err != nil {
 		return nil, err
 	}
@@ -157,6 +162,7 @@ func setup(ctx context.Context, opts Options) (w *world, err error) {
 	w.vars = policyVars{
 		Keys: pub, Sites: sites, Clients: clients,
 		PACS: w.pacs.addr.String(), EHRSite: leeds, EHR: w.ehrLeeds.addr.String(), FileWeb: w.fileWeb.addr.String(),
+		Patch:              w.patch.addr.String(),
 		RadiologyReadsPACS: true, Domain: domain,
 	}
 	if err := w.writeFiles(); err != nil {

@@ -8,7 +8,8 @@ import (
 
 // Verdicts as the table prints them. allow, deny, blocked and revoked come
 // from flow.allow, flow.deny, dns.block and flow.revoked; answer and
-// nxdomain from dns.query's rcode; reloaded from config.reload.
+// nxdomain from dns.query's rcode; reloaded from config.reload;
+// quarantined and refused from the quarantine scene (quarantine.go).
 const (
 	vAllow    = "allow"
 	vDeny     = "deny"
@@ -34,7 +35,7 @@ type table struct {
 	step   int // within the scene: 1a, 1b, ...
 }
 
-var widths = [...]int{4, 16, 27, 5, 8}
+var widths = [...]int{4, 16, 29, 5, 11}
 
 func newTable(w io.Writer) *table {
 	return &table{w: w, counts: make(map[string]int)}
