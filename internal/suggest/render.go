@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/enroll"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -129,14 +130,7 @@ func capList(names []string) string {
 func (r *Result) Apply(name string, orig []byte) ([]byte, *policy.Policy, error) {
 	var snippet bytes.Buffer
 	r.WriteTOML(&snippet)
-	out := bytes.Clone(orig)
-	if len(out) > 0 && out[len(out)-1] != '\n' {
-		out = append(out, '\n')
-	}
-	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\n\n")) {
-		out = append(out, '\n')
-	}
-	out = append(out, snippet.Bytes()...)
+	out := enroll.AppendBlock(orig, snippet.String())
 	pol, err := policy.Parse(name, out)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the policy with the proposals would be invalid: %w", err)
