@@ -40,8 +40,16 @@ func TestRun(t *testing.T) {
 		{"moved ehr answered by york's server", `same name, same address 100\.81\.[0-9.]+; the laptop got HTTP 200 OK "EHR, app server york-ehr-01`},
 		{"revoked", `dr-khan-laptop\s+pacs:\d+/tcp\s+leeds\s+revoked\s+now no-rule`},
 		{"reconnect denied", `reconnecting is refused`},
-		{"summary", `flows:\s+7 allowed, 4 denied, [12] revoked`},
-		{"dns summary", `dns:\s+4 answered, 1 hidden \(NXDOMAIN\), 1 blocked`},
+		{"audit mode on", `operator\s+enforce = "audit"\s+york\s+reloaded`},
+		{"a would-be denial let through", `dr-khan-laptop\s+pacs:\d+/tcp\s+leeds\s+audit\s+no-rule, let through`},
+		{"the worm in audit mode", `york-ward-pc-7\s+fileshare:445/tcp\s+york\s+audit\s+no-smb \(deny-rule\), let through`},
+		{"suggest proposes", `operator\s+suggest leeds-audit\.jsonl\s+leeds\s+proposed\s+allow-pacs \(3 flows\)`},
+		{"suggest holds the smb scans", `blocked by deny rule no-smb: 2 flows, listed apart and never proposed`},
+		{"the proposed rule", `\+ from = \["dr-khan-laptop"\]`},
+		{"allowed by the reviewed rule", `dr-khan-laptop\s+pacs:\d+/tcp\s+leeds\s+allow\s+allow-pacs\n`},
+		{"smb denied again", `6j\s+york-ward-pc-7\s+fileshare:445/tcp\s+york\s+deny\s+no-smb \(deny-rule\)`},
+		{"summary", `flows:\s+8 allowed, 5 denied, [12] revoked`},
+		{"dns summary", `dns:\s+5 answered, 1 hidden \(NXDOMAIN\), 1 blocked`},
 		{"what you saw", `What you just saw:`},
 	}
 	for _, w := range want {

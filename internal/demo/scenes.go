@@ -44,6 +44,9 @@ var scenes = []scene{
 	{"A policy change revokes a live flow",
 		"The radiologist streams a study; the operator drops radiology-reads-pacs and reloads.",
 		(*play).accessRevoked},
+	{"A week of audit mode, condensed",
+		"Both gateways log would-be denials and let them pass; wardgate suggest reads Leeds's audit log; the reviewed rule goes in, enforcement comes back on.",
+		(*play).auditWeek},
 }
 
 // waitEvent waits for an event after mark and fails the scene without it.

@@ -91,6 +91,7 @@ type policyVars struct {
 	FileWeb            string // the file share's web front end at Leeds
 	RadiologyReadsPACS bool
 	Domain             string // the overlay domain
+	Suggested          string // rules from wardgate suggest, reviewed (scene_suggest.go)
 }
 
 // policyTemplate is policy.toml of the demo trust, filled with policyVars.

@@ -91,8 +91,12 @@ func (p *Proposal) writeTOML(b *bytes.Buffer) {
 	fmt.Fprintf(b, "from = [%s]\n", strings.Join(from, ", "))
 	fmt.Fprintf(b, "to = [%q]\n", p.Service)
 	fmt.Fprintf(b, "ports = [%s]\n", strings.Join(ports, ", "))
-	fmt.Fprintf(b, "reason = %q\n", fmt.Sprintf("suggested from %d observed flows, %s to %s",
-		p.Tally.Flows, p.Tally.First.UTC().Format(time.DateOnly), p.Tally.Last.UTC().Format(time.DateOnly)))
+	first, last := p.Tally.First.UTC().Format(time.DateOnly), p.Tally.Last.UTC().Format(time.DateOnly)
+	when := "on " + first
+	if first != last {
+		when = first + " to " + last
+	}
+	fmt.Fprintf(b, "reason = %q\n", fmt.Sprintf("suggested from %s seen %s", plural(p.Tally.Flows, "flow", "flows"), when))
 	b.WriteString("\n[[test]]\n")
 	fmt.Fprintf(b, "from = %q\n", p.TestFrom)
 	fmt.Fprintf(b, "to = %q\n", p.TestTo)
