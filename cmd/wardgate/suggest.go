@@ -83,7 +83,7 @@ func cmdSuggest(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if applyErr != nil {
-		printRefusal(stderr, "suggest", fmt.Errorf("%w; %s not written", applyErr, *write))
+		printRefusal(stderr, "suggest", fmt.Errorf("%s not written: %w", *write, applyErr))
 		return 1
 	}
 	if err := enroll.WriteFileAtomic(*write, text); err != nil {

@@ -67,7 +67,8 @@ func TestSuggestWrite(t *testing.T) {
 	f.Close()
 	os.Remove(written)
 	code, _, errOut = runCLI("suggest", "-c", polPath, "--write", written, log)
-	if code != 1 || !strings.Contains(errOut, "fails a test") || !strings.Contains(errOut, "not written") {
+	if code != 1 || !strings.Contains(errOut, "not written: the policy with the proposals fails 1 of its tests:\n") ||
+		!strings.Contains(errOut, `error: `+polPath+`:234:1: test ward-12-desktop -> pacs:8443/tcp: expected deny (no-rule), got allow by rule "allow-pacs"`) {
 		t.Errorf("--write over a contradicting test: %d\n%s", code, errOut)
 	}
 	if _, err := os.Stat(written); err == nil {

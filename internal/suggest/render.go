@@ -139,11 +139,14 @@ func (r *Result) Apply(name string, orig []byte) ([]byte, *policy.Policy, error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the policy with the proposals would be invalid: %w", err)
 	}
+	var failed []policy.Problem
 	for _, t := range pol.RunTests() {
 		if !t.Passed {
-			return nil, nil, fmt.Errorf("the policy with the proposals fails a test: %s: %s -> %s: expected %s, got %s",
-				t.Problem.Error(), t.From, t.To, t.Expect, t.Got.Verdict)
+			failed = append(failed, t.Problem)
 		}
+	}
+	if len(failed) > 0 {
+		return nil, nil, fmt.Errorf("the policy with the proposals fails %d of its tests: %w", len(failed), &policy.LoadError{Problems: failed})
 	}
 	return out, pol, nil
 }

@@ -287,7 +287,7 @@ func TestApplyPassesCheck(t *testing.T) {
 	}
 	// A proposal that breaks a test of the file is refused.
 	broken := append(bytes.Clone(orig), "\n[[test]]\nfrom = \"rad-4\"\nto = \"pacs:443/tcp\"\nexpect = \"deny\"\n"...)
-	if _, _, err := res.Apply(testPolicy, broken); err == nil || !strings.Contains(err.Error(), "fails a test") {
+	if _, _, err := res.Apply(testPolicy, broken); err == nil || !strings.Contains(err.Error(), "fails 1 of its tests") {
 		t.Errorf("Apply over a contradicting test: %v", err)
 	}
 }
