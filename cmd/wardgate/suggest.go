@@ -61,8 +61,8 @@ func cmdSuggest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "warning: %d more malformed lines skipped\n", malformed-maxReported)
 	}
 	took := time.Since(start)
-	fmt.Fprintf(stderr, "read %d lines (%.1f MB) from %d files in %v", lines, float64(size)/1e6, len(logs), took.Round(time.Millisecond))
-	if took > 0 {
+	fmt.Fprintf(stderr, "read %d lines (%.1f MB) from %d files in %v", lines, float64(size)/1e6, len(logs), took.Round(100*time.Microsecond))
+	if took >= time.Millisecond {
 		fmt.Fprintf(stderr, " (%.0f MB/s)", float64(size)/1e6/took.Seconds())
 	}
 	fmt.Fprintln(stderr)

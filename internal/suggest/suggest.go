@@ -309,15 +309,14 @@ func (c *Collector) name(props []Proposal) {
 		taken[r.Name] = true
 	}
 	for i := range props {
-		base := "allow-" + props[i].Service
 		for n := 1; ; n++ {
-			name := base
+			suffix := ""
 			if n > 1 {
-				name += "-" + strconv.Itoa(n)
+				suffix = "-" + strconv.Itoa(n)
 			}
-			if len(name) > 64 {
-				name = name[len(name)-64:] // service names are DNS labels: 63 bytes at most
-			}
+			// Names are at most 64 bytes; a service name up to 63.
+			name := "allow-" + props[i].Service
+			name = name[:min(len(name), 64-len(suffix))] + suffix
 			if !taken[name] {
 				taken[name] = true
 				props[i].Name = name

@@ -117,7 +117,9 @@ endpoints = ["127.0.0.1:%d"]
 	if last != "rc=1" || !strings.Contains(errOut.String(), "reset") {
 		t.Errorf("the held connection ended with %q, stderr %q; want a reset", last, errOut.String())
 	}
-	if late := ended.Sub(expires); late < -100*time.Millisecond || late > 1500*time.Millisecond {
+	late := ended.Sub(expires)
+	t.Logf("the held connection was reset %v after the grant's expiry", late)
+	if late < -100*time.Millisecond || late > 1500*time.Millisecond {
 		t.Errorf("the connection ended %v after the grant's expiry; want within about a second after", late)
 	}
 	gw.waitEvent(t, map[string]any{"event": "flow.revoked", "identity": "alice", "service": "records", "reason": "expired", "rule": "grant-alice-records"})
