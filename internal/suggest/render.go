@@ -100,6 +100,7 @@ func (p *Proposal) writeTOML(b *bytes.Buffer) {
 	b.WriteString("\n[[test]]\n")
 	fmt.Fprintf(b, "from = %q\n", p.TestFrom)
 	fmt.Fprintf(b, "to = %q\n", p.TestTo)
+	fmt.Fprintf(b, "at = %q\n", p.TestAt.UTC().Format(time.RFC3339Nano))
 	b.WriteString("expect = \"allow\"\n")
 }
 

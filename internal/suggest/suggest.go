@@ -185,8 +185,11 @@ type Proposal struct {
 	Ports   []policy.PortRange // as observed, sorted
 	Tally   Tally              // every flow the rule covers
 	// Test is the [[test]] asserting the new access: the identity and
-	// port seen most (ties by name).
+	// port seen most (ties by name), at the last time it was seen (an
+	// `at` keeps the test's answer off the clock, as a rule with a time
+	// window or an expiry on the same flow requires).
 	TestFrom, TestTo string
+	TestAt           time.Time
 }
 
 // Principal is one entry of a proposal's `from`, with its evidence.
@@ -292,6 +295,7 @@ func (c *Collector) proposals() []Proposal {
 		}
 		p.TestFrom = c.pol.Identities()[best.id].Name
 		p.TestTo = p.Service + ":" + portKey{best.svc, best.port, best.proto}.portRange().String()
+		p.TestAt = bestT.Last
 		out = append(out, p)
 	}
 	slices.SortFunc(out, func(a, b Proposal) int {
