@@ -38,6 +38,10 @@ func commands() []command {
 		{"peer rotate", "-c FILE NAME [--pubkey KEY] [-o FILE [--force]] [--qr]", "give an identity a new key, write its new wg-quick config", cmdPeer},
 		{"peer remove", "-c FILE NAME", "remove an identity from the policy (its address is retired)", cmdPeer},
 		{"peer list", "-c FILE", "list the policy's identities", cmdPeer},
+		{"suggest", "-c FILE [--group-threshold 0.5] [--write FILE] AUDIT.jsonl...", "propose the rules that would allow what audit logs show denied (from audit mode)", cmdSuggest},
+		{"grant", "-c gateway.toml --from ID|group:NAME --to SVC[:PORT[/PROTO]] --for 2h --reason TEXT", "add a time-limited allow rule and reload the gateway", cmdGrant},
+		{"grant list", "-c FILE [--json]", "the grants in force and their remaining time", cmdGrant},
+		{"grant prune", "-c gateway.toml", "remove the rules whose expiry has come, and reload", cmdGrant},
 		{"demo", "[--verbose]", "the whole story in one process: two sites, clients, services, no root", cmdDemo},
 		{"version", "", "print version and build info", cmdVersion},
 	}
@@ -116,13 +120,15 @@ func help(words []string, stdout, stderr io.Writer) int {
 	for _, c := range match {
 		printCommand(stdout, c)
 	}
-	// One command, or a command whose name is the word itself beside its
-	// subcommands ("quarantine" and "quarantine list"): its flags too.
-	if len(match) == 1 || match[0].name == words[0] {
-		fmt.Fprintln(stdout)
-		c := match[0]
-		sub := append(strings.Fields(c.name)[1:], "-h")
-		c.run(sub, io.Discard, stdout)
+	// The flags of the one command, or of the bare one among its
+	// subcommands (`grant` beside `grant list`).
+	for _, c := range match {
+		if len(match) == 1 || c.name == words[0] {
+			fmt.Fprintln(stdout)
+			sub := append(strings.Fields(c.name)[1:], "-h")
+			c.run(sub, io.Discard, stdout)
+			break
+		}
 	}
 	return 0
 }

@@ -47,8 +47,16 @@ func TestRun(t *testing.T) {
 		{"worm still gets its patches", `york-ward-pc-7\s+patch-server:\d+/tcp\s+york\s+allow\s+desktops-get-patches`},
 		{"the next PC works on", `york-ward-pc-8\s+ehr:\d+/tcp\s+york\s+allow\s+clinical-reads-ehr`},
 		{"leeds learns it", `Leeds learnt the quarantine over the site link`},
-		{"summary", `flows:\s+10 allowed, 5 denied, [234] revoked`},
-		{"dns summary", `dns:\s+6 answered, 1 hidden \(NXDOMAIN\), 1 blocked, 2 refused \(quarantine\)`},
+		{"audit mode on", `operator\s+enforce = "audit"\s+york\s+reloaded`},
+		{"a would-be denial let through", `dr-khan-laptop\s+pacs:\d+/tcp\s+leeds\s+audit\s+no-rule, let through`},
+		{"the worm in audit mode", `york-ward-pc-7\s+fileshare:445/tcp\s+york\s+audit\s+no-smb \(deny-rule\), let through`},
+		{"suggest proposes", `operator\s+suggest leeds-audit\.jsonl\s+leeds\s+proposed\s+allow-pacs \(3 flows\)`},
+		{"suggest holds the smb scans", `blocked by deny rule no-smb: 2 flows, listed apart and never proposed`},
+		{"the proposed rule", `\+ from = \["dr-khan-laptop"\]`},
+		{"allowed by the reviewed rule", `dr-khan-laptop\s+pacs:\d+/tcp\s+leeds\s+allow\s+allow-pacs\n`},
+		{"smb denied again", `6j\s+york-ward-pc-7\s+fileshare:445/tcp\s+york\s+deny\s+no-smb \(deny-rule\)`},
+		{"summary", `flows:\s+11 allowed, 6 denied, [234] revoked`},
+		{"dns summary", `dns:\s+7 answered, 1 hidden \(NXDOMAIN\), 1 blocked, 2 refused \(quarantine\)`},
 		{"what you saw", `What you just saw:`},
 	}
 	for _, w := range want {

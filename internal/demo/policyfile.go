@@ -22,6 +22,7 @@ type policyVars struct {
 	Patch              string // York's patch server (updates, EDR definitions)
 	RadiologyReadsPACS bool
 	Domain             string // the overlay domain
+	Suggested          string // rules from wardgate suggest, reviewed (scene_suggest.go)
 }
 
 // policyTemplate is policy.toml of the demo trust, filled with policyVars.

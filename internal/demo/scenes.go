@@ -38,15 +38,18 @@ var scenes = []scene{
 	{"A worm on a York ward PC",
 		infected + " phones home to its command server, then scans the Leeds file share for SMB.",
 		(*play).wormIsContained},
-	{"The EDR quarantines the ward PC",
-		"The EDR's playbook calls York's admin API: " + infected + " is cut off; the patch server stays reachable; " + wardPC + " works on.",
-		(*play).wormQuarantined},
 	{"EHR moves from Leeds to York",
 		"The operator rewrites policy.toml (ehr: site leeds -> york) and reloads both gateways.",
 		(*play).ehrMoves},
 	{"A policy change revokes a live flow",
 		"The radiologist streams a study; the operator drops radiology-reads-pacs and reloads.",
 		(*play).accessRevoked},
+	{"A week of audit mode, condensed",
+		"Both gateways log would-be denials and let them pass; wardgate suggest reads Leeds's audit log; the reviewed rule goes in, enforcement comes back on.",
+		(*play).auditWeek},
+	{"The EDR quarantines the ward PC",
+		"The EDR's playbook calls York's admin API: " + infected + " is cut off; the patch server stays reachable; " + wardPC + " works on.",
+		(*play).wormQuarantined},
 }
 
 // waitEvent waits for an event after mark and fails the scene without it.

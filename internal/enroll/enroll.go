@@ -111,7 +111,7 @@ func Add(path string, req Request) (*Added, error) {
 		len(np.Identities()) != len(pol.Identities())+1 || !sameOthers(pol, np) {
 		return nil, fmt.Errorf("the edited %s does not hold exactly the new identity %q (is the last [[identity]] followed by a multi-line string?); nothing written", path, req.Name)
 	}
-	if err := writeIfUnchanged(path, orig, edited); err != nil {
+	if err := WriteIfUnchanged(path, orig, edited); err != nil {
 		return nil, err
 	}
 	out.Identity, out.Policy = id, np
@@ -163,7 +163,7 @@ func Remove(path, name string) (*policy.Identity, *policy.Policy, error) {
 	if np.Identity(name) != nil || len(np.Identities()) != len(pol.Identities())-1 || !sameOthers(pol, np) {
 		return nil, nil, fmt.Errorf("%s: removing the block of %q would change more than that identity; nothing written", path, name)
 	}
-	if err := writeIfUnchanged(path, orig, edited); err != nil {
+	if err := WriteIfUnchanged(path, orig, edited); err != nil {
 		return nil, nil, err
 	}
 	return id, np, nil
@@ -232,7 +232,7 @@ func Rotate(path, name string, key wgkey.Public) (*Rotated, error) {
 		!slices.Equal(id.Groups, old.Groups) || !sameOthers(pol, np) || !sameIdentitiesBut(pol, np, name) {
 		return nil, fmt.Errorf("%s: changing the key line of %q would change more than its key; nothing written", path, name)
 	}
-	if err := writeIfUnchanged(path, orig, edited); err != nil {
+	if err := WriteIfUnchanged(path, orig, edited); err != nil {
 		return nil, err
 	}
 	out.Identity, out.Policy = id, np
@@ -302,11 +302,11 @@ func sameOthers(a, b *policy.Policy) bool {
 	return true
 }
 
-// writeIfUnchanged writes data to path atomically unless the file no longer
+// WriteIfUnchanged writes data to path atomically unless the file no longer
 // holds orig. The check and the rename are not one atomic step, but the
 // window is the time of one write; it catches a concurrent `peer add`
 // almost always, where without it one of two additions would be lost.
-func writeIfUnchanged(path string, orig, data []byte) error {
+func WriteIfUnchanged(path string, orig, data []byte) error {
 	now, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -394,9 +394,9 @@ func IdentityBlock(name string, key wgkey.Public, addr netip.Addr, site string, 
 // for printable text; anything else is left to policy.Parse to refuse.
 func tomlString(s string) string { return strconv.Quote(s) }
 
-// AppendIdentity appends block to the end of the policy text, after one
+// AppendBlock appends block to the end of the policy text, after one
 // blank line, keeping everything before it as it is.
-func AppendIdentity(orig []byte, block string) []byte {
+func AppendBlock(orig []byte, block string) []byte {
 	out := bytes.Clone(orig)
 	if len(out) > 0 && out[len(out)-1] != '\n' {
 		out = append(out, '\n')

@@ -461,7 +461,7 @@ func TestWriteFileAtomic(t *testing.T) {
 
 func TestChangedUnderneath(t *testing.T) {
 	path, orig := examplePolicy(t)
-	err := writeIfUnchanged(path, append(bytes.Clone(orig), '#'), []byte("x"))
+	err := WriteIfUnchanged(path, append(bytes.Clone(orig), '#'), []byte("x"))
 	if !errors.Is(err, ErrChanged) {
 		t.Fatalf("err = %v, want ErrChanged", err)
 	}

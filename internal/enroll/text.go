@@ -36,30 +36,29 @@ func splitLines(text []byte) [][]byte {
 func isBlank(l []byte) bool   { return len(bytes.TrimSpace(l)) == 0 }
 func isComment(l []byte) bool { return bytes.HasPrefix(bytes.TrimSpace(l), []byte("#")) }
 
-// identitySpan is where one [[identity]] block lies in the lines of a
-// policy: from its header to after its last key and the comments glued to
+// blockSpan is where one [[identity]] (or [[rule]], ...) block lies in the
+// lines of a policy: from its header to after its last key and the comments glued to
 // it. The comment lines directly above the next header, and the blank
 // lines before them, belong to that next block; a comment that follows the
 // block's last key with no blank line between belongs to the block, unless
 // it is a retired-address line (those stay wherever a block goes).
-type identitySpan struct {
+type blockSpan struct {
 	name       string // "" when the block does not decode on its own
 	start, end int    // lines[start:end]
 }
 
-// identitySpans finds the [[identity]] blocks of the text's lines, in file
-// order.
-func identitySpans(lines [][]byte) []identitySpan {
+// blockSpans finds the [[kind]] blocks of the text's lines, in file order.
+func blockSpans(lines [][]byte, kind string) []blockSpan {
 	var headers []int
 	for i, l := range lines {
 		if headerRE.Match(l) {
 			headers = append(headers, i)
 		}
 	}
-	var out []identitySpan
+	var out []blockSpan
 	for hi, h := range headers {
 		m := headerRE.FindSubmatch(lines[h])
-		if string(m[1]) != "identity" || !bytes.HasPrefix(bytes.TrimSpace(lines[h]), []byte("[[")) {
+		if string(m[1]) != kind || !bytes.HasPrefix(bytes.TrimSpace(lines[h]), []byte("[[")) {
 			continue
 		}
 		next := len(lines)
@@ -76,15 +75,15 @@ func identitySpans(lines [][]byte) []identitySpan {
 		for end < next && isComment(lines[end]) && !retiredRE.Match(lines[end]) {
 			end++
 		}
-		out = append(out, identitySpan{name: blockName(lines[h:next]), start: h, end: end})
+		out = append(out, blockSpan{name: blockName(lines[h:next], kind), start: h, end: end})
 	}
 	return out
 }
 
 // findIdentity returns the span of the one block of the identity called name.
-func findIdentity(lines [][]byte, name string) (identitySpan, error) {
-	found := identitySpan{start: -1}
-	for _, sp := range identitySpans(lines) {
+func findIdentity(lines [][]byte, name string) (blockSpan, error) {
+	found := blockSpan{start: -1}
+	for _, sp := range blockSpans(lines, "identity") {
 		if sp.name != name {
 			continue
 		}
@@ -102,7 +101,7 @@ func findIdentity(lines [][]byte, name string) (identitySpan, error) {
 // RemoveIdentity cuts the [[identity]] block of the identity called name
 // out of the policy text and returns the rest, byte for byte as it was.
 //
-// The block is its identitySpan. Comments above the removed header stay:
+// The block is its blockSpan. Comments above the removed header stay:
 // they may introduce a whole section. When the cut leaves two runs of blank
 // lines together, the second run goes.
 func RemoveIdentity(text []byte, name string) ([]byte, error) {
@@ -111,21 +110,7 @@ func RemoveIdentity(text []byte, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	kept := lines[sp.end:]
-	before := lines[:sp.start]
-	if len(kept) == 0 {
-		// The block was the file's end: the blank lines before it
-		// separated it from the rest (AppendIdentity adds one).
-		for len(before) > 0 && isBlank(before[len(before)-1]) {
-			before = before[:len(before)-1]
-		}
-	}
-	if len(before) == 0 || isBlank(before[len(before)-1]) {
-		for len(kept) > 0 && isBlank(kept[0]) {
-			kept = kept[1:]
-		}
-	}
-	return joinLines(before, kept), nil
+	return joinLines(cutSpan(lines, sp)), nil
 }
 
 // retiredRE matches a retired-address line, the record `peer remove` leaves
@@ -175,13 +160,13 @@ func RetiredAddresses(text []byte) []netip.Addr {
 // InsertIdentity puts block after the last [[identity]] block of the policy
 // text (after one blank line, and with one blank line before what follows),
 // so that identities stay together; with no identity yet, or when the last
-// one ends the file, it appends (AppendIdentity). Every other line stays as
+// one ends the file, it appends (AppendBlock). Every other line stays as
 // it was.
 func InsertIdentity(orig []byte, block string) []byte {
 	lines := splitLines(orig)
-	spans := identitySpans(lines)
+	spans := blockSpans(lines, "identity")
 	if len(spans) == 0 || spans[len(spans)-1].end == len(lines) {
-		return AppendIdentity(orig, block)
+		return AppendBlock(orig, block)
 	}
 	end := spans[len(spans)-1].end
 	mid := "\n" + block
@@ -229,16 +214,14 @@ func joinLines(parts ...[][]byte) []byte {
 	return out
 }
 
-// blockName decodes one [[identity]] block on its own and returns its
-// name; "" when the block does not decode.
-func blockName(block [][]byte) string {
-	var doc struct {
-		Identity []struct {
-			Name string `toml:"name"`
-		} `toml:"identity"`
+// blockName decodes one [[kind]] block on its own and returns its name; ""
+// when the block does not decode.
+func blockName(block [][]byte, kind string) string {
+	var doc map[string][]struct {
+		Name string `toml:"name"`
 	}
-	if _, err := toml.Decode(string(bytes.Join(block, nil)), &doc); err != nil || len(doc.Identity) != 1 {
+	if _, err := toml.Decode(string(bytes.Join(block, nil)), &doc); err != nil || len(doc[kind]) != 1 {
 		return ""
 	}
-	return doc.Identity[0].Name
+	return doc[kind][0].Name
 }

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// setGrantClock fixes grant's clock for one test.
+func setGrantClock(t *testing.T, at time.Time) {
+	t.Helper()
+	saved := grantNow
+	grantNow = func() time.Time { return at }
+	t.Cleanup(func() { grantNow = saved })
+}
+
+// TestGrantAddListPrune: grant appends the rule (comments kept), prints
+// it and reloads the gateway over the admin socket; list shows it with
+// the time left; once expired, check warns about it, list points at
+// prune, and prune gives back the original file.
+func TestGrantAddListPrune(t *testing.T) {
+	dir := exampleCopy(t)
+	gw, polPath := filepath.Join(dir, "gateway.toml"), filepath.Join(dir, "policy.toml")
+	orig, _ := os.ReadFile(polPath)
+	sock := serveFake(t, &fakeGateway{reloadOK: true})
+	start := time.Now().Add(-3 * time.Hour).Truncate(time.Second)
+	setGrantClock(t, start)
+
+	code, out, errOut := runCLI("grant", "-c", gw, "--from", "admin-finance-01", "--to", "lab-results:8080/tcp",
+		"--for", "2h", "--reason", "year-end audit", "--socket", sock)
+	if code != 0 {
+		t.Fatalf("grant: %d\n%s", code, errOut)
+	}
+	expires := start.Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	want := "[[rule]]\nname = \"grant-admin-finance-01-lab-results\"\nfrom = [\"admin-finance-01\"]\nto = [\"lab-results\"]\nports = [\"8080/tcp\"]\nexpires = \"" + expires + "\"\nreason = \"year-end audit\"\n"
+	if out != want {
+		t.Errorf("printed\n%s\nwant\n%s", out, want)
+	}
+	for _, w := range []string{"granted until ", "(2h0m from now)", "reloaded: policy feedfacefeedface", "copy " + polPath + " to the other sites' gateways"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("grant's messages lack %q:\n%s", w, errOut)
+		}
+	}
+	text, _ := os.ReadFile(polPath)
+	if !bytes.HasPrefix(text, orig) || !bytes.HasSuffix(text, []byte(want)) {
+		t.Error("the policy is not the original plus the rule")
+	}
+
+	setGrantClock(t, start.Add(time.Minute))
+	code, out, _ = runCLI("grant", "list", "-c", gw)
+	if code != 0 || !regexpLine(out, `grant-admin-finance-01-lab-results\s+admin-finance-01\s+lab-results\s+8080/tcp\s+.*\s+1h59m\s+year-end audit`) {
+		t.Errorf("grant list: %d\n%s", code, out)
+	}
+	code, out, _ = runCLI("grant", "list", "-c", gw, "--json")
+	if code != 0 || !strings.Contains(out, `"remaining": "1h59m"`) || !strings.Contains(out, `"expires": "`+expires+`"`) {
+		t.Errorf("grant list --json: %d\n%s", code, out)
+	}
+
+	// Now (the real clock) the grant has expired an hour ago.
+	setGrantClock(t, time.Now())
+	code, _, errOut = runCLI("check", "-c", polPath)
+	if code != 0 || !strings.Contains(errOut, `rule "grant-admin-finance-01-lab-results": expired at `+expires+": it grants nothing now; remove it") {
+		t.Errorf("check: %d\n%s", code, errOut)
+	}
+	code, out, errOut = runCLI("grant", "list", "-c", gw)
+	if code != 0 || out != "no active grants\n" || !strings.Contains(errOut, "1 expired rules decide nothing any more") {
+		t.Errorf("grant list after expiry: %d %q %q", code, out, errOut)
+	}
+	code, out, errOut = runCLI("grant", "prune", "-c", gw, "--socket", sock)
+	if code != 0 || !strings.HasPrefix(out, "removed grant-admin-finance-01-lab-results (expired ") || !strings.Contains(errOut, "reloaded: policy") {
+		t.Errorf("prune: %d %q %q", code, out, errOut)
+	}
+	if text, _ := os.ReadFile(polPath); !bytes.Equal(text, orig) {
+		t.Error("after prune the policy is not the original")
+	}
+	if code, out, _ = runCLI("grant", "prune", "-c", gw, "--socket", sock); code != 0 || !strings.HasPrefix(out, "no expired rules") {
+		t.Errorf("second prune: %d %q", code, out)
+	}
+}
+
+// TestGrantReload: without a running gateway the grant stands and grant
+// says how it will apply; a gateway that refuses the reload is an error.
+func TestGrantReload(t *testing.T) {
+	dir := exampleCopy(t)
+	gw := filepath.Join(dir, "gateway.toml")
+	args := []string{"grant", "-c", gw, "--from", "group:medical-device", "--to", "lab-results", "--for", "1d", "--reason", "firmware"}
+
+	code, _, errOut := runCLI(append(args, "--socket", filepath.Join(dir, "nobody.sock"))...)
+	if code != 0 || !strings.Contains(errOut, "cannot reach the gateway's admin socket") || !strings.Contains(errOut, "applies it when it next starts or reloads") {
+		t.Errorf("no gateway: %d\n%s", code, errOut)
+	}
+	sock := serveFake(t, &fakeGateway{reloadOK: false})
+	code, out, errOut := runCLI(append(args, "--socket", sock)...)
+	if code != 1 || !strings.Contains(out, `name = "grant-group-medical-device-lab-results-2"`) ||
+		!strings.Contains(errOut, "the gateway refused to reload (422)") || !strings.Contains(errOut, `error: policy.toml:41:1: rule "x": unknown group "radiolgy"`) {
+		t.Errorf("refused reload: %d\n%s\n%s", code, out, errOut)
+	}
+	// A policy.toml: nothing to reload, the note says what to do.
+	code, _, errOut = runCLI("grant", "-c", filepath.Join(dir, "policy.toml"), "--from", "mri-3", "--to", "lab-results", "--for", "90m", "--reason", "x")
+	if code != 0 || !strings.Contains(errOut, "run `wardgate reload` on the gateways") {
+		t.Errorf("policy.toml: %d\n%s", code, errOut)
+	}
+}
+
+// TestGrantRefusals: bad flags exit 2, a bad grant 1; nothing is written.
+func TestGrantRefusals(t *testing.T) {
+	dir := exampleCopy(t)
+	polPath := filepath.Join(dir, "policy.toml")
+	orig, _ := os.ReadFile(polPath)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "2 hours", "--reason", "x"}, 2, `--for: "2 hours" is not a duration`},
+		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "-1h", "--reason", "x"}, 2, "a grant lasts some time"},
+		{[]string{"--from", "mri-3", "--to", "ehr:ssh", "--for", "1h", "--reason", "x"}, 2, `--to "ehr:ssh"`},
+		{[]string{"--from", "mri-3", "--to", "ehr"}, 2, "usage: wardgate grant"},
+		{[]string{"--from", "mri-33", "--to", "lab-results", "--for", "1h", "--reason", "x"}, 1, `wardgate grant: unknown identity "mri-33" (did you mean "mri-3"?)`},
+		{[]string{"--from", "mri-3", "--to", "lab-results", "--for", "1h"}, 1, "a grant needs a reason"},
+		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "1h", "--reason", "x"}, 1, "the result depends on rule \"grant-mri-3-ehr\"'s expiry"},
+	} {
+		code, _, errOut := runCLI(append([]string{"grant", "-c", polPath}, tc.args...)...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%q: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, errOut)
+		}
+	}
+	if text, _ := os.ReadFile(polPath); !bytes.Equal(text, orig) {
+		t.Error("a refused grant changed the policy")
+	}
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// auditRecord is a flow.audit line as the gateway writes it.
+func auditRecord(id, svc string, port int, reason string) string {
+	return fmt.Sprintf(`{"time":"2026-11-30T10:00:00Z","event":"flow.audit","identity":%q,"site":"leeds","dst":"100.81.0.1:%d","service":%q,"proto":"tcp","port":%d,"reason":%q}`+"\n", id, port, svc, port, reason)
+}
+
+// TestSuggestWrite: suggest proposes from an audit log of the example
+// (a malformed line reported by file:line and skipped), --write writes a
+// policy that `check` passes, and refuses one that would fail a test.
+func TestSuggestWrite(t *testing.T) {
+	dir := exampleCopy(t)
+	gw, polPath := filepath.Join(dir, "gateway.toml"), filepath.Join(dir, "policy.toml")
+	orig, _ := os.ReadFile(polPath)
+	log := filepath.Join(dir, "audit.jsonl")
+	os.WriteFile(log, []byte(
+		auditRecord("ward-12-desktop", "print", 9100, "no-rule")+
+			auditRecord("dr-khan-laptop", "print", 9100, "no-rule")+
+			`{"time":"2026-11-30T10:00:00Z","event":"flow.audit","ident`+"\n"+
+			auditRecord("admin-finance-01", "lab-results", 8080, "no-rule")+
+			auditRecord("ward-12-desktop", "fileshare", 445, "deny-rule")), 0o644)
+
+	code, out, errOut := runCLI("suggest", "-c", gw, log)
+	if code != 0 {
+		t.Fatalf("suggest: %d\n%s", code, errOut)
+	}
+	if !strings.Contains(errOut, "warning: "+log+":3: not a JSON audit record") || !strings.Contains(errOut, "read 5 lines") {
+		t.Errorf("stderr:\n%s", errOut)
+	}
+	for _, w := range []string{
+		"name = \"allow-lab-results\"\nfrom = [\"admin-finance-01\"]\nto = [\"lab-results\"]\nports = [\"8080/tcp\"]\n",
+		"name = \"allow-print\"\nfrom = [\"group:clinical-desktop\"]\n",
+		"#   group:clinical-desktop: 2 of 3 members seen, 2 flows, at 2026-11-30T10:00:00Z (not seen: york-nurse-station)\n",
+		"# blocked by deny rule \"no-smb\": 1 flow",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+
+	written := filepath.Join(dir, "policy.suggested.toml")
+	code, _, errOut = runCLI("suggest", "-c", polPath, "--write", written, log)
+	if code != 0 || !strings.Contains(errOut, "wrote "+written) {
+		t.Fatalf("--write: %d\n%s", code, errOut)
+	}
+	if text, _ := os.ReadFile(written); !bytes.HasPrefix(text, orig) {
+		t.Error("--write did not keep the policy text")
+	}
+	code, out, errOut = runCLI("check", "-c", written)
+	if code != 0 || !strings.Contains(out, "16/16 tests passed") {
+		t.Errorf("check of the written policy: %d\n%s%s", code, out, errOut)
+	}
+
+	// The example's tests say ward-12-desktop may not reach pacs:8443:
+	// a proposal that allows it does not get written.
+	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(auditRecord("ward-12-desktop", "pacs", 8443, "no-rule"))
+	f.Close()
+	os.Remove(written)
+	code, _, errOut = runCLI("suggest", "-c", polPath, "--write", written, log)
+	if code != 1 || !strings.Contains(errOut, "not written: the policy with the proposals fails 1 of its tests:\n") ||
+		!strings.Contains(errOut, `error: `+polPath+`:234:1: test ward-12-desktop -> pacs:8443/tcp: expected deny (no-rule), got allow by rule "allow-pacs"`) {
+		t.Errorf("--write over a contradicting test: %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat(written); err == nil {
+		t.Error("a refused --write wrote the file")
+	}
+	if code, _, errOut = runCLI("suggest", "-c", polPath, "--group-threshold", "1.5", log); code != 2 || !strings.Contains(errOut, "at most 1") {
+		t.Errorf("--group-threshold 1.5: %d %s", code, errOut)
+	}
+}

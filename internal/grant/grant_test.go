@@ -1,0 +1,203 @@
+package grant
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardgate/wardgate/policy"
+)
+
+var now = time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC) // a Monday
+
+// examplePolicy copies the example policy into a temp dir.
+func examplePolicy(t *testing.T) (string, []byte) {
+	t.Helper()
+	data, err := os.ReadFile("../../configs/example/policy.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "policy.toml")
+	if err := os.WriteFile(path, data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	return path, data
+}
+
+func mustPorts(t *testing.T, s ...string) []policy.PortRange {
+	var out []policy.PortRange
+	for _, x := range s {
+		r, err := policy.ParsePortRange(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestAddExpiresAndPrune: a grant is appended with its expiry and reason,
+// the rest of the file kept; it allows until its expiry and not after
+// (reason expired); it is listed while active; prune removes it only once
+// it has expired, giving back the original file.
+func TestAddExpiresAndPrune(t *testing.T) {
+	path, orig := examplePolicy(t)
+	req := Request{From: "it-ops-laptop", Service: "lab-results", Expires: now.Add(2 * time.Hour), Reason: "on-call cover"}
+	// it-ops-laptop reaches everything already: take someone who does not.
+	req.From = "admin-finance-01"
+	added, err := Add(path, req, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := os.ReadFile(path)
+	if !bytes.HasPrefix(text, orig) {
+		t.Fatal("the original text (comments included) is not kept")
+	}
+	wantBlock := `[[rule]]
+name = "grant-admin-finance-01-lab-results"
+from = ["admin-finance-01"]
+to = ["lab-results"]
+expires = "2026-11-30T12:00:00Z"
+reason = "on-call cover"
+`
+	if added.Block != wantBlock || !bytes.HasSuffix(text, []byte("\n\n"+wantBlock)) {
+		t.Errorf("block\n%s\nfile ends\n%s", added.Block, text[len(text)-200:])
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want the file's 0640 kept", st.Mode().Perm())
+	}
+
+	pol, err := policy.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, svc := pol.Identity("admin-finance-01"), pol.Service("lab-results")
+	for _, tc := range []struct {
+		at     time.Time
+		allow  bool
+		reason policy.Reason
+		grants int
+	}{
+		{now, true, policy.ReasonNone, 1},
+		{now.Add(2*time.Hour - time.Second), true, policy.ReasonNone, 1},
+		{now.Add(2 * time.Hour), false, policy.ReasonExpired, 0},
+		{now.Add(72 * time.Hour), false, policy.ReasonExpired, 0},
+	} {
+		d := pol.Decide(id, svc, 8080, policy.ProtoTCP, tc.at)
+		if d.Allowed() != tc.allow || d.Reason != tc.reason || d.Rule != added.Rule.Name {
+			t.Errorf("at %v: %+v", tc.at, d)
+		}
+		if g := pol.Grants(tc.at); len(g) != tc.grants {
+			t.Errorf("at %v: %d grants", tc.at, len(g))
+		}
+	}
+	if g := pol.Grants(now); g[0].Reason != "on-call cover" || !g[0].Expires.Equal(now.Add(2*time.Hour)) {
+		t.Errorf("grant %+v", g[0])
+	}
+
+	// Before expiry prune removes nothing (and does not write).
+	if removed, _, err := Prune(path, now.Add(time.Hour)); err != nil || len(removed) != 0 {
+		t.Fatalf("prune before expiry: %v %v", removed, err)
+	}
+	removed, np, err := Prune(path, now.Add(2*time.Hour))
+	if err != nil || len(removed) != 1 || removed[0].Name != added.Rule.Name || len(np.Rules()) != len(pol.Rules())-1 {
+		t.Fatalf("prune: %v %v", removed, err)
+	}
+	if text, _ := os.ReadFile(path); !bytes.Equal(text, orig) {
+		t.Errorf("after prune the file is not the original:\n%s", text[len(text)-300:])
+	}
+}
+
+// TestAddRefuses: what a grant may not be; nothing is written.
+func TestAddRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  Request
+		want string
+	}{
+		{"typo", Request{From: "ward-12-destkop", Service: "pacs"}, `unknown identity "ward-12-destkop" (did you mean "ward-12-desktop"?)`},
+		{"unknown group", Request{From: "group:radiolgy", Service: "pacs"}, `unknown group "radiolgy" (did you mean "radiology"?)`},
+		{"everyone", Request{From: "*", Service: "pacs"}, "a grant names an identity"},
+		{"service", Request{From: "mri-3", Service: "pacss"}, `unknown service "pacss" (did you mean "pacs"?)`},
+		{"port", Request{From: "mri-3", Service: "pacs", Ports: []policy.PortRange{{Proto: policy.ProtoTCP, Lo: 22, Hi: 22}}}, "service pacs does not offer 22/tcp (it offers 8443/tcp, 11112/tcp)"},
+		{"past", Request{From: "mri-3", Service: "ehr", Expires: now.Add(-time.Minute)}, "not after now"},
+		{"no reason", Request{From: "mri-3", Service: "ehr", Reason: " "}, "needs a reason"},
+		{"taken name", Request{From: "mri-3", Service: "ehr", Name: "no-smb"}, `rule "no-smb" already exists`},
+		{"control character", Request{From: "mri-3", Service: "ehr", Reason: "a\tb"}, "control character"},
+		{"deny rule", Request{From: "mri-3", Service: "fileshare", Ports: []policy.PortRange{{Proto: policy.ProtoTCP, Lo: 445, Hi: 445}}}, `deny rule "no-smb" forbids it`},
+		// The example's test "ward-12-desktop -> pacs:8443/tcp expect deny"
+		// has no `at`: with a grant its answer would depend on the clock.
+		{"clock-dependent test", Request{From: "ward-12-desktop", Service: "pacs"}, "would be invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, orig := examplePolicy(t)
+			if tc.req.Expires.IsZero() {
+				tc.req.Expires = now.Add(time.Hour)
+			}
+			if tc.req.Reason == "" {
+				tc.req.Reason = "test"
+			}
+			_, err := Add(path, tc.req, now)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Add: %v, want %q", err, tc.want)
+			}
+			if text, _ := os.ReadFile(path); !bytes.Equal(text, orig) {
+				t.Error("the file changed")
+			}
+		})
+	}
+}
+
+// TestGroupGrantAndPorts: a group grant with ports; two grants of the same
+// pair get distinct names; prune takes both at once and keeps the rest.
+func TestGroupGrantAndPorts(t *testing.T) {
+	path, orig := examplePolicy(t)
+	req := Request{From: "group:medical-device", Service: "lab-results", Ports: mustPorts(t, "8080/tcp"), Expires: now.Add(time.Hour), Reason: "firmware update"}
+	a, err := Add(path, req, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Expires = now.Add(3 * time.Hour)
+	b, err := Add(path, req, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Rule.Name != "grant-group-medical-device-lab-results" || b.Rule.Name != a.Rule.Name+"-2" {
+		t.Errorf("names %q %q", a.Rule.Name, b.Rule.Name)
+	}
+	if !strings.Contains(b.Block, "ports = [\"8080/tcp\"]\n") {
+		t.Errorf("block %s", b.Block)
+	}
+	if g := b.Policy.Grants(now); len(g) != 2 || g[0].Name != a.Rule.Name {
+		t.Errorf("grants, soonest first: %v", g)
+	}
+	removed, _, err := Prune(path, now.Add(4*time.Hour))
+	if err != nil || len(removed) != 2 {
+		t.Fatalf("prune: %v %v", removed, err)
+	}
+	if text, _ := os.ReadFile(path); !bytes.Equal(text, orig) {
+		t.Error("after prune the file is not the original")
+	}
+}
+
+// TestPruneRefusesWhenATestNamesTheRule: the file is left as it was.
+func TestPruneRefusesWhenATestNamesTheRule(t *testing.T) {
+	path, _ := examplePolicy(t)
+	if _, err := Add(path, Request{From: "mri-3", Service: "lab-results", Expires: now.Add(time.Hour), Reason: "x", Name: "mri-lab"}, now); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("\n[[test]]\nfrom = \"mri-3\"\nto = \"lab-results:8080/tcp\"\nat = \"2026-11-30T10:30:00Z\"\nexpect = \"allow\"\nrule = \"mri-lab\"\n")
+	f.Close()
+	before, _ := os.ReadFile(path)
+	_, _, err := Prune(path, now.Add(2*time.Hour))
+	if err == nil || !strings.Contains(err.Error(), `unknown rule "mri-lab"`) {
+		t.Errorf("prune: %v", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
+		t.Error("the file changed")
+	}
+}
