@@ -550,14 +550,7 @@ func TestEndToEndLeavesNoGoroutines(t *testing.T) {
 	rig.alice.Close()
 	rig.bob.Close()
 	rig.tg.gw.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > baseline+2 {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines: %d, baseline %d:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Goroutines(t, 10*time.Second, baseline+2)
 }
 
 // e2eRig is one gateway, its backends and two clients: alice (clinical:
