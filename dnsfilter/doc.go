@@ -130,36 +130,8 @@
 //	Auditing               nil    enforcing (the gateway passes its live enforce mode)
 //	Audit, Logger          nil    discards (the gateway passes its audit and operational loggers)
 //
-// Measured in-process (ServeDNS with unpack and pack, two goroutines on 2
-// cores shared with other work; BenchmarkServe*): 330k-460k queries/s from
-// the cache or for a service name, 14 allocations a query; over loopback
-// UDP through miekg/dns.Server about 25k/s, the socket being the cost.
-// EgressService: about 100ns, no allocation.
-//
-// Side by side with Debian's unbound in one run (BenchmarkDNS in
-// test/interop: dnsperf, a cached forwarded name and a service name, best
-// of two 3s runs; five runs on 2 cores heavily shared with other work, so
-// absolute rates moved by up to 2x between runs, the ratios less):
-//
-//	                                  cached/s   service/s   vs unbound
-//	handler in-process (2 goroutines)  134-340k   100-406k   2.2x-8.0x
-//	the same, QueryLog to a file       ~104k      62-81k     1.0x-1.4x
-//	miekg/dns.Server on a UDP socket    22-35k     19-34k    0.4x-0.85x
-//	through the tunnel (wardgate run)   9-14k      8-15k     0.15x-0.36x
-//	unbound, 2 threads, loopback        33-84k     29-64k    1.0x
-//
-// CPU per query tells what limits each: the handler 2.4-5µs; a dns.query
-// line through the gateway's JSON audit logger adds about 7µs (JSON
-// encoding and one write(2) per line); on a kernel socket 14-24µs in the
-// server (unbound 4.4-9µs), the rest being miekg/dns's goroutine per
-// query and the read and write syscalls; through the tunnel 24-59µs in
-// wardgate and 19-46µs in the client's wireguard-go for one small packet
-// each way (the tunnel figure is with QueryLog off): a profile of wardgate
-// then shows WireGuard's per-packet send and receive (one UDP syscall
-// each, no batching at this packet rate), gVisor's UDP path and scheduler
-// switches, with resolve itself about 6%. Serving the gVisor socket from
-// several reader goroutines without a goroutine per query, a buffered
-// audit writer, and a client with batching are where more would come from.
+// What it costs, in-process and through the tunnel, against Debian's
+// unbound, is measured in docs/DEVELOPERS.md ("DNS filter throughput").
 //
 // # Wiring
 //

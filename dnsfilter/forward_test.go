@@ -358,9 +358,7 @@ func TestInflightSharePerIdentity(t *testing.T) {
 		})
 	}
 	// Every one of alice's questions reached the upstream or was refused.
-	for up.Queries.Load()+servfail.Load() < 20 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "each of alice's questions upstream or refused", func() bool { return up.Queries.Load()+servfail.Load() >= 20 })
 	if n := servfail.Load(); n != 20-share {
 		t.Errorf("%d of alice's 20 questions refused at once, want %d", n, 20-share)
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -172,13 +173,7 @@ func TestAdminSocketLifecycle(t *testing.T) {
 		t.Fatalf("socket left after stopAdmin: %v", err)
 	}
 	g.stopAdmin() // twice is fine
-	deadline := time.Now().Add(2 * time.Second)
-	for runtime.NumGoroutine() > baseline && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > baseline {
-		t.Errorf("%d goroutines after stopAdmin, %d before startAdmin", n, baseline)
-	}
+	testwait.Goroutines(t, 2*time.Second, baseline)
 	ents, _ := os.ReadDir(filepath.Dir(sock))
 	if len(ents) != 0 {
 		t.Fatalf("left behind: %v", ents)

@@ -1,6 +1,11 @@
 package gateway
 
-import "testing"
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
 
 func TestFlowLimits(t *testing.T) {
 	caps := limitCaps{flowsPerIdentity: 3, pendingPerIdentity: 2, flowsTotal: 5, udpFlowsTotal: 2}
@@ -65,5 +70,44 @@ func TestFlowLimits(t *testing.T) {
 				t.Fatalf("refusals counted %d, want %d", n, refused)
 			}
 		})
+	}
+}
+
+// TestFlowLimitsConcurrent: identities taking and giving back slots at
+// once never pass a cap, and when every flow has ended nothing is left:
+// no count, no per-identity entry.
+func TestFlowLimitsConcurrent(t *testing.T) {
+	caps := limitCaps{flowsPerIdentity: 4, pendingPerIdentity: 2, flowsTotal: 10, udpFlowsTotal: 3}
+	l := newFlowLimits(caps)
+	var wg sync.WaitGroup
+	var over atomic.Bool
+	for i := range 8 {
+		id := fmt.Sprintf("id-%d", i%4) // two goroutines per identity
+		wg.Go(func() {
+			for j := range 500 {
+				k := flowKind(j % 3)
+				if l.acquire(id, k) != limitNone {
+					continue
+				}
+				l.mu.Lock()
+				c := l.m[id]
+				if l.flows > caps.flowsTotal || l.udpFlows > caps.udpFlowsTotal ||
+					c.flows > caps.flowsPerIdentity || c.pending > caps.pendingPerIdentity {
+					over.Store(true)
+				}
+				l.mu.Unlock()
+				if k == kindTCP {
+					l.releasePending(id)
+				}
+				l.releaseFlow(id, k)
+			}
+		})
+	}
+	wg.Wait()
+	if over.Load() {
+		t.Error("a cap was passed")
+	}
+	if l.flows != 0 || l.udpFlows != 0 || len(l.m) != 0 {
+		t.Errorf("after every flow ended: %d flows, %d UDP, %d identities", l.flows, l.udpFlows, len(l.m))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -103,24 +104,35 @@ func copyHalf(dst, src net.Conn, n *atomic.Int64, idle *idleTimer) error {
 // sockets on the poller. A conn that can do neither returns at once, and
 // its Read then waits holding a buffer.
 func waitReadable(c net.Conn) error {
-	switch c := c.(type) {
+	switch sc := c.(type) {
 	case interface{ WaitReadable() error }:
-		return c.WaitReadable()
+		return sc.WaitReadable()
 	case syscall.Conn:
-		rc, err := c.SyscallConn()
+		rc, err := sc.SyscallConn()
 		if err != nil {
 			return nil
 		}
 		// Ready is what a Read would not wait for: data, the end, an
 		// error. MSG_PEEK looks without taking; only "would block" makes
 		// the runtime park the goroutine until the poller says readable.
+		// A pending socket error (a reset) is taken by the peek, and the
+		// Read after it would see a clean end: it is returned here, as
+		// the Read would have.
 		var peek [1]byte
+		var sockErr error
 		err = rc.Read(func(fd uintptr) bool {
 			_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			return err != syscall.EAGAIN
+			if err == syscall.EAGAIN {
+				return false
+			}
+			sockErr = err
+			return true
 		})
 		if err != nil && !errors.Is(err, net.ErrClosed) {
 			return err
+		}
+		if sockErr != nil && sockErr != syscall.EINTR {
+			return &net.OpError{Op: "read", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("read", sockErr)}
 		}
 		return nil // a closed socket: the Read reports it
 	}

@@ -1,12 +1,16 @@
 package gateway
 
 import (
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/wardgate/wardgate/internal/testwait"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -85,6 +89,81 @@ func TestIdleTimer(t *testing.T) {
 			}
 		default:
 			t.Fatal("did not fire 10 s after the last activity")
+		}
+	})
+}
+
+// TestSpliceBrokenDirectionEndsBoth: a backend that resets ends the flow:
+// the splice returns the error and the client's connection is closed, not
+// left half-open.
+func TestSpliceBrokenDirectionEndsBoth(t *testing.T) {
+	client, gwClient := tcpPair(t)
+	gwBackend, backend := tcpPair(t)
+	var in, out atomic.Int64
+	idle := newIdleTimer(time.Minute, func() {})
+	defer idle.stop()
+	done := make(chan error, 1)
+	go func() { done <- spliceTCP(gwClient, gwBackend, &in, &out, idle) }()
+
+	backend.SetLinger(0) // close with a reset
+	backend.Close()
+	if err := testwait.Recv(t, done, "the splice to end"); err == nil {
+		t.Fatal("splice returned no error after the backend reset")
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client read after the reset: %v; want the connection ended", err)
+	}
+}
+
+// TestSpliceKeepsActiveFlowsAlive: bytes in either direction push the idle
+// timer back; a flow quiet for its idle time is ended. Conns without a
+// poller (net.Pipe, as overlay conns are to the splice) are copied too.
+func TestSpliceKeepsActiveFlowsAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client, gwClient := net.Pipe()
+		gwBackend, backend := net.Pipe()
+		var in, out atomic.Int64
+		expired := make(chan time.Duration, 1)
+		start := time.Now()
+		idle := newIdleTimer(10*time.Second, func() {
+			expired <- time.Since(start)
+			gwClient.Close()
+			gwBackend.Close()
+		})
+		defer idle.stop()
+		done := make(chan error, 1)
+		go func() { done <- spliceTCP(gwClient, gwBackend, &in, &out, idle) }()
+		go io.Copy(io.Discard, backend)
+		go io.Copy(io.Discard, client)
+
+		for range 3 { // 6 s apart, under the idle time: alive at 18 s
+			time.Sleep(6 * time.Second)
+			client.Write([]byte("x"))
+		}
+		time.Sleep(6 * time.Second)
+		backend.Write([]byte("y")) // the other direction counts too, at 24 s
+		synctest.Wait()
+		select {
+		case d := <-expired:
+			t.Fatalf("an active flow expired at %v", d)
+		default:
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		select {
+		case d := <-expired:
+			if d != 34*time.Second {
+				t.Fatalf("expired at %v, want 34s (10 s after the last byte)", d)
+			}
+		default:
+			t.Fatal("a quiet flow did not expire")
+		}
+		<-done
+		client.Close()
+		backend.Close()
+		if in.Load() != 3 || out.Load() != 1 {
+			t.Fatalf("counted %d in, %d out; want 3 and 1", in.Load(), out.Load())
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/internal/wgkey"
 	"github.com/wardgate/wardgate/overlay"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -74,13 +75,7 @@ func (r *rawPeer) sync(t testing.TB) {
 	echo := []byte{8, 0, 0, 0, 0, 1, 0, 1}
 	binary.BigEndian.PutUint16(echo[2:4], ^checksumOf(echo))
 	r.send(ipv4Packet(r.addr, gatewayAddr, header.ICMPv4ProtocolNumber, 2, 0, echo))
-	deadline := time.Now().Add(10 * time.Second)
-	for r.tun.received.Load() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("raw peer: no echo reply from the gateway")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the gateway's echo reply to the raw peer", func() bool { return r.tun.received.Load() != before })
 }
 
 func checksumOf(b []byte) uint16 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/overlay"
 )
 
@@ -63,13 +64,7 @@ func TestIPv6Flows(t *testing.T) {
 	u, _ = p.DialUDP(netip.AddrPortFrom(vip, 54))
 	u.Write([]byte("x"))
 	u.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for p.PortUnreachables() == before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if p.PortUnreachables() == before {
-		t.Error("no ICMPv6 port unreachable for a refused flow")
-	}
+	testwait.Until(t, 5*time.Second, "an ICMPv6 port unreachable for a refused flow", func() bool { return p.PortUnreachables() != before })
 
 	if err := p.Ping(ctxTimeout(t, 5*time.Second), vip); err != nil {
 		t.Errorf("ping6 allowed VIP: %v", err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/overlay"
 )
 
@@ -49,22 +50,10 @@ func TestMaxInFlightPerSource(t *testing.T) {
 			t.Fatalf("only %d of %d over-share dials refused", refused, tries-2)
 		}
 	}
-	waitFor := func(want int32) {
-		deadline := time.Now().Add(5 * time.Second)
-		for inHandler.Load() != want && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitFor(2)
-	if got := inHandler.Load(); got != 2 {
-		t.Errorf("%d requests reached the handler, want 2", got)
-	}
+	testwait.Until(t, 5*time.Second, "2 requests in the handler", func() bool { return inHandler.Load() == 2 })
 	// Another source still gets its share while greedy's are pending.
 	go func() { errs <- dialOK(t, other, "100.81.0.10:80", 10*time.Second) }()
-	waitFor(3)
-	if got := inHandler.Load(); got != 3 {
-		t.Errorf("other source: %d requests in handler, want 3", got)
-	}
+	testwait.Until(t, 5*time.Second, "the other source's request in the handler too", func() bool { return inHandler.Load() == 3 })
 	close(release)
 	for range 3 {
 		if err := <-errs; err != nil {
@@ -227,13 +216,7 @@ func TestHandlerPanicsAreContained(t *testing.T) {
 	u, _ = p.DialUDP(netip.MustParseAddrPort("100.81.0.10:667"))
 	u.Write([]byte("x"))
 	u.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for p.PortUnreachables() == before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if p.PortUnreachables() == before {
-		t.Error("panicking UDP handler: no port unreachable")
-	}
+	testwait.Until(t, 5*time.Second, "a port unreachable from a panicking UDP handler", func() bool { return p.PortUnreachables() != before })
 	if err := dialOK(t, p, "100.81.0.10:80", 5*time.Second); err != nil {
 		t.Errorf("after panics: %v", err)
 	}
@@ -314,14 +297,7 @@ func TestCloseNoGoroutineLeak(t *testing.T) {
 			st.cleanup()
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if got := runtime.NumGoroutine(); got > base {
-		buf := make([]byte, 1<<20)
-		t.Errorf("%d goroutines after Close, %d before\n%s", got, base, buf[:runtime.Stack(buf, true)])
-	}
+	testwait.Goroutines(t, 10*time.Second, base)
 }
 
 // stopTB runs cleanups when asked instead of at the end of the test.
@@ -341,6 +317,7 @@ func (s *stopTB) cleanup() {
 // is gone, the accepted conn's Read fails after idle + count x interval.
 func TestKeepAliveFindsVanishedPeer(t *testing.T) {
 	readErr := make(chan error, 1)
+	greeted := make(chan struct{})
 	n := newTestNet(t, memTransport, overlay.Handler{
 		TCP: func(r *overlay.TCPRequest) {
 			c, err := r.Accept()
@@ -349,6 +326,11 @@ func TestKeepAliveFindsVanishedPeer(t *testing.T) {
 				return
 			}
 			defer c.Close()
+			if _, err := io.ReadFull(c, make([]byte, 5)); err != nil {
+				readErr <- err
+				return
+			}
+			close(greeted)
 			_, err = io.Copy(io.Discard, c)
 			if err == nil {
 				err = io.EOF
@@ -364,7 +346,7 @@ func TestKeepAliveFindsVanishedPeer(t *testing.T) {
 	}
 	defer c.Close()
 	c.Write([]byte("hello"))
-	time.Sleep(100 * time.Millisecond)
+	testwait.Recv(t, greeted, "the gateway to read the greeting") // nothing left in flight
 	// The peer vanishes: the gateway can no longer reach it, and nothing
 	// tells its stack.
 	if err := n.gw.SetPeers(nil); err != nil {

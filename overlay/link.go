@@ -49,11 +49,11 @@ var linkGSO = gsoHost
 // Packets move in batches: Read drains up to BatchSize (conn.IdealBatchSize,
 // 128) queued packets per call without waiting for more, and Write runs a
 // whole batch through one GRO engine and flushes it before returning.
-// Outbound, the link advertises gVisor software GSO, so TCP works on 64 KiB
-// segments and splits them just before WritePackets; the link itself still
-// carries MTU-sized packets. Host GSO (queueing the 64 KiB segment and
-// splitting it in Read into several bufs) fits the same Read shape and is
-// the next step; see the package documentation for the measurements.
+// Outbound, the link advertises host GSO (linkGSO): TCP hands it 64 KiB
+// segments, one queue entry each, and Read splits them into MTU-sized
+// packets across the bufs it fills (splitGSO), so a segment costs one
+// queue hop, not forty. Why this is the default is measured in
+// docs/DEVELOPERS.md ("overlay throughput").
 type link struct {
 	mtu       uint32
 	batch     int

@@ -294,14 +294,10 @@ func TestRelayUDPAndRefusalReachesClient(t *testing.T) {
 	}
 	defer d.Close()
 	before := n.client.PortUnreachables()
-	deadline := time.Now().Add(5 * time.Second)
-	for n.client.PortUnreachables() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("no port unreachable reached the client")
-		}
-		d.Write([]byte("x"))
-		time.Sleep(50 * time.Millisecond) // resend until the error comes back
-	}
+	testwait.Until(t, 5*time.Second, "a port unreachable at the client", func() bool {
+		d.Write([]byte("x")) // resend until the error comes back
+		return n.client.PortUnreachables() != before
+	})
 }
 
 // TestRelayDropsWhatWasNotAsked: the serving site cannot send a client

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardgate/wardgate/internal/testwait"
 	"github.com/wardgate/wardgate/overlay"
 )
 
@@ -76,12 +77,6 @@ func TestUDPEchoAndRefuse(t *testing.T) {
 		}
 		defer r.Close()
 		r.Write([]byte("x"))
-		deadline := time.Now().Add(5 * time.Second)
-		for p.PortUnreachables() == before {
-			if time.Now().After(deadline) {
-				t.Fatal("no ICMP port unreachable for a refused flow")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testwait.Until(t, 5*time.Second, "an ICMP port unreachable for a refused flow", func() bool { return p.PortUnreachables() != before })
 	})
 }

@@ -5,6 +5,7 @@
 package testwait
 
 import (
+	"runtime"
 	"testing"
 	"time"
 )
@@ -35,5 +36,20 @@ func Recv[T any](t testing.TB, ch <-chan T, what string) T {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("timed out waiting for %s", what)
 		panic("unreachable")
+	}
+}
+
+// Goroutines waits up to d for the process to have at most n goroutines,
+// and fails the test with every goroutine's stack when it keeps more: the
+// leak check of code that must end what it starts.
+func Goroutines(t testing.TB, d time.Duration, n int) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for runtime.NumGoroutine() > n {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after %v, want at most %d:\n%s", runtime.NumGoroutine(), d, n, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(pollEvery)
 	}
 }

@@ -1,6 +1,7 @@
 package testwait
 
 import (
+	"runtime"
 	"testing"
 	"time"
 )
@@ -16,4 +17,14 @@ func TestUntilAndRecv(t *testing.T) {
 	if got := Recv(t, ch, "a value"); got != 7 {
 		t.Fatalf("got %d", got)
 	}
+}
+
+func TestGoroutines(t *testing.T) {
+	base := runtime.NumGoroutine()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { <-stop; close(done) }()
+	go func() { time.Sleep(50 * time.Millisecond); close(stop) }() // ends on its own, a little later
+	Goroutines(t, 5*time.Second, base)
+	<-done
 }

@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -29,7 +28,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/internal/testwait"
-	"golang.org/x/crypto/curve25519"
+	"github.com/wardgate/wardgate/internal/wgkey"
 )
 
 // wardgateBin is built once by TestMain.
@@ -87,17 +86,11 @@ type keypair struct{ priv, pub string }
 
 func newKeypair(t testing.TB) keypair {
 	t.Helper()
-	var priv [32]byte
-	if _, err := rand.Read(priv[:]); err != nil {
-		t.Fatal(err)
-	}
-	priv[0] &= 248
-	priv[31] = (priv[31] & 127) | 64
-	pub, err := curve25519.X25519(priv[:], curve25519.Basepoint)
+	priv, err := wgkey.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keypair{base64.StdEncoding.EncodeToString(priv[:]), base64.StdEncoding.EncodeToString(pub)}
+	return keypair{priv.Base64(), priv.Public().String()}
 }
 
 func randHex(n int) string {
