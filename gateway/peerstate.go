@@ -83,11 +83,29 @@ func (g *Gateway) savePeerEndpoints(stats []overlay.PeerStats) error {
 	if err != nil {
 		return err
 	}
-	dir := g.cfg.stateDir()
+	return writeStateFile(g.cfg.stateDir(), peerStateFile, data)
+}
+
+// restoreEndpoints gives the peers of this site that have no configured
+// endpoint the one they had in the last run.
+func restoreEndpoints(peers []overlay.Peer, saved map[wgkey.Public]netip.AddrPort) (restored []wgkey.Public) {
+	for i := range peers {
+		p := &peers[i]
+		if ep, ok := saved[p.PublicKey]; ok && !p.Endpoint.IsValid() {
+			p.Endpoint = ep
+			restored = append(restored, p.PublicKey)
+		}
+	}
+	return restored
+}
+
+// writeStateFile replaces dir/name with data: a temporary file in the same
+// directory, synced, then renamed over the old one.
+func writeStateFile(dir, name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, peerStateFile+".*")
+	tmp, err := os.CreateTemp(dir, name+".*")
 	if err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -103,18 +121,5 @@ func (g *Gateway) savePeerEndpoints(stats []overlay.PeerStats) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, peerStateFile))
-}
-
-// restoreEndpoints gives the peers of this site that have no configured
-// endpoint the one they had in the last run.
-func restoreEndpoints(peers []overlay.Peer, saved map[wgkey.Public]netip.AddrPort) (restored []wgkey.Public) {
-	for i := range peers {
-		p := &peers[i]
-		if ep, ok := saved[p.PublicKey]; ok && !p.Endpoint.IsValid() {
-			p.Endpoint = ep
-			restored = append(restored, p.PublicKey)
-		}
-	}
-	return restored
+	return os.Rename(tmp.Name(), filepath.Join(dir, name))
 }

@@ -178,31 +178,6 @@ func (g *Gateway) saveQuarantineLocked(entries map[string]QuarantineEntry) error
 	return writeStateFile(g.cfg.stateDir(), quarantineFile, append(data, '\n'))
 }
 
-// writeStateFile replaces dir/name with data: a temporary file in the same
-// directory, synced, then renamed over the old one.
-func writeStateFile(dir, name string, data []byte) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, name+".*")
-	if err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, name))
-}
-
 // QuarantineError is a refused quarantine or release: bad input, nothing
 // changed. NotFound says the identity is unknown or not quarantined.
 type QuarantineError struct {
