@@ -58,13 +58,9 @@ var ErrChanged = errors.New("policy file changed while it was being edited; noth
 // *policy.LoadError) or it does not hold exactly the new identity, the file
 // is left as it was.
 func Add(path string, req Request) (*Added, error) {
-	orig, err := os.ReadFile(path)
+	orig, pol, err := ReadForEdit(path)
 	if err != nil {
 		return nil, err
-	}
-	pol, err := policy.Parse(path, orig)
-	if err != nil {
-		return nil, fmt.Errorf("the policy is invalid before the edit: %w", err)
 	}
 	if pol.Identity(req.Name) != nil {
 		return nil, fmt.Errorf("identity %q already exists in %s", req.Name, path)
@@ -118,6 +114,21 @@ func Add(path string, req Request) (*Added, error) {
 	return out, nil
 }
 
+// ReadForEdit reads the policy file at path and parses it: the text an
+// edit starts from and the policy it must keep valid. A policy that is
+// already invalid is refused before any edit.
+func ReadForEdit(path string) ([]byte, *policy.Policy, error) {
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	pol, err := policy.Parse(path, orig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the policy is invalid before the edit: %w", err)
+	}
+	return orig, pol, nil
+}
+
 // Remove deletes the [[identity]] block of the identity called name from
 // the policy file at path and writes the file atomically. The block of a
 // WireGuard identity is replaced by a retired-address line (RetireNote), so
@@ -128,13 +139,9 @@ func Add(path string, req Request) (*Added, error) {
 // returns the removed identity (as the old policy had it) and the edited
 // policy.
 func Remove(path, name string) (*policy.Identity, *policy.Policy, error) {
-	orig, err := os.ReadFile(path)
+	orig, pol, err := ReadForEdit(path)
 	if err != nil {
 		return nil, nil, err
-	}
-	pol, err := policy.Parse(path, orig)
-	if err != nil {
-		return nil, nil, fmt.Errorf("the policy is invalid before the edit: %w", err)
 	}
 	id := pol.Identity(name)
 	if id == nil {
@@ -193,13 +200,9 @@ type Rotated struct {
 // Add's (a key another identity or site has is refused) and written
 // atomically.
 func Rotate(path, name string, key wgkey.Public) (*Rotated, error) {
-	orig, err := os.ReadFile(path)
+	orig, pol, err := ReadForEdit(path)
 	if err != nil {
 		return nil, err
-	}
-	pol, err := policy.Parse(path, orig)
-	if err != nil {
-		return nil, fmt.Errorf("the policy is invalid before the edit: %w", err)
 	}
 	old := pol.Identity(name)
 	if old == nil {

@@ -14,7 +14,6 @@ package grant
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,13 +48,9 @@ type Added struct {
 // does not load, such as a [[test]] of the file that the grant would make
 // depend on the clock (policy.RunTests wants `at` there).
 func Add(path string, req Request, now time.Time) (*Added, error) {
-	orig, err := os.ReadFile(path)
+	orig, pol, err := enroll.ReadForEdit(path)
 	if err != nil {
 		return nil, err
-	}
-	pol, err := policy.Parse(path, orig)
-	if err != nil {
-		return nil, fmt.Errorf("the policy is invalid before the edit: %w", err)
 	}
 	members, err := principal(pol, req.From)
 	if err != nil {
@@ -216,13 +211,9 @@ func freeName(pol *policy.Policy, from, svc string) string {
 // (`rule = "..."`) makes the edit invalid: nothing is written, and the
 // error says where.
 func Prune(path string, now time.Time) ([]*policy.Rule, *policy.Policy, error) {
-	orig, err := os.ReadFile(path)
+	orig, pol, err := enroll.ReadForEdit(path)
 	if err != nil {
 		return nil, nil, err
-	}
-	pol, err := policy.Parse(path, orig)
-	if err != nil {
-		return nil, nil, fmt.Errorf("the policy is invalid before the edit: %w", err)
 	}
 	expired := pol.ExpiredRules(now)
 	if len(expired) == 0 {
