@@ -310,6 +310,7 @@ type Policy struct {
 	services   []*Service
 	rules      []*Rule
 	groups     []string
+	console    *Service // built in, not in services (console.go)
 	tests      []testSpec
 
 	siteByName map[string]*Site

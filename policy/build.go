@@ -104,6 +104,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 	b.checkEndpointClashes(p)
 	b.checkLANSources(p)
 	b.allocateVIPs(p, svcElems)
+	b.addConsole(p)
 	for _, e := range b.elems(raw, "rule") {
 		b.buildRule(p, e, groups)
 	}
@@ -445,6 +446,10 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 		svc.DNS = append(svc.DNS, d)
 	}
 	if svc.Name == "" {
+		return
+	}
+	if svc.Name == ConsoleService {
+		e.errorf("name", "service name %q is reserved for the gateway's built-in web console; rename this service", svc.Name)
 		return
 	}
 	if _, dup := p.svcByName[svc.Name]; dup {

@@ -27,7 +27,7 @@ func (b *builder) reachWarnings(p *Policy) []Problem {
 		anyOffered := false
 		var missing []string
 		for _, sid := range s.svcs {
-			svc := p.services[sid]
+			svc := p.serviceByID(sid)
 			if len(intersectRanges(s.rule.Ports, append(append([]PortRange(nil), svc.Ports...), icmpRange))) > 0 {
 				anyOffered = true
 			} else {
