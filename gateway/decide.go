@@ -60,6 +60,9 @@ func (g *Gateway) decide(st *state, src, dst netip.AddrPort, proto policy.Proto)
 func (g *Gateway) decideFor(st *state, v verdict) verdict {
 	if v.id != nil {
 		v.svc = st.pol.ServiceByDst(v.dst, v.proto)
+		if v.svc == nil {
+			v.svc = consoleService(st, v.dst, v.proto)
+		}
 		if v.svc == nil && g.egress != nil {
 			v.svc = g.egress(v.id, v.dst.Addr(), v.dst.Port(), v.proto)
 		}
@@ -84,9 +87,9 @@ func (g *Gateway) judge(st *state, v verdict) verdict {
 // passes says whether a decided flow goes through: allowed, or a would-be
 // denial during roll-out (a deny rule with audit = true, or the gateway in
 // audit mode). Flows with no identity or no service have nowhere to go, so
-// they stay denied even then.
+// they stay denied even then, and so do flows to the console.
 func (g *Gateway) passes(v verdict) bool {
-	return v.d.Allowed() || (v.id != nil && v.svc != nil && (v.d.Audit || g.auditing.Load()))
+	return v.d.Allowed() || (v.id != nil && v.svc != nil && !isConsole(v) && (v.d.Audit || g.auditing.Load()))
 }
 
 // removeFlow takes an ended flow out of the table and its bytes into the

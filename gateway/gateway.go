@@ -63,6 +63,7 @@ type Gateway struct {
 	links     *siteLinks
 	listeners []io.Closer // LAN [[listener]] sockets
 	admin     *adminServer
+	console   *consoleHost // the web console (webconsole.go)
 	metrics   *metrics
 	// stopWatch ends the handshake watcher and the flow recheck;
 	// watchDone and recheckDone say they have.
@@ -145,6 +146,9 @@ func (g *Gateway) start(opts Options) error {
 	})
 	g.flows = newFlowTable()
 	g.metrics = g.newMetrics()
+	if err := g.startConsole(); err != nil {
+		return fmt.Errorf("web console: %w", err)
+	}
 
 	listen, _ := netip.ParseAddrPort(cfg.Listen) // validated by ParseConfig
 	bind := opts.Bind
@@ -229,6 +233,7 @@ func (g *Gateway) teardown() {
 	if g.overlay != nil {
 		g.overlay.Close()
 	}
+	g.stopConsole()
 	g.closeAll()
 }
 
@@ -259,6 +264,7 @@ func (g *Gateway) Close() error {
 	}
 	g.closed = true
 	g.closing.Store(true)
+	g.stopConsole() // its pages' connections would hold the drain open
 	done := make(chan struct{})
 	go func() { g.flowsWG.Wait(); close(done) }()
 	select {

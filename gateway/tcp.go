@@ -122,6 +122,9 @@ func (g *Gateway) serveTCP(v verdict, cs clientSide) {
 // device's, or a client's flow that was not relayed), so that the site
 // identifies the client and decides again.
 func (g *Gateway) dialFlow(ctx context.Context, v verdict, f *flow) (net.Conn, error) {
+	if isConsole(v) {
+		return g.dialConsole(v)
+	}
 	if g.isRemote(v) {
 		if !g.links.up(v.svc.Site) {
 			return nil, errSiteDown(v.svc.Site)
