@@ -9,7 +9,7 @@ import (
 type consoleSource struct{ g *Gateway }
 
 func (s consoleSource) Policy() *policy.Policy { return s.g.Policy() }
-func (s consoleSource) Feed() *console.Feed     { return s.g.console.feed }
+func (s consoleSource) Feed() *console.Feed    { return s.g.console.feed }
 
 // Suggestions: proposing rules from observed flows is not part of the
 // gateway yet.
