@@ -101,7 +101,7 @@ name = "cover-ward-7"
 from = ["agency-nurse-3"]
 to = ["pacs"]
 ports = ["104/tcp"]
-expires = "2099-12-01T18:00:00Z"
+expires = "%[7]s"
 reason = "on-call cover"
 
 [[rule]]
@@ -129,7 +129,8 @@ func newConsoleRig(t *testing.T, extra string) *consoleRig {
 	t.Helper()
 	be := startTestBackends(t)
 	gw, alice, bob := newTestKey(t), newTestKey(t), newTestKey(t)
-	pol := fmt.Sprintf(consolePolicy, gw.pubB64(), alice.pubB64(), bob.pubB64(), be.echo, newTestKey(t).pubB64(), newTestKey(t).pubB64())
+	expires := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Hour).Format(time.RFC3339) // a grant with hours left
+	pol := fmt.Sprintf(consolePolicy, gw.pubB64(), alice.pubB64(), bob.pubB64(), be.echo, newTestKey(t).pubB64(), newTestKey(t).pubB64(), expires)
 	r := &consoleRig{be: be}
 	r.tg = startTestGateway(t, memnet.NewSwitch(), gw, "leeds", pol, extra+"\n[limits]\ndrain = \"1s\"\n")
 	r.alice = r.tg.client(t, alice, "100.80.1.10")
