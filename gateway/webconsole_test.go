@@ -122,6 +122,7 @@ type consoleRig struct {
 	tg         *testGateway
 	alice, bob *wgclient.Client
 	be         testBackends
+	policy     string
 }
 
 // newConsoleRig starts it; extra goes into gateway.toml.
@@ -131,7 +132,7 @@ func newConsoleRig(t *testing.T, extra string) *consoleRig {
 	gw, alice, bob := newTestKey(t), newTestKey(t), newTestKey(t)
 	expires := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Hour).Format(time.RFC3339) // a grant with hours left
 	pol := fmt.Sprintf(consolePolicy, gw.pubB64(), alice.pubB64(), bob.pubB64(), be.echo, newTestKey(t).pubB64(), newTestKey(t).pubB64(), expires)
-	r := &consoleRig{be: be}
+	r := &consoleRig{be: be, policy: pol}
 	r.tg = startTestGateway(t, memnet.NewSwitch(), gw, "leeds", pol, extra+"\n[limits]\ndrain = \"1s\"\n")
 	r.alice = r.tg.client(t, alice, "100.80.1.10")
 	r.bob = r.tg.client(t, bob, "100.80.1.11")
@@ -215,6 +216,35 @@ func TestConsoleEventsOverOverlay(t *testing.T) {
 			t.Fatal("alice's flow did not appear on the event stream")
 		}
 	}
+}
+
+// A reload that takes the console rule away ends the pages already open,
+// as it ends any flow it no longer allows.
+func TestConsoleRevokedOnReload(t *testing.T) {
+	r := newConsoleRig(t, "")
+	resp, err := httpVia(r.bob).Get("http://" + consoleAddr + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, resp.Body)
+		ended <- err
+	}()
+	text := strings.Replace(r.policy, `to = ["console"]`, `to = ["ehr"]`, 1)
+	if err := os.WriteFile(filepath.Join(r.tg.dir, "policy.toml"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.tg.gw.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob's console page is still streaming after his rule was removed")
+	}
+	r.tg.audit.waitEvent(t, map[string]any{"event": "flow.revoked", "identity": "bob", "service": "console", "reason": "no-rule"})
 }
 
 // [admin] web serves the console on loopback, and only there.
