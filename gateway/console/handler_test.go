@@ -236,3 +236,15 @@ func TestEvents(t *testing.T) {
 	resp.Body.Close()
 	io.Copy(io.Discard, resp.Body)
 }
+
+// The map writes its cells without the template: what it writes is
+// escaped all the same.
+func TestMapCellEscaped(t *testing.T) {
+	var b strings.Builder
+	mapCell{Cell: Cell{State: StateAllow}, Title: hostile, Text: hostile, Href: `/explain?from="x"&to=<y>`}.html(&b)
+	want := `<td class="cell allow" title="&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;">` +
+		`<a href="/explain?from=&#34;x&#34;&amp;to=&lt;y&gt;">&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;</a></td>`
+	if b.String() != want {
+		t.Errorf("cell\n%s\nwant\n%s", b.String(), want)
+	}
+}
