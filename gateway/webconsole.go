@@ -72,8 +72,7 @@ func (c *consoleHost) serve(g *Gateway, srv *http.Server, ln net.Listener, where
 	}()
 }
 
-// stopConsole closes both servers and every console connection (their
-// flows end with them).
+// stopConsole closes both servers and ends every console flow.
 func (g *Gateway) stopConsole() {
 	c := g.console
 	if c == nil {
@@ -84,6 +83,13 @@ func (g *Gateway) stopConsole() {
 		c.web.Close()
 	}
 	c.done.Wait()
+	// The server's side is closed; a client that keeps its own side open
+	// (a live page) would keep the flow open until the drain ends.
+	for _, f := range g.flows.snapshot() {
+		if f.fields.service == policy.ConsoleService {
+			f.stop()
+		}
+	}
 }
 
 // WebAddr is the loopback address the console listens on ([admin] web),

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -128,12 +129,16 @@ type consoleRig struct {
 // newConsoleRig starts it; extra goes into gateway.toml.
 func newConsoleRig(t *testing.T, extra string) *consoleRig {
 	t.Helper()
-	be := startTestBackends(t)
+	return newConsoleRigWith(t, startTestBackends(t), extra+"\n[limits]\ndrain = \"1s\"\n")
+}
+
+func newConsoleRigWith(t *testing.T, be testBackends, extra string) *consoleRig {
+	t.Helper()
 	gw, alice, bob := newTestKey(t), newTestKey(t), newTestKey(t)
 	expires := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Hour).Format(time.RFC3339) // a grant with hours left
 	pol := fmt.Sprintf(consolePolicy, gw.pubB64(), alice.pubB64(), bob.pubB64(), be.echo, newTestKey(t).pubB64(), newTestKey(t).pubB64(), expires)
 	r := &consoleRig{be: be, policy: pol}
-	r.tg = startTestGateway(t, memnet.NewSwitch(), gw, "leeds", pol, extra+"\n[limits]\ndrain = \"1s\"\n")
+	r.tg = startTestGateway(t, memnet.NewSwitch(), gw, "leeds", pol, extra)
 	r.alice = r.tg.client(t, alice, "100.80.1.10")
 	r.bob = r.tg.client(t, bob, "100.80.1.11")
 	return r
@@ -266,5 +271,36 @@ func TestConsoleAdminWeb(t *testing.T) {
 	os.WriteFile(gw, []byte("site = \"leeds\"\npolicy = \"p.toml\"\nprivate_key_file = \"k\"\n\n[admin]\nweb = \"0.0.0.0:9587\"\n"), 0o644)
 	if _, err := LoadConfig(gw); err == nil || !strings.Contains(err.Error(), gw+":6:") || !strings.Contains(err.Error(), "loopback only") {
 		t.Errorf("a console on 0.0.0.0: %v, want %s:6: ... loopback only", err, gw)
+	}
+}
+
+// A gateway closed while a console page streams to a client ends the
+// stream at once (not after the drain time) and leaves no goroutine behind.
+func TestConsoleCloseLeavesNoGoroutines(t *testing.T) {
+	be := startTestBackends(t)
+	baseline := runtime.NumGoroutine()
+	r := newConsoleRigWith(t, be, "[limits]\ndrain = \"30s\"\n")
+	client := httpVia(r.bob)
+	resp, err := client.Get("http://" + consoleAddr + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r.tg.gw.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("closing took %v: the open console page held the drain", d)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	client.CloseIdleConnections()
+	r.alice.Close()
+	r.bob.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > baseline+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d, baseline %d:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
