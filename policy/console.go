@@ -39,3 +39,16 @@ func (p *Policy) serviceByID(id int) *Service {
 	}
 	return p.services[id]
 }
+
+// reachesConsole reports whether an allow rule not expired at load names id
+// and the console (the reach bitset leaves the console out).
+func (p *Policy) reachesConsole(id *Identity) bool {
+	for _, pr := range p.dec.principals[id.ID] {
+		for _, e := range p.console.table.find(pr) {
+			if e.allow && !e.expiredAt(p.dec.compiledAt) {
+				return true
+			}
+		}
+	}
+	return false
+}

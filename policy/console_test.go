@@ -30,19 +30,26 @@ key = "%s"
 address = "100.80.1.2"
 site = "leeds"
 
+[[identity]]
+name = "auditor"
+key = "%s"
+address = "100.80.1.3"
+site = "leeds"
+groups = ["auditors"]
+
 [[service]]
 name = "ehr"
 site = "leeds"
 endpoints = ["127.0.0.1:443"]
 
 [[rule]]
-name = "everyone-everything"
-from = ["*"]
+name = "staff-everything"
+from = ["admin", "nurse"]
 to = ["*"]
 
 [[rule]]
 name = "it-console"
-from = ["group:it"]
+from = ["group:it", "group:auditors"]
 to = ["console"]
 
 [[test]]
@@ -54,7 +61,7 @@ expect = "allow"
 func parseConsolePolicy(t *testing.T, extra string) (*Policy, error) {
 	t.Helper()
 	text := consolePolicy
-	for i := range 3 {
+	for i := range 4 {
 		text = strings.Replace(text, "%s", testKey(i), 1)
 	}
 	return Parse("policy.toml", []byte(text+extra))
@@ -66,6 +73,11 @@ func TestConsoleService(t *testing.T) {
 	p, err := parseConsolePolicy(t, "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, w := range p.Warnings() {
+		if strings.Contains(w.Msg, "no rule lets it reach any service") {
+			t.Errorf("warning %s, but the auditor may reach the console", w)
+		}
 	}
 	for _, r := range p.RunTests() {
 		if !r.Passed {
@@ -102,7 +114,7 @@ func TestConsoleService(t *testing.T) {
 		}
 	}
 	if d := p.Decide(nurse, p.Service("ehr"), 443, ProtoTCP, now); !d.Allowed() {
-		t.Errorf("nurse to ehr: %+v, want allowed by the * rule", d)
+		t.Errorf("nurse to ehr: %+v, want allowed by the rule to *", d)
 	}
 	if _, why := p.Explain(nurse, con, 80, ProtoTCP, now); !strings.Contains(why, "no rule lets nurse reach console") {
 		t.Errorf("explain: %s", why)

@@ -58,7 +58,7 @@ func (b *builder) reachWarnings(p *Policy) []Problem {
 			reached[w] |= bits
 			some = some || bits != 0
 		}
-		if !some {
+		if !some && !p.reachesConsole(id) {
 			b.idElems[id.ID].warnf("", "no rule lets it reach any service")
 		}
 	}
