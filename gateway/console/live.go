@@ -99,13 +99,17 @@ func (s *Server) flows(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "flows", "Live flows", d)
 }
 
-// flowsEvery is how often the live page's flow table is refreshed when no
-// decision comes (for bytes and ages); a new flow is sent at once.
-const flowsEvery = time.Second
+// The live page's flow table is sent every flowsEvery (for bytes and ages),
+// and within flowsSoon of a decision, which may have opened a flow: at most
+// a few times a second however busy the gateway, so that each open page
+// costs a bounded number of flow-table snapshots.
+const (
+	flowsEvery = time.Second
+	flowsSoon  = 200 * time.Millisecond
+)
 
 // events is a server-sent event stream: "decision" with each new decision
-// that passes the filter, and "flows" with the whole flow table, at once
-// after a decision and every flowsEvery.
+// that passes the filter, and "flows" with the whole flow table.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	f := parseFilter(r)
@@ -122,19 +126,27 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush()
 	}
-	tick := time.NewTicker(flowsEvery)
+	tick := time.NewTicker(flowsSoon)
 	defer tick.Stop()
+	if send("flows", s.flowRows()) != nil {
+		return
+	}
+	sent, changed := time.Now(), false
 	for {
-		if err := send("flows", s.flowRows()); err != nil {
-			return
-		}
 		select {
 		case <-r.Context().Done():
 			return
-		case <-tick.C:
 		case d := <-ch:
+			changed = true
 			if f.match(d) && send("decision", newDecisionRow(d)) != nil {
 				return
+			}
+		case now := <-tick.C:
+			if changed || now.Sub(sent) >= flowsEvery {
+				if send("flows", s.flowRows()) != nil {
+					return
+				}
+				sent, changed = now, false
 			}
 		}
 	}
