@@ -146,9 +146,6 @@ func (g *Gateway) start(opts Options) error {
 	})
 	g.flows = newFlowTable()
 	g.metrics = g.newMetrics()
-	if err := g.startConsole(); err != nil {
-		return fmt.Errorf("web console: %w", err)
-	}
 
 	listen, _ := netip.ParseAddrPort(cfg.Listen) // validated by ParseConfig
 	bind := opts.Bind
@@ -175,6 +172,11 @@ func (g *Gateway) start(opts Options) error {
 	}
 	if err := g.startDNS(); err != nil {
 		return fmt.Errorf("dns: %w", err)
+	}
+	// Before the peers: a flow to the console needs it, and its pages
+	// read the overlay.
+	if err := g.startConsole(); err != nil {
+		return fmt.Errorf("web console: %w", err)
 	}
 	peers, err := peersFor(st)
 	if err != nil {

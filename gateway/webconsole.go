@@ -30,8 +30,8 @@ type consoleHost struct {
 	done    sync.WaitGroup
 }
 
-// recentDecisions is how many decisions the live page can show when it
-// opens.
+// recentDecisions is how many decisions the gateway keeps for the live
+// page, which shows the newest 200 that pass its filter.
 const recentDecisions = 500
 
 // startConsole starts the overlay console, and the loopback one when
