@@ -378,6 +378,8 @@ func (c *Config) CheckAgainst(p *policy.Policy) error {
 		switch svc := p.Service(ln.Service); {
 		case svc == nil:
 			msg = fmt.Sprintf("listener %d: unknown service %q", i+1, ln.Service)
+		case svc == p.Console():
+			msg = fmt.Sprintf("listener %d: the console is served on the overlay and on [admin] web, not through a listener", i+1)
 		case !svc.VIP.IsValid():
 			// A listener forwards to a service's address; an egress-only
 			// service has none (its destinations are learnt from DNS).

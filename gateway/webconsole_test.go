@@ -304,3 +304,20 @@ func TestConsoleCloseLeavesNoGoroutines(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A LAN listener cannot front the console: it has no address to forward to.
+func TestConsoleNotBehindListener(t *testing.T) {
+	dir := t.TempDir()
+	k := newTestKey(t).pubB64()
+	pol := fmt.Sprintf(consolePolicy, k, newTestKey(t).pubB64(), newTestKey(t).pubB64(), "127.0.0.1:443", newTestKey(t).pubB64(), newTestKey(t).pubB64(), "2099-01-01T00:00:00Z")
+	os.WriteFile(filepath.Join(dir, "policy.toml"), []byte(pol), 0o644)
+	gw := filepath.Join(dir, "gateway.toml")
+	os.WriteFile(gw, []byte("site = \"leeds\"\npolicy = \"policy.toml\"\nprivate_key_file = \"k\"\n[[listener]]\nlisten = \"127.0.0.1:8080\"\nservice = \"console\"\n"), 0o644)
+	c, err := LoadConfig(gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.LoadPolicy(); err == nil || !strings.Contains(err.Error(), gw+":6:1: listener 1: the console is served on the overlay") {
+		t.Errorf("a listener for the console: %v", err)
+	}
+}
