@@ -148,7 +148,7 @@ func TestMapCell(t *testing.T) {
 	s, _ := newTestServer(t)
 	body := get(t, s, "/map").Body.String()
 	for _, want := range []string{
-		"<td class=\"cell allow mixed\" title=\"alice → ehr\n443/tcp: allow by rule clinical-ehr\n8000-8010/tcp: deny (no-rule)\nicmp: deny (no-rule)\"><a href=\"/explain?from=alice&amp;port=443%2Ftcp&amp;to=ehr\">443/tcp</a></td>",
+		"<td class=\"cell allow mixed\" title=\"alice → ehr\n443/tcp: allow by rule clinical-ehr\n8000-8010/tcp: deny (no-rule)\nicmp: deny (no-rule)\"><a href=\"/explain?from=alice&amp;port=443%2Ftcp&amp;to=ehr\">443/tcp<small>clinical-ehr</small></a></td>",
 		"<td class=\"cell limited\" title=\"alice → console\n80/tcp: allow by rule cover until 2026-03-05T12:30:00Z\n",
 	} {
 		if !strings.Contains(body, want) {
@@ -241,9 +241,9 @@ func TestEvents(t *testing.T) {
 // escaped all the same.
 func TestMapCellEscaped(t *testing.T) {
 	var b strings.Builder
-	mapCell{Cell: Cell{State: StateAllow}, Title: hostile, Text: hostile, Href: `/explain?from="x"&to=<y>`}.html(&b)
+	mapCell{Cell: Cell{State: StateAllow}, Title: hostile, Text: hostile, Rule: "<b>", Href: `/explain?from="x"&to=<y>`}.html(&b)
 	want := `<td class="cell allow" title="&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;">` +
-		`<a href="/explain?from=&#34;x&#34;&amp;to=&lt;y&gt;">&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;</a></td>`
+		`<a href="/explain?from=&#34;x&#34;&amp;to=&lt;y&gt;">&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;<small>&lt;b&gt;</small></a></td>`
 	if b.String() != want {
 		t.Errorf("cell\n%s\nwant\n%s", b.String(), want)
 	}

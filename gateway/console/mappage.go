@@ -56,6 +56,7 @@ func (q mapQuery) url(n int) string {
 type mapCell struct {
 	Cell
 	Title, Text, Href string
+	Rule              string // the rule deciding the segment explain opens on
 }
 
 // html is the cell's <td>. The map writes its cells itself rather than
@@ -74,6 +75,11 @@ func (c mapCell) html(b *strings.Builder) {
 	b.WriteString(html.EscapeString(c.Href))
 	b.WriteString(`">`)
 	b.WriteString(html.EscapeString(c.Text))
+	if c.Rule != "" {
+		b.WriteString("<small>")
+		b.WriteString(html.EscapeString(c.Rule))
+		b.WriteString("</small>")
+	}
 	b.WriteString("</a></td>")
 }
 
@@ -212,7 +218,9 @@ func describeCell(c Cell, id *policy.Identity, svc *policy.Service) mapCell {
 	if mc.Text == "" {
 		mc.Text = "–"
 	}
-	v := url.Values{"from": {id.Name}, "to": {svc.Name}, "port": {c.Explain().Ports.String()}}
+	ex := c.Explain()
+	mc.Rule = ex.Decision.Rule
+	v := url.Values{"from": {id.Name}, "to": {svc.Name}, "port": {ex.Ports.String()}}
 	mc.Href = "/explain?" + v.Encode()
 	return mc
 }

@@ -62,7 +62,7 @@ func TestMapLarge(t *testing.T) {
 	if !strings.Contains(body, "group g7") || strings.Count(body, `<th class="svc"`) != 10 {
 		t.Errorf("filter by group and service name did not narrow rows and columns")
 	}
-	if !strings.Contains(body, `<a href="/explain?from=id007&amp;port=443%2Ftcp&amp;to=svc007">443/tcp 8050/tcp</a>`) {
+	if !strings.Contains(body, `<a href="/explain?from=id007&amp;port=443%2Ftcp&amp;to=svc007">443/tcp 8050/tcp<small>g7</small></a>`) {
 		t.Errorf("id007's cell for svc007 does not show its two open ports")
 	}
 }
