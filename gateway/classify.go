@@ -28,6 +28,9 @@ func (g *Gateway) classifyOverlay(st *state, src, dst netip.AddrPort, proto poli
 	}
 	if v.id != nil {
 		v.svc = st.pol.ServiceByDst(v.dst, v.proto)
+		if v.svc == nil {
+			v.svc = consoleService(st, v.dst, v.proto)
+		}
 		if v.svc == nil && g.egress != nil {
 			v.svc = g.egress(v.id, v.dst.Addr(), v.dst.Port(), v.proto)
 		}

@@ -59,6 +59,9 @@ type DNSConfig struct {
 type AdminConfig struct {
 	Socket  string `toml:"socket"`  // JSON over HTTP on a unix socket
 	Metrics string `toml:"metrics"` // Prometheus /metrics address, optional
+	// Web serves the console on a loopback address, for the gateway host
+	// itself; on the overlay it is the built-in service "console".
+	Web string `toml:"web"`
 }
 
 // LogConfig is [log].
@@ -294,6 +297,13 @@ func (c *Config) validate(bad func(key, format string, args ...any)) {
 			bad("admin.metrics", "admin metrics %s: want ip:port", policy.Quote(c.Admin.Metrics))
 		}
 	}
+	if c.Admin.Web != "" {
+		if ap, err := netip.ParseAddrPort(c.Admin.Web); err != nil {
+			bad("admin.web", "admin web %s: want ip:port", policy.Quote(c.Admin.Web))
+		} else if !ap.Addr().IsLoopback() {
+			bad("admin.web", "admin web %s: the console is served on loopback only (127.0.0.1 or ::1); on the overlay, grant it with a rule to \"console\"", policy.Quote(c.Admin.Web))
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -377,6 +387,8 @@ func (c *Config) CheckAgainst(p *policy.Policy) error {
 		switch svc := p.Service(ln.Service); {
 		case svc == nil:
 			msg = fmt.Sprintf("listener %d: unknown service %q", i+1, ln.Service)
+		case svc == p.Console():
+			msg = fmt.Sprintf("listener %d: the console is served on the overlay and on [admin] web, not through a listener", i+1)
 		case !svc.VIP.IsValid():
 			// A listener forwards to a service's address; an egress-only
 			// service has none (its destinations are learnt from DNS).

@@ -52,8 +52,8 @@ func (g *Gateway) judge(st *state, v verdict) verdict {
 // passes says whether a decided flow goes through: allowed, or a would-be
 // denial during roll-out (a deny rule with audit = true, or the gateway in
 // audit mode). Flows with no identity or no service have nowhere to go, so
-// they stay denied even then, and so do quarantined ones: a quarantine is
-// an operator's order, not a rule in roll-out.
+// they stay denied even then, and so do quarantined ones (a quarantine is
+// an operator's order, not a rule in roll-out) and flows to the console.
 func (g *Gateway) passes(v verdict) bool {
-	return v.d.Allowed() || (v.id != nil && v.svc != nil && v.d.Reason != policy.ReasonQuarantined && (v.d.Audit || g.auditing.Load()))
+	return v.d.Allowed() || (v.id != nil && v.svc != nil && v.d.Reason != policy.ReasonQuarantined && !isConsole(v) && (v.d.Audit || g.auditing.Load()))
 }

@@ -118,6 +118,7 @@ func (g *Gateway) logDecision(v verdict, f *flow, reason string) {
 	}
 	g.audit.LogAttrs(context.Background(), slog.LevelInfo, event, ff.attrs(extra...)...)
 	g.metrics.observe(v, event, v.took)
+	g.publishDecision(v, event, reason)
 }
 
 // logEnd writes flow.end for f.

@@ -67,6 +67,7 @@ type Gateway struct {
 	links     *siteLinks
 	listeners []io.Closer // LAN [[listener]] sockets
 	admin     *adminServer
+	console   *consoleHost // the web console (webconsole.go)
 	metrics   *metrics
 	// stopWatch ends the handshake watcher and the flow recheck;
 	// watchDone and recheckDone say they have.
@@ -182,6 +183,11 @@ func (g *Gateway) start(opts Options) error {
 	if err := g.startDNS(); err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
+	// Before the peers: a flow to the console needs it, and its pages
+	// read the overlay.
+	if err := g.startConsole(); err != nil {
+		return fmt.Errorf("web console: %w", err)
+	}
 	peers, err := peersFor(st)
 	if err != nil {
 		return fmt.Errorf("peers: %w", err)
@@ -241,6 +247,7 @@ func (g *Gateway) teardown() {
 	if g.overlay != nil {
 		g.overlay.Close()
 	}
+	g.stopConsole()
 	g.closeAll()
 }
 
@@ -271,6 +278,7 @@ func (g *Gateway) Close() error {
 	}
 	g.closed = true
 	g.closing.Store(true)
+	g.stopConsole() // its pages' connections would hold the drain open
 	done := make(chan struct{})
 	go func() { g.flowsWG.Wait(); close(done) }()
 	select {

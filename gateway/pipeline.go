@@ -153,6 +153,9 @@ func (g *Gateway) serve(v verdict, f *flow, cs clientSide) {
 // device's flow, or a client's that was not relayed as packets), so that
 // the site identifies the client and decides again.
 func (g *Gateway) dial(ctx context.Context, v verdict) (net.Conn, error) {
+	if isConsole(v) {
+		return g.dialConsole(v)
+	}
 	if g.isRemote(v) {
 		if !g.links.up(v.svc.Site) {
 			return nil, errSiteDown(v.svc.Site)

@@ -293,6 +293,7 @@ type Policy struct {
 	services   []*Service
 	rules      []*Rule
 	groups     []string
+	console    *Service // built in, not in services (console.go)
 	tests      []testSpec
 	// quarantineAllow marks, by Service.ID, the services of
 	// [quarantine] allow.

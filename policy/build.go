@@ -105,6 +105,7 @@ func (b *builder) build(raw map[string]any) *Policy {
 	b.checkEndpointClashes(p)
 	b.checkLANSources(p)
 	b.allocateVIPs(p, svcElems)
+	b.addConsole(p)
 	b.buildQuarantine(p, raw)
 	for _, e := range b.elems(raw, "rule") {
 		b.buildRule(p, e, groups)

@@ -34,6 +34,10 @@ func (b *builder) buildService(p *Policy, e *elem, names map[string]string) {
 	if svc.Name == "" {
 		return
 	}
+	if svc.Name == ConsoleService {
+		e.errorf("name", "service name %q is reserved for the gateway's built-in web console; rename this service", svc.Name)
+		return
+	}
 	if _, dup := p.svcByName[svc.Name]; dup {
 		e.errorf("name", "duplicate service name %q", svc.Name)
 		return

@@ -202,7 +202,7 @@ func (p *Policy) compile(specs []*ruleSpec, now time.Time) {
 			d.targets[pr] = append(d.targets[pr], tg)
 		}
 	}
-	d.buildPrincipalTables(len(p.services))
+	d.buildPrincipalTables(len(p.services) + 1) // the console follows the file's services
 	p.own()
 	p.compileReach()
 	d.table, d.hasAny, d.hasSvc, d.targets = nil, nil, nil, nil
@@ -239,7 +239,7 @@ func (p *Policy) own() {
 			id.nPrins = uint8(copy(id.inline[:], id.prins))
 		}
 	}
-	for _, svc := range p.services {
+	for _, svc := range append(p.services[:len(p.services):len(p.services)], p.console) {
 		svc.pol, svc.table = p, p.dec.bySvc[svc.ID]
 		if n := len(svc.Ports); n > 0 && n <= len(svc.fast) {
 			svc.nFast = uint8(copy(svc.fast[:], svc.Ports))
@@ -384,7 +384,7 @@ func (p *Policy) collect(id *Identity, svc *Service, port uint16, proto Proto, t
 		if list := st.find(pr); list != nil {
 			v.add(list, port, proto, t)
 		}
-		if list := at.find(pr); list != nil {
+		if list := at.find(pr); list != nil && svc != p.console { // "*" is not the console
 			v.add(list, port, proto, t)
 		}
 	}

@@ -15,8 +15,8 @@ func (p *Policy) CanReach(id *Identity, svc *Service) bool {
 	if id = p.ownIdentity(id); id == nil {
 		return false
 	}
-	if svc = p.ownService(svc); svc == nil {
-		return false
+	if svc = p.ownService(svc); svc == nil || svc == p.console {
+		return false // the console is no DNS name: its bit is not computed
 	}
 	w := p.dec.reach[id.ID*p.dec.words+svc.ID/64]
 	return w&(1<<(uint(svc.ID)%64)) != 0
@@ -77,6 +77,9 @@ func (p *Policy) compileReach() {
 			}
 		}
 		for _, sid := range d.targets[pr] {
+			if int(sid) == len(p.services) {
+				continue // the console: not in the reach bitset
+			}
 			list := d.table[tableKey(uint32(pr), sid)]
 			ports := p.services[sid].Ports
 			if touches(ports, list, true, d.compiledAt) {

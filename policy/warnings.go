@@ -27,7 +27,7 @@ func (b *builder) reachWarnings(p *Policy) []Problem {
 		anyOffered := false
 		var missing []string
 		for _, sid := range s.svcs {
-			svc := p.services[sid]
+			svc := p.serviceByID(sid)
 			if len(intersectRanges(s.rule.Ports, append(append([]PortRange(nil), svc.Ports...), icmpRange))) > 0 {
 				anyOffered = true
 			} else {
@@ -58,7 +58,7 @@ func (b *builder) reachWarnings(p *Policy) []Problem {
 			reached[w] |= bits
 			some = some || bits != 0
 		}
-		if !some {
+		if !some && !p.reachesConsole(id) {
 			b.idElems[id.ID].warnf("", "no rule lets it reach any service")
 		}
 	}

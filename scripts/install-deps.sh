@@ -17,6 +17,8 @@ have ip          || need+=(iproute2)
 # configs/logrotate/wardgate (skipped without them, failing under CI=true).
 have promtool    || need+=(prometheus)
 have logrotate   || need+=(logrotate)
+# The console's browser test (gateway/console) drives it with chromedp.
+have chromium-headless-shell || need+=(chromium-headless-shell)
 if [ "${1:-}" = bench ]; then
   have unbound   || need+=(unbound)
   have dnsperf   || need+=(dnsperf)
