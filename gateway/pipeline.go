@@ -22,7 +22,8 @@ import (
 //	classify  source -> identity, destination -> service   classify.go (a function per kind of source)
 //	decide    the policy's verdict; audit mode              decide.go (judge)
 //	admit     the [limits] caps; the flow table; flow.*     admit, below; flows.go; flowaudit.go
-//	dial      a backend here, or the service's site         dial, below; backend.go
+//	dial      a backend here, the service's site, or the    dial, below; backend.go;
+//	          console (an in-process pipe)                  webconsole.go
 //	accept    complete the client's side                    the source's clientSide
 //	splice    copy both ways until either side ends         splice.go (TCP), udp.go (datagrams)
 //	end       release what the flow held; flow.end          serve, below
@@ -148,8 +149,9 @@ func (g *Gateway) serve(v verdict, f *flow, cs clientSide) {
 	g.logEnd(f, endReason(f, err))
 }
 
-// dial connects an admitted flow to its service: a local backend, or the
-// service's own site from the client's own overlay address (a LAN
+// dial connects an admitted flow to its service: the built-in console, a
+// local backend, or the service's own site from the client's own overlay
+// address (a LAN
 // device's flow, or a client's that was not relayed as packets), so that
 // the site identifies the client and decides again.
 func (g *Gateway) dial(ctx context.Context, v verdict) (net.Conn, error) {
