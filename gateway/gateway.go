@@ -76,6 +76,9 @@ type Gateway struct {
 	// an address it learnt from DNS (dnsfilter's FQDN egress).
 	egress func(id *policy.Identity, dst netip.Addr, port uint16, proto policy.Proto) *policy.Service
 
+	// follow keeps the policy on a git branch's head ([policy_source]).
+	follow *follower
+
 	version  string
 	closing  atomic.Bool
 	flowsWG  sync.WaitGroup
@@ -113,7 +116,7 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 	g.version = opts.Version
 	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStart,
 		slog.String("site", st.site.Name), slog.String("version", g.version),
-		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()), slog.String("enforce", cfg.Enforce))
+		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()), slog.String("commit", st.commit), slog.String("enforce", cfg.Enforce))
 	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
 		"port", g.overlay.Port(), "policy", st.pol.File(), "hash", st.pol.Hash())
 	if g.auditing.Load() {
@@ -126,7 +129,8 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 // started.
 func (g *Gateway) start(opts Options) error {
 	cfg := g.cfg
-	pol, err := cfg.LoadPolicy()
+	g.metrics = g.newMetrics() // counts a commit refused at start
+	pol, commit, err := g.firstPolicy(cfg)
 	if err != nil {
 		return err
 	}
@@ -134,7 +138,7 @@ func (g *Gateway) start(opts Options) error {
 	if err != nil {
 		return err
 	}
-	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now()}
+	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now(), commit: commit}
 	if err := st.checkKey(); err != nil {
 		return err
 	}
@@ -144,7 +148,6 @@ func (g *Gateway) start(opts Options) error {
 		flowsTotal: cfg.Limits.FlowsTotal, udpFlowsTotal: cfg.Limits.UDPFlowsTotal,
 	})
 	g.flows = newFlowTable()
-	g.metrics = g.newMetrics()
 
 	listen, _ := netip.ParseAddrPort(cfg.Listen) // validated by ParseConfig
 	bind := opts.Bind
@@ -206,11 +209,17 @@ func (g *Gateway) start(opts Options) error {
 	if err := g.startMetrics(); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	if g.follow != nil {
+		g.follow.start()
+	}
 	return nil
 }
 
 // teardown stops whatever parts are running, in reverse order.
 func (g *Gateway) teardown() {
+	if g.follow != nil {
+		g.follow.close()
+	}
 	g.stopMetrics()
 	g.stopAdmin()
 	for _, l := range g.listeners {

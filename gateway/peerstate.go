@@ -83,11 +83,16 @@ func (g *Gateway) savePeerEndpoints(stats []overlay.PeerStats) error {
 	if err != nil {
 		return err
 	}
-	dir := g.cfg.stateDir()
+	return writeStateFile(g.cfg.stateDir(), peerStateFile, data)
+}
+
+// writeStateFile replaces name in the state directory atomically: a crash
+// leaves the old file or the new one, never a part.
+func writeStateFile(dir, name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, peerStateFile+".*")
+	tmp, err := os.CreateTemp(dir, name+".*")
 	if err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -103,7 +108,7 @@ func (g *Gateway) savePeerEndpoints(stats []overlay.PeerStats) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, peerStateFile))
+	return os.Rename(tmp.Name(), filepath.Join(dir, name))
 }
 
 // restoreEndpoints gives the peers of this site that have no configured

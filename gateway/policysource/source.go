@@ -58,8 +58,8 @@ func New(cfg Config) (*Source, error) {
 		return nil, err
 	}
 	if cfg.Signers != "" {
-		if _, err := openpgp.ReadArmoredKeyRing(strings.NewReader(cfg.Signers)); err != nil {
-			return nil, fmt.Errorf("allowed signers: %w", err)
+		if err := CheckSigners(cfg.Signers); err != nil {
+			return nil, err
 		}
 	}
 	repo, err := git.Init(memory.NewStorage(), nil)
@@ -201,6 +201,18 @@ func signerName(e *openpgp.Entity) string {
 func subject(msg string) string {
 	s, _, _ := strings.Cut(strings.TrimSpace(msg), "\n")
 	return s
+}
+
+// CheckSigners accepts an armored OpenPGP keyring with at least one key.
+func CheckSigners(armored string) error {
+	keys, err := openpgp.ReadArmoredKeyRing(strings.NewReader(armored))
+	if err == nil && len(keys) == 0 {
+		err = errors.New("no keys")
+	}
+	if err != nil {
+		return fmt.Errorf("not an armored OpenPGP keyring: %v", err)
+	}
+	return nil
 }
 
 // CheckPath accepts a relative, clean path inside the repository.
