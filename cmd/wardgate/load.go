@@ -21,8 +21,9 @@ func isGatewayConfig(path string) (bool, error) {
 		return false, nil // let the real loader report the syntax error
 	}
 	_, hasPolicy := top["policy"]
+	_, hasSource := top["policy_source"]
 	_, hasOverlay := top["overlay"]
-	return hasPolicy && !hasOverlay, nil
+	return (hasPolicy || hasSource) && !hasOverlay, nil
 }
 
 // loadAny loads FILE as either kind. cfg is nil for a policy.toml.
