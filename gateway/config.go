@@ -10,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/wardgate/wardgate/gateway/policysource"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -339,7 +340,7 @@ func ParseListen(s string) (netip.AddrPort, policy.Proto, error) {
 // the test's line.
 func (c *Config) LoadPolicy() (*policy.Policy, error) {
 	if c.FollowsRepo() {
-		return nil, fmt.Errorf("%s: the policy comes from [policy_source] %s: check the policy file in a checkout of it", c.file, c.PolicySource.Repo)
+		return nil, fmt.Errorf("%s: the policy comes from [policy_source] %s: check the policy file in a checkout of it", c.file, policysource.Redact(c.PolicySource.Repo))
 	}
 	p, err := policy.Load(c.Path(c.Policy))
 	if err != nil {

@@ -114,9 +114,12 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 	}
 	st := g.state.Load()
 	g.version = opts.Version
-	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStart,
-		slog.String("site", st.site.Name), slog.String("version", g.version),
-		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()), slog.String("commit", st.commit), slog.String("enforce", cfg.Enforce))
+	attrs := []slog.Attr{slog.String("site", st.site.Name), slog.String("version", g.version),
+		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash())}
+	if st.commit != "" {
+		attrs = append(attrs, slog.String("commit", st.commit))
+	}
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStart, append(attrs, slog.String("enforce", cfg.Enforce))...)
 	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
 		"port", g.overlay.Port(), "policy", st.pol.File(), "hash", st.pol.Hash())
 	if g.auditing.Load() {

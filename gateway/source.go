@@ -30,7 +30,7 @@ const startFetchTimeout = 15 * time.Second
 type follower struct {
 	g    *Gateway
 	src  *policysource.Source
-	cfg  PolicySourceConfig
+	cfg  PolicySourceConfig // the repository's URL without its token
 	stop chan struct{}
 	done chan struct{} // nil until start
 	// ctx ends with stop, so that a fetch in progress does not hold up
@@ -61,7 +61,9 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	f := &follower{g: g, src: src, cfg: cfg.PolicySource, stop: make(chan struct{})}
+	shown := cfg.PolicySource
+	shown.Repo = policysource.Redact(shown.Repo)
+	f := &follower{g: g, src: src, cfg: shown, stop: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	cached := g.loadSourceCache(cfg)
 	ctx, cancel := context.WithTimeout(f.ctx, startFetchTimeout)
@@ -82,7 +84,7 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 		f.refuse(head, err)
 		if cached == nil {
 			return nil, "", fmt.Errorf("no good policy to start with: the head of %s (%s) is refused and state_dir holds no earlier good commit; the gateway does not start open: %w",
-				cfg.PolicySource.Repo, policysource.Short(head), err)
+				shown.Repo, policysource.Short(head), err)
 		}
 	}
 	if cached == nil {
@@ -96,7 +98,7 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 	if ferr != nil {
 		f.offline = true
 		g.log.Error("POLICY SOURCE UNREACHABLE: running the last good policy kept in state_dir until the repository answers",
-			"repo", cfg.PolicySource.Repo, "commit", cached.Hash, "err", ferr)
+			"repo", shown.Repo, "commit", cached.Hash, "err", ferr)
 	}
 	g.follow = f
 	return p, cached.Hash, nil

@@ -54,9 +54,10 @@ func (g *Gateway) loadSourceCache(cfg *Config) *policysource.Commit {
 		return nil
 	}
 	ps := cfg.PolicySource
-	if sc.Repo != ps.Repo || sc.Branch != ps.Branch || sc.Path != ps.Path {
+	repo := policysource.Redact(ps.Repo)
+	if sc.Repo != repo || sc.Branch != ps.Branch || sc.Path != ps.Path {
 		g.log.Warn("cached policy ignored: it came from another policy source", "file", path,
-			"cached", sc.Repo+" "+sc.Branch+":"+sc.Path, "configured", ps.Repo+" "+ps.Branch+":"+ps.Path)
+			"cached", sc.Repo+" "+sc.Branch+":"+sc.Path, "configured", repo+" "+ps.Branch+":"+ps.Path)
 		return nil
 	}
 	return &policysource.Commit{Hash: sc.Commit, Data: []byte(sc.Policy), Author: sc.Author, Subject: sc.Subject, Signer: sc.Signer, When: sc.When}
@@ -67,7 +68,7 @@ func (g *Gateway) loadSourceCache(cfg *Config) *policysource.Commit {
 func (g *Gateway) saveSourceCache(cfg *Config, c *policysource.Commit) {
 	ps := cfg.PolicySource
 	data, err := json.MarshalIndent(sourceCache{
-		Repo: ps.Repo, Branch: ps.Branch, Path: ps.Path,
+		Repo: policysource.Redact(ps.Repo), Branch: ps.Branch, Path: ps.Path,
 		Commit: c.Hash, Author: c.Author, Subject: c.Subject, Signer: c.Signer, When: c.When,
 		AppliedAt: time.Now().UTC(), Policy: string(c.Data),
 	}, "", "  ")

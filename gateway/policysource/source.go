@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -73,17 +74,33 @@ func New(cfg Config) (*Source, error) {
 	return &Source{cfg: cfg, repo: repo, remote: remote, ref: plumbing.NewRemoteReferenceName("origin", cfg.Branch)}, nil
 }
 
+// Redact hides the password or token of a repository URL
+// (https://TOKEN@host/... or https://user:TOKEN@host/...), for logs,
+// status and the state directory.
+func Redact(repo string) string {
+	u, err := url.Parse(repo)
+	if err != nil || u.User == nil {
+		return repo
+	}
+	if _, hasPass := u.User.Password(); hasPass {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	} else if u.Scheme == "https" || u.Scheme == "http" {
+		u.User = url.User("REDACTED") // a token as the user name
+	}
+	return u.String()
+}
+
 // CheckURL accepts the repository URLs go-git can fetch from.
 func CheckURL(repo string) error {
 	ep, err := transport.NewEndpoint(repo)
 	if err != nil {
-		return fmt.Errorf("repo %q: %v", repo, err)
+		return fmt.Errorf("repo %q: %v", Redact(repo), err)
 	}
 	switch ep.Protocol {
 	case "https", "http", "ssh", "git", "file":
 		return nil
 	}
-	return fmt.Errorf("repo %q: scheme %q: want https, ssh, git or file", repo, ep.Protocol)
+	return fmt.Errorf("repo %q: scheme %q: want https, ssh, git or file", Redact(repo), ep.Protocol)
 }
 
 // Fetch brings the branch up to date and returns its head commit. The
@@ -93,11 +110,11 @@ func (s *Source) Fetch(ctx context.Context) (string, error) {
 	spec := gitconfig.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", s.cfg.Branch, s.ref))
 	err := s.remote.FetchContext(ctx, &git.FetchOptions{RefSpecs: []gitconfig.RefSpec{spec}, Auth: s.cfg.Auth, Tags: git.NoTags})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return "", fmt.Errorf("fetch %s: %w", s.cfg.Repo, err)
+		return "", fmt.Errorf("fetch %s: %w", Redact(s.cfg.Repo), err)
 	}
 	ref, err := s.repo.Reference(s.ref, true)
 	if err != nil {
-		return "", fmt.Errorf("fetch %s: branch %q: %w", s.cfg.Repo, s.cfg.Branch, err)
+		return "", fmt.Errorf("fetch %s: branch %q: %w", Redact(s.cfg.Repo), s.cfg.Branch, err)
 	}
 	return ref.Hash().String(), nil
 }

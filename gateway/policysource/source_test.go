@@ -144,3 +144,16 @@ func TestUnreachableRepository(t *testing.T) {
 		t.Fatal("fetch from a missing repository succeeded")
 	}
 }
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://glpat-secret@git.trust.example/seg.git":      "https://REDACTED@git.trust.example/seg.git",
+		"https://deploy:glpat-secret@git.trust.example/s.git": "https://deploy:REDACTED@git.trust.example/s.git",
+		"ssh://git@git.trust.example/seg.git":                 "ssh://git@git.trust.example/seg.git",
+		"git://127.0.0.1:9418/seg.git":                        "git://127.0.0.1:9418/seg.git",
+	} {
+		if got := policysource.Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

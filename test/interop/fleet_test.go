@@ -56,8 +56,8 @@ func (r *policyRepo) startDaemon(t *testing.T, base string) {
 	t.Helper()
 	r.daemon = exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--informative-errors",
 		"--listen=127.0.0.1", fmt.Sprintf("--port=%d", r.port), "--base-path="+base, base)
-	// Its own process group: the upload-pack children it forks hold its
-	// listening socket, and must end with it.
+	// Its own process group: `git daemon` runs git-daemon as a child (which
+	// forks upload-pack children), and all of them must end with it.
 	r.daemon.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := r.daemon.Start(); err != nil {
 		t.Fatal(err)
