@@ -47,7 +47,13 @@ type follower struct {
 	offline   bool                 // running the cache, repository not reached since start
 	refused   string               // the newest head refused
 	refusedAt string               // why
-	fetches   [2]uint64            // good, failed
+	// refusedUnder is the gateway.toml in force when refused was: a
+	// reload (a fixed gateway.toml) makes the head worth trying again.
+	refusedUnder *Config
+	fetches      [2]uint64 // good, failed
+	// unsaved: the commit running was chosen at start and goes to the
+	// cache once the gateway is up.
+	unsaved bool
 }
 
 // firstPolicy loads the policy a gateway starts with: the local file, or,
@@ -65,6 +71,11 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 	shown.Repo = policysource.Redact(shown.Repo)
 	f := &follower{g: g, src: src, cfg: shown, stop: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if g.follow == nil {
+			f.cancel()
+		}
+	}()
 	cached := g.loadSourceCache(cfg)
 	ctx, cancel := context.WithTimeout(f.ctx, startFetchTimeout)
 	head, ferr := f.fetch(ctx)
@@ -76,12 +87,11 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 			p, err = cfg.commitPolicy(c)
 		}
 		if err == nil {
-			f.running = c
+			f.running, f.unsaved = c, true
 			g.follow = f
-			g.saveSourceCache(cfg, c)
 			return p, c.Hash, nil
 		}
-		f.refuse(head, err)
+		f.refuse(head, err, cfg)
 		if cached == nil {
 			return nil, "", fmt.Errorf("no good policy to start with: the head of %s (%s) is refused and state_dir holds no earlier good commit; the gateway does not start open: %w",
 				shown.Repo, policysource.Short(head), err)
@@ -140,8 +150,12 @@ func (g *Gateway) policyFor(cfg *Config, next *policysource.Commit) (*policy.Pol
 	return p, next.Hash, err
 }
 
-// startFollowing polls the repository until Close.
+// start keeps the commit the gateway started with, if new, and polls the
+// repository until close.
 func (f *follower) start() {
+	if f.unsaved {
+		f.g.saveSourceCache(f.g.cfg, f.running)
+	}
 	f.done = make(chan struct{})
 	go func() {
 		defer close(f.done)
@@ -174,19 +188,21 @@ func (f *follower) poll() {
 	if err != nil {
 		return
 	}
+	under := f.g.state.Load().cfg
 	f.mu.Lock()
-	running, refused := f.running.Hash, f.refused
+	running := f.running.Hash
+	tried := head == f.refused && under == f.refusedUnder
 	f.mu.Unlock()
-	if head == running || head == refused {
+	if head == running || tried {
 		return
 	}
 	c, err := f.src.Read(head, running)
 	if err != nil {
-		f.refuse(head, err)
+		f.refuse(head, err, under)
 		return
 	}
 	if _, err := f.g.reload(c); err != nil {
-		f.markRefused(head, err) // reload logged config.error
+		f.markRefused(head, err, under) // reload logged config.error
 		return
 	}
 	f.g.saveSourceCache(f.g.cfg, c)
@@ -218,16 +234,16 @@ func (f *follower) fetch(ctx context.Context) (string, error) {
 }
 
 // refuse logs a commit that is not applied and remembers it, so that it
-// is not tried again.
-func (f *follower) refuse(head string, err error) {
-	f.markRefused(head, err)
+// is not tried again under the same gateway.toml.
+func (f *follower) refuse(head string, err error, under *Config) {
+	f.markRefused(head, err, under)
 	f.g.refuseReload(err, &policysource.Commit{Hash: head})
 }
 
-func (f *follower) markRefused(head string, err error) {
+func (f *follower) markRefused(head string, err error, under *Config) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.refused, f.refusedAt = head, err.Error()
+	f.refused, f.refusedAt, f.refusedUnder = head, err.Error(), under
 }
 
 // applied records c as the commit in force; reload calls it as it swaps

@@ -28,7 +28,7 @@ type sourceRig struct {
 	keys  [3]testKey // gateway, alice, bob
 	sw    *memnet.Switch
 	dir   string
-	extra string // more [policy_source] keys
+	extra string // more [policy_source] keys, and tables after it
 	tg    *testGateway
 	alice *wgclient.Client
 }
@@ -165,6 +165,29 @@ func TestSourceRefusesABrokenCommitThenTakesTheNext(t *testing.T) {
 	if n != 1 {
 		t.Errorf("broken commit logged %d times, want 1", n)
 	}
+}
+
+// A head refused because of this gateway.toml is tried again once a
+// reload installed another one.
+func TestSourceRetriesARefusedHeadAfterAReload(t *testing.T) {
+	r := newSourceRig(t)
+	r.extra = fmt.Sprintf("[[listener]]\nlisten = \"127.0.0.1:%d\"\nservice = \"payroll\"\n", freeTCPPort(t))
+	r.commit(r.policy(), "good", nil)
+	tg := r.mustStart()
+	renamed := strings.ReplaceAll(r.policy(), `"payroll"`, `"payroll2"`)
+	next := r.commit(renamed, "payroll becomes payroll2", nil)
+	ev := tg.audit.waitEvent(t, map[string]any{"event": "config.error", "commit": next})
+	if !strings.Contains(fmt.Sprint(ev["error"]), `unknown service "payroll"`) {
+		t.Fatalf("config.error: %v", ev["error"])
+	}
+	// The listener goes; the reload applies the running commit again, and
+	// the next poll takes the head.
+	conf, _ := os.ReadFile(filepath.Join(r.dir, "gateway.toml"))
+	os.WriteFile(filepath.Join(r.dir, "gateway.toml"), []byte(conf[:strings.Index(string(conf), "[[listener]]")]), 0o644)
+	if _, err := tg.gw.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitCommit(next)
 }
 
 func TestSourceSignatures(t *testing.T) {
