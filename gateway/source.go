@@ -84,7 +84,7 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 		c, err := src.Read(head, cachedHash(cached))
 		var p *policy.Policy
 		if err == nil {
-			p, err = cfg.commitPolicy(c)
+			p, err = cfg.startPolicy(c)
 		}
 		if err == nil {
 			f.running, f.unsaved = c, true
@@ -100,7 +100,7 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 	if cached == nil {
 		return nil, "", fmt.Errorf("policy source unreachable and no cached policy in %s: the gateway does not start open: %w", cfg.stateDir(), ferr)
 	}
-	p, err := cfg.commitPolicy(cached)
+	p, err := cfg.startPolicy(cached)
 	if err != nil {
 		return nil, "", fmt.Errorf("the cached policy (commit %s) in %s: %w", policysource.Short(cached.Hash), cfg.stateDir(), err)
 	}
@@ -130,6 +130,23 @@ func (c *Config) commitPolicy(cm *policysource.Commit) (*policy.Policy, error) {
 		return nil, err
 	}
 	return c.vetPolicy(p)
+}
+
+// startPolicy is commitPolicy plus the check that the private key is this
+// site's in the commit: a head that rotates the key before the gateway has
+// the new one is refused at start like at reload, and the cached commit
+// runs instead.
+func (c *Config) startPolicy(cm *policysource.Commit) (*policy.Policy, error) {
+	p, err := c.commitPolicy(cm)
+	if err != nil {
+		return nil, err
+	}
+	key, err := c.ReadPrivateKey()
+	if err != nil {
+		return nil, err
+	}
+	st := &state{pol: p, site: p.Site(c.Site), cfg: c, key: key}
+	return p, st.checkKey()
 }
 
 // policyFor is the policy a reload installs: next when a new commit is

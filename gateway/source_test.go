@@ -285,3 +285,24 @@ func TestSourceNeverStartsOpen(t *testing.T) {
 		}
 	})
 }
+
+// A commit rotating this site's key before the gateway has the new key:
+// a restart runs the cached commit; with the new key, the head.
+func TestSourceStartsOnTheCacheWhenTheHeadRotatesItsKey(t *testing.T) {
+	r := newSourceRig(t)
+	good := r.commit(r.policy(), "good", nil)
+	r.mustStart().gw.Close()
+	oldKey, newKey := r.keys[0], newTestKey(t)
+	r.keys[0] = newKey
+	rotated := r.commit(r.policy(), "leeds gets a new key", nil)
+	r.keys[0] = oldKey
+	tg := r.mustStart()
+	if ps := tg.gw.Status().PolicySource; ps.Commit != good || ps.Refused != rotated || !strings.Contains(ps.RefusedBy, "private_key_file") {
+		t.Fatalf("status with the old key: %+v", ps)
+	}
+	tg.gw.Close()
+	r.keys[0] = newKey
+	if ps := r.mustStart().gw.Status().PolicySource; ps.Commit != rotated || ps.Behind {
+		t.Fatalf("status with the new key: %+v", ps)
+	}
+}
