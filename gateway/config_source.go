@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -108,4 +109,25 @@ func (c *Config) policySource() (*policysource.Source, error) {
 		return nil, fmt.Errorf("%s: policy_source: %w", c.file, err)
 	}
 	return src, nil
+}
+
+// FetchPolicy fetches the head of the [policy_source] branch and loads its
+// policy as a starting gateway would (signature, validation, [[test]]s,
+// the config's site and listeners), for `wardgate check` and the other
+// commands that read a gateway.toml.
+func (c *Config) FetchPolicy(ctx context.Context) (*policy.Policy, *policysource.Commit, error) {
+	src, err := c.policySource()
+	if err != nil {
+		return nil, nil, err
+	}
+	head, err := src.Fetch(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cm, err := src.Read(head, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.commitPolicy(cm)
+	return p, cm, err
 }

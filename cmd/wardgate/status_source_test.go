@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/wardgate/wardgate/gateway"
+	"github.com/wardgate/wardgate/gateway/policysource"
+	"github.com/wardgate/wardgate/gateway/policysource/gittest"
 )
 
 func TestStatusShowsThePolicySource(t *testing.T) {
@@ -37,5 +43,29 @@ func TestStatusShowsThePolicySource(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCheckFetchesThePolicySource(t *testing.T) {
+	text, err := os.ReadFile(examplePolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := gittest.New(t)
+	head := repo.Commit("policy.toml", text, "example", nil)
+	dir := t.TempDir()
+	_, pub := gittest.NewKey(t, "change-board")
+	os.WriteFile(filepath.Join(dir, "signers.asc"), []byte(pub), 0o644)
+	conf := fmt.Sprintf("site = \"leeds\"\nprivate_key_file = \"missing.key\"\n[policy_source]\nrepo = %q\n", repo.URL())
+	gw := filepath.Join(dir, "gateway.toml")
+	os.WriteFile(gw, []byte(conf), 0o644)
+	code, out, errs := runCLI("check", "-c", gw)
+	if code != 0 || !strings.Contains(out, "policy.toml@"+policysource.Short(head)+":") || !strings.Contains(out, "tests passed") {
+		t.Errorf("check of a gateway.toml following a repository: exit %d\n%s%s", code, out, errs)
+	}
+	os.WriteFile(gw, []byte(conf+"allowed_signers = \"signers.asc\"\n"), 0o644)
+	code, _, errs = runCLI("check", "-c", gw)
+	if code != 1 || !strings.Contains(errs, "is not signed") {
+		t.Errorf("check with signers required and an unsigned head: exit %d\n%s", code, errs)
 	}
 }
