@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -94,6 +95,13 @@ func (r *sourceRig) aliceReachesEHR() error {
 	return rr.roundTrip(r.alice)
 }
 
+// metric is one sample of the gateway's metrics, -1 when absent.
+func (r *sourceRig) metric(series string) float64 {
+	rec := httptest.NewRecorder()
+	r.tg.gw.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return sampleValue(rec.Body.String(), series)
+}
+
 func (r *sourceRig) waitCommit(want string) {
 	r.t.Helper()
 	testwait.Until(r.t, 10*time.Second, "commit "+want, func() bool {
@@ -146,6 +154,10 @@ func TestSourceRefusesABrokenCommitThenTakesTheNext(t *testing.T) {
 	ps := tg.gw.Status().PolicySource
 	if ps.Commit != good || ps.Head != broken || !ps.Behind || ps.Refused != broken {
 		t.Errorf("status after a broken commit: %+v", ps)
+	}
+	if r.metric("wardgate_policy_source_behind") != 1 || r.metric(`wardgate_policy_commit_info{commit="`+good+`"}`) != 1 {
+		t.Errorf("metrics after a broken commit: behind %v, commit_info %v",
+			r.metric("wardgate_policy_source_behind"), r.metric(`wardgate_policy_commit_info{commit="`+good+`"}`))
 	}
 	// A failing [[test]] is refused like a syntax error.
 	failing := r.commit(r.withoutAliceEHR()+"\n[[test]]\nfrom = \"alice\"\nto = \"ehr\"\nexpect = \"allow\"\n", "test fails", nil)
@@ -241,6 +253,9 @@ func TestSourceRestartsFromItsCache(t *testing.T) {
 	if ps.Commit != good || !ps.Offline || ps.FetchErr == "" {
 		t.Fatalf("status offline: %+v", ps)
 	}
+	if r.metric("wardgate_policy_source_offline") != 1 || r.metric(`wardgate_policy_source_fetches_total{result="error"}`) < 1 {
+		t.Errorf("metrics offline: offline %v", r.metric("wardgate_policy_source_offline"))
+	}
 	r.connectAlice()
 	if err := r.aliceReachesEHR(); err != nil {
 		t.Fatalf("the cached policy does not serve: %v", err)
@@ -253,6 +268,9 @@ func TestSourceRestartsFromItsCache(t *testing.T) {
 	r.waitCommit(next)
 	if ps := tg.gw.Status().PolicySource; ps.Offline || ps.FetchErr != "" {
 		t.Errorf("status after catching up: %+v", ps)
+	}
+	if r.metric("wardgate_policy_source_offline") != 0 || r.metric("wardgate_policy_source_last_fetch_timestamp_seconds") <= 0 {
+		t.Errorf("metrics after catching up: offline %v", r.metric("wardgate_policy_source_offline"))
 	}
 	tg.gw.Close()
 
