@@ -85,11 +85,16 @@ func (c *Config) checkSource(md toml.MetaData, bad func(key, format string, args
 	}
 }
 
-// policySource makes the follower's source: the signers' keyring and the
-// SSH key are read here, so a missing file is an error at start.
-func (c *Config) policySource() (*policysource.Source, error) {
+// sourceCloneDir is the bare clone of the policy repository in state_dir.
+const sourceCloneDir = "policy.git"
+
+// policySource makes a source of the policy: a bare clone in dir (a
+// following gateway's state_dir) or, with dir empty, in memory. The
+// signers' keyring and the SSH key are read here, so a missing file is an
+// error at start.
+func (c *Config) policySource(dir string) (*policysource.Source, error) {
 	ps := c.PolicySource
-	cfg := policysource.Config{Repo: ps.Repo, Branch: ps.Branch, Path: ps.Path}
+	cfg := policysource.Config{Repo: ps.Repo, Branch: ps.Branch, Path: ps.Path, Dir: dir}
 	if ps.AllowedSigners != "" {
 		data, err := os.ReadFile(c.Path(ps.AllowedSigners))
 		if err != nil {
@@ -116,7 +121,7 @@ func (c *Config) policySource() (*policysource.Source, error) {
 // the config's site and listeners), for `wardgate check` and the other
 // commands that read a gateway.toml.
 func (c *Config) FetchPolicy(ctx context.Context) (*policy.Policy, *policysource.Commit, error) {
-	src, err := c.policySource()
+	src, err := c.policySource("")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -63,7 +64,7 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 		p, err := cfg.LoadPolicy()
 		return p, "", err
 	}
-	src, err := cfg.policySource()
+	src, err := cfg.policySource(filepath.Join(cfg.stateDir(), sourceCloneDir))
 	if err != nil {
 		return nil, "", err
 	}

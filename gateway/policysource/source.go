@@ -1,7 +1,7 @@
 // Package policysource follows one file on one branch of a git repository:
 // the policy a fleet of gateways shares, reviewed and versioned where the
 // trust keeps its other reviewed changes. It fetches with go-git (no git
-// binary, no working tree: objects are held in memory) and hands out the
+// binary, no working tree: a bare clone on disk, or objects in memory) and hands out the
 // file at a commit only after the checks that do not need the policy
 // itself: the commit descends from the one running (no rollback by a
 // rewritten branch) and, with signers, carries a good signature by one of
@@ -14,16 +14,21 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
@@ -38,6 +43,11 @@ type Config struct {
 	// Auth authenticates the fetch (ssh keys, https tokens); nil is
 	// go-git's default for the scheme (the SSH agent for ssh://).
 	Auth transport.AuthMethod
+	// Dir holds a bare clone, made there if missing, so that a restart
+	// fetches only what is new and history does not live in memory
+	// (go-git's memory storage keeps every object uncompressed). Empty:
+	// in memory, for one-off reads.
+	Dir string
 }
 
 // Source is a followed repository. Fetch and Read are not safe for
@@ -63,15 +73,61 @@ func New(cfg Config) (*Source, error) {
 			return nil, err
 		}
 	}
-	repo, err := git.Init(memory.NewStorage(), nil)
+	cfg.Repo, cfg.Auth = splitCredentials(cfg.Repo, cfg.Auth)
+	repo, err := openRepo(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	remote, err := repo.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{cfg.Repo}})
+	remote, err := repo.Remote("origin")
+	if err == nil && (len(remote.Config().URLs) != 1 || remote.Config().URLs[0] != cfg.Repo) {
+		err = repo.DeleteRemote("origin") // the repository moved
+		remote = nil
+	}
+	if remote == nil && (err == nil || errors.Is(err, git.ErrRemoteNotFound)) {
+		remote, err = repo.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{cfg.Repo}})
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", cfg.Dir, err)
 	}
 	return &Source{cfg: cfg, repo: repo, remote: remote, ref: plumbing.NewRemoteReferenceName("origin", cfg.Branch)}, nil
+}
+
+// splitCredentials takes a user and token out of an https URL and makes
+// them the fetch's authentication, so that they are not written into the
+// clone's config on disk.
+func splitCredentials(repo string, auth transport.AuthMethod) (string, transport.AuthMethod) {
+	u, err := url.Parse(repo)
+	if err != nil || u.User == nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return repo, auth
+	}
+	if auth == nil {
+		pass, _ := u.User.Password()
+		auth = &githttp.BasicAuth{Username: u.User.Username(), Password: pass}
+	}
+	u.User = nil
+	return u.String(), auth
+}
+
+// openRepo opens the bare clone in dir, or makes it; one that does not
+// open is made again (it is only a cache of the repository). Empty dir is
+// memory.
+func openRepo(dir string) (*git.Repository, error) {
+	if dir == "" {
+		return git.Init(memory.NewStorage(), nil)
+	}
+	storage := func() *filesystem.Storage {
+		return filesystem.NewStorage(osfs.New(dir), cache.NewObjectLRU(4*cache.MiByte))
+	}
+	if repo, err := git.Open(storage(), nil); err == nil {
+		return repo, nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	return git.Init(storage(), nil)
 }
 
 // Redact hides the password or token of a repository URL

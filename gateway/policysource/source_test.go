@@ -2,6 +2,8 @@ package policysource_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -155,5 +157,42 @@ func TestRedact(t *testing.T) {
 		if got := policysource.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A clone on disk survives a restart, follows a repository that moved,
+// and is made again when damaged.
+func TestCloneOnDisk(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "policy.git")
+	repo := gittest.New(t)
+	first := repo.Commit("policy.toml", []byte("v1"), "first", nil)
+	open := func(url string) *policysource.Source {
+		t.Helper()
+		s, err := policysource.New(policysource.Config{Repo: url, Branch: "main", Path: "policy.toml", Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if head := fetch(t, open(repo.URL())); head != first {
+		t.Fatalf("head %s, want %s", head, first)
+	}
+	// Reopened: the first commit is there without a fetch.
+	if c, err := open(repo.URL()).Read(first, ""); err != nil || string(c.Data) != "v1" {
+		t.Fatalf("read from the reopened clone: %v", err)
+	}
+	// The repository moved: the clone follows the new URL.
+	moved := gittest.New(t)
+	other := moved.Commit("policy.toml", []byte("elsewhere"), "moved", nil)
+	if head := fetch(t, open(moved.URL())); head != other {
+		t.Fatalf("head after the move %s, want %s", head, other)
+	}
+	// Damaged: made again, and fetches.
+	if err := os.WriteFile(filepath.Join(dir, "HEAD"), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(dir, "objects"))
+	if head := fetch(t, open(moved.URL())); head != other {
+		t.Fatalf("head after damage %s, want %s", head, other)
 	}
 }
