@@ -317,6 +317,7 @@ func printReload(w io.Writer, ch *gateway.ReloadChanges) {
 	} else {
 		fmt.Fprintf(w, "reloaded: policy %s (was %s)\n", ch.PolicyHash, ch.PreviousHash)
 	}
+	printReloadCommit(w, ch)
 	switch {
 	case ch.Enforce != ch.PreviousEnforce && ch.Enforce == "audit":
 		fmt.Fprintln(w, "enforce: audit (was enforce): THIS GATEWAY NO LONGER ENFORCES POLICY")

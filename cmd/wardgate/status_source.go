@@ -61,3 +61,14 @@ func commitCell(st gateway.Status, l gateway.LinkStatus) string {
 	}
 	return "\t" + c
 }
+
+// printReloadCommit says which policy source commit a reload applied.
+func printReloadCommit(w io.Writer, ch *gateway.ReloadChanges) {
+	switch {
+	case ch.Commit == "":
+	case ch.Commit == ch.PreviousCommit:
+		fmt.Fprintf(w, "commit: %s (unchanged)\n", policysource.Short(ch.Commit))
+	default:
+		fmt.Fprintf(w, "commit: %s (was %s)\n", policysource.Short(ch.Commit), policysource.Short(ch.PreviousCommit))
+	}
+}

@@ -69,3 +69,16 @@ func TestCheckFetchesThePolicySource(t *testing.T) {
 		t.Errorf("check with signers required and an unsigned head: exit %d\n%s", code, errs)
 	}
 }
+
+func TestReloadPrintsTheCommit(t *testing.T) {
+	var buf bytes.Buffer
+	printReload(&buf, &gateway.ReloadChanges{PolicyHash: "a", PreviousHash: "a", Commit: strings.Repeat("1", 40), PreviousCommit: strings.Repeat("1", 40)})
+	if !strings.Contains(buf.String(), "commit: 111111111111 (unchanged)") {
+		t.Errorf("reload output: %s", buf.String())
+	}
+	buf.Reset()
+	printReload(&buf, &gateway.ReloadChanges{PolicyHash: "a", PreviousHash: "a"})
+	if strings.Contains(buf.String(), "commit") {
+		t.Errorf("a reload without a policy source mentions a commit: %s", buf.String())
+	}
+}
