@@ -154,12 +154,12 @@ func (c *Config) startPolicy(cm *policysource.Commit) (*policy.Policy, error) {
 // being applied, else the running commit again (gateway.toml may have
 // changed) or the local file.
 func (g *Gateway) policyFor(cfg *Config, next *policysource.Commit) (*policy.Policy, string, error) {
-	if !cfg.FollowsRepo() {
+	switch {
+	case cfg.FollowsRepo() != (g.follow != nil):
+		return nil, "", fmt.Errorf("%s: switching between `policy` and [policy_source] takes a restart", cfg.File())
+	case !cfg.FollowsRepo():
 		p, err := cfg.LoadPolicy()
 		return p, "", err
-	}
-	if g.follow == nil {
-		return nil, "", fmt.Errorf("%s: [policy_source] added: restart the gateway to follow a repository", cfg.File())
 	}
 	if next == nil {
 		next = g.follow.current()

@@ -202,6 +202,21 @@ func TestSourceRetriesARefusedHeadAfterAReload(t *testing.T) {
 	r.waitCommit(next)
 }
 
+// A reload cannot switch the gateway from the repository to a local file.
+func TestSourceReloadKeepsTheSource(t *testing.T) {
+	r := newSourceRig(t)
+	first := r.commit(r.policy(), "good", nil)
+	tg := r.mustStart()
+	os.WriteFile(filepath.Join(r.dir, "policy.toml"), []byte(r.withoutAliceEHR()), 0o644)
+	os.WriteFile(filepath.Join(r.dir, "gateway.toml"), []byte("site = \"leeds\"\npolicy = \"policy.toml\"\nprivate_key_file = \"gw.key\"\nlisten = \"127.0.0.1:51820\"\n"), 0o644)
+	if _, err := tg.gw.Reload(); err == nil || !strings.Contains(err.Error(), "takes a restart") {
+		t.Fatalf("reload to a local policy: %v", err)
+	}
+	if ps := tg.gw.Status().PolicySource; ps.Commit != first {
+		t.Fatalf("status: %+v", ps)
+	}
+}
+
 func TestSourceSignatures(t *testing.T) {
 	alice, alicePub := gittest.NewKey(t, "alice")
 	mallory, _ := gittest.NewKey(t, "mallory")
