@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/ssh"
 
 	"github.com/wardgate/wardgate/gateway/policysource"
@@ -103,7 +104,11 @@ func (c *Config) policySource(dir string) (*policysource.Source, error) {
 		cfg.Signers = string(data)
 	}
 	if ps.SSHKey != "" {
-		auth, err := ssh.NewPublicKeysFromFile("git", c.Path(ps.SSHKey), "")
+		user := "git"
+		if ep, err := transport.NewEndpoint(ps.Repo); err == nil && ep.User != "" {
+			user = ep.User
+		}
+		auth, err := ssh.NewPublicKeysFromFile(user, c.Path(ps.SSHKey), "")
 		if err != nil {
 			return nil, fmt.Errorf("%s: policy_source.ssh_key: %w", c.file, err)
 		}
