@@ -1,10 +1,15 @@
 package gateway
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/wardgate/wardgate/gateway/policysource/gittest"
 )
@@ -55,5 +60,32 @@ func TestPolicySourceConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPolicySourceSSHKey(t *testing.T) {
+	dir := t.TempDir()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "deploy"), pem.EncodeToMemory(block), 0o600)
+	for _, tc := range []struct{ key, want string }{
+		{"deploy", ""},
+		{"missing", "policy_source.ssh_key"},
+	} {
+		text := "site = \"leeds\"\nprivate_key_file = \"k\"\n[policy_source]\nrepo = \"ssh://deploy@git.trust.example/seg.git\"\nssh_key = \"" + tc.key + "\"\n"
+		cfg, err := ParseConfig(filepath.Join(dir, "gateway.toml"), []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cfg.policySource("")
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("ssh_key %s: %v, want %q", tc.key, err, tc.want)
+		}
 	}
 }
