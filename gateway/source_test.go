@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -338,4 +339,17 @@ func TestSourceStartsOnTheCacheWhenTheHeadRotatesItsKey(t *testing.T) {
 	if ps := r.mustStart().gw.Status().PolicySource; ps.Commit != rotated || ps.Behind {
 		t.Fatalf("status with the new key: %+v", ps)
 	}
+}
+
+// Closing a following gateway ends its poller and whatever go-git started.
+func TestSourceLeavesNoGoroutines(t *testing.T) {
+	r := newSourceRig(t)
+	r.commit(r.policy(), "good", nil)
+	baseline := runtime.NumGoroutine()
+	tg := r.mustStart()
+	r.commit(r.withoutAliceEHR(), "next", nil)
+	tg.gw.Close()
+	testwait.Until(t, 10*time.Second, "goroutines back to the baseline", func() bool {
+		return runtime.NumGoroutine() <= baseline+2
+	})
 }
