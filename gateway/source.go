@@ -82,6 +82,8 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 	head, ferr := f.fetch(ctx)
 	cancel()
 	if ferr == nil && (cached == nil || head != cached.Hash) {
+		// A head not run before: start on it if it passes, else on the
+		// cache.
 		c, err := src.Read(head, cachedHash(cached))
 		var p *policy.Policy
 		if err == nil {
@@ -98,6 +100,8 @@ func (g *Gateway) firstPolicy(cfg *Config) (*policy.Policy, string, error) {
 				shown.Repo, policysource.Short(head), err)
 		}
 	}
+	// The cache: the head is the cached commit, or was refused, or the
+	// repository did not answer.
 	if cached == nil {
 		return nil, "", fmt.Errorf("policy source unreachable and no cached policy in %s: the gateway does not start open: %w", cfg.stateDir(), ferr)
 	}
