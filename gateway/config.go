@@ -12,6 +12,7 @@ import (
 
 	"github.com/wardgate/wardgate/overlay"
 
+	"github.com/wardgate/wardgate/gateway/policysource"
 	"github.com/wardgate/wardgate/policy"
 )
 
@@ -34,6 +35,9 @@ type Config struct {
 	Log      LogConfig        `toml:"log"`
 	Limits   LimitsConfig     `toml:"limits"`
 	Listener []ListenerConfig `toml:"listener"`
+	// PolicySource, when its repo is set, replaces Policy: the policy is
+	// followed from git (config_source.go).
+	PolicySource PolicySourceConfig `toml:"policy_source"`
 
 	// file is the path the config was read from; relative paths resolve
 	// against its directory.
@@ -182,6 +186,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	c.checkSet(md, bad)
 	c.applyDefaults()
 	c.validate(bad)
+	c.checkSource(md, bad)
 	if len(probs) > 0 {
 		return nil, &policy.LoadError{Problems: probs}
 	}
@@ -201,6 +206,7 @@ func (c *Config) applyDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.sourceDefaults()
 	if c.DNS.QueryLog == nil {
 		t := true
 		c.DNS.QueryLog = &t
@@ -252,6 +258,7 @@ func (c *Config) checkSet(md toml.MetaData, bad func(key, format string, args ..
 		{"limits.drain", int64(l.Drain), true},
 		{"dns.egress_ttl_min", int64(c.DNS.EgressTTLMin), true},
 		{"dns.egress_ttl_max", int64(c.DNS.EgressTTLMax), true},
+		{"policy_source.poll", int64(c.PolicySource.Poll), true},
 	} {
 		if !md.IsDefined(strings.Split(v.key, ".")...) || v.n > 0 {
 			continue
@@ -273,8 +280,8 @@ func (c *Config) validate(bad func(key, format string, args ...any)) {
 	} else if err := policy.CheckName(c.Site); err != nil {
 		bad("site", "site: %v", err)
 	}
-	if c.Policy == "" {
-		bad("policy", "policy is required: the path of the shared policy.toml")
+	if c.Policy == "" && !c.FollowsRepo() {
+		bad("policy", "policy is required: the path of the shared policy.toml (or a [policy_source] repository)")
 	}
 	if c.PrivateKeyFile == "" {
 		bad("private_key_file", "private_key_file is required")
@@ -351,10 +358,18 @@ func ParseListen(s string) (netip.AddrPort, policy.Proto, error) {
 // check. The error is a *policy.LoadError, one problem per failing test at
 // the test's line.
 func (c *Config) LoadPolicy() (*policy.Policy, error) {
+	if c.FollowsRepo() {
+		return nil, fmt.Errorf("%s: the policy comes from [policy_source] %s: check the policy file in a checkout of it", c.file, policysource.Redact(c.PolicySource.Repo))
+	}
 	p, err := policy.Load(c.Path(c.Policy))
 	if err != nil {
 		return nil, err
 	}
+	return c.vetPolicy(p)
+}
+
+// vetPolicy checks that the config fits p and runs p's [[test]]s.
+func (c *Config) vetPolicy(p *policy.Policy) (*policy.Policy, error) {
 	if err := c.CheckAgainst(p); err != nil {
 		return nil, err
 	}

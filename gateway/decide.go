@@ -17,6 +17,9 @@ type state struct {
 	key  wgkey.Private // the private key private_key_file held
 	// loadedAt is when the policy was loaded (status).
 	loadedAt time.Time
+	// commit is the policy source's commit pol was read from; "" for a
+	// local policy file.
+	commit string
 }
 
 // verdict is the outcome of classifying and deciding one new flow.

@@ -83,6 +83,9 @@ type Gateway struct {
 	// quar is the set of quarantined identities (quarantine.go).
 	quar *quarantines
 
+	// follow keeps the policy on a git branch's head ([policy_source]).
+	follow *follower
+
 	version  string
 	closing  atomic.Bool
 	flowsWG  sync.WaitGroup
@@ -118,9 +121,12 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 	}
 	st := g.state.Load()
 	g.version = opts.Version
-	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStart,
-		slog.String("site", st.site.Name), slog.String("version", g.version),
-		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash()), slog.String("enforce", cfg.Enforce))
+	attrs := []slog.Attr{slog.String("site", st.site.Name), slog.String("version", g.version),
+		slog.String("policy", st.pol.File()), slog.String("hash", st.pol.Hash())}
+	if st.commit != "" {
+		attrs = append(attrs, slog.String("commit", st.commit))
+	}
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventGatewayStart, append(attrs, slog.String("enforce", cfg.Enforce))...)
 	g.log.Info("wardgate running", "site", st.site.Name, "address", st.site.Address,
 		"port", g.overlay.Port(), "policy", st.pol.File(), "hash", st.pol.Hash())
 	if g.auditing.Load() {
@@ -133,7 +139,8 @@ func Start(cfg *Config, opts Options) (*Gateway, error) {
 // started.
 func (g *Gateway) start(opts Options) error {
 	cfg := g.cfg
-	pol, err := cfg.LoadPolicy()
+	g.metrics = g.newMetrics() // counts a commit refused at start
+	pol, commit, err := g.firstPolicy(cfg)
 	if err != nil {
 		return err
 	}
@@ -141,7 +148,7 @@ func (g *Gateway) start(opts Options) error {
 	if err != nil {
 		return err
 	}
-	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now()}
+	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now(), commit: commit}
 	if err := st.checkKey(); err != nil {
 		return err
 	}
@@ -154,7 +161,6 @@ func (g *Gateway) start(opts Options) error {
 		flowsTotal: cfg.Limits.FlowsTotal, udpFlowsTotal: cfg.Limits.UDPFlowsTotal,
 	})
 	g.flows = newFlowTable()
-	g.metrics = g.newMetrics()
 
 	listen, _ := netip.ParseAddrPort(cfg.Listen) // validated by ParseConfig
 	bind := opts.Bind
@@ -223,11 +229,17 @@ func (g *Gateway) start(opts Options) error {
 	if err := g.startMetrics(); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	if g.follow != nil {
+		g.follow.start()
+	}
 	return nil
 }
 
 // teardown stops whatever parts are running, in reverse order.
 func (g *Gateway) teardown() {
+	if g.follow != nil {
+		g.follow.close()
+	}
 	g.stopMetrics()
 	g.stopAdmin()
 	for _, l := range g.listeners {

@@ -66,6 +66,7 @@ func (g *Gateway) newMetrics() *metrics {
 			Help: "Audit log lines that could not be written (each one an event lost).",
 		}, func() float64 { return float64(g.auditWriteErrors()) }),
 		g.peersCollector(), g.bytesCollector(), g.dnsCollector(), g.refusedCollector(), g.siteLinkCollector(), g.pausesCollector(),
+		g.sourceCollector(),
 	)
 	for _, r := range []string{"ok", "error"} {
 		m.reloads.WithLabelValues(r)

@@ -99,8 +99,9 @@ func restoreEndpoints(peers []overlay.Peer, saved map[wgkey.Public]netip.AddrPor
 	return restored
 }
 
-// writeStateFile replaces dir/name with data: a temporary file in the same
-// directory, synced, then renamed over the old one.
+// writeStateFile replaces dir/name with data atomically (a temporary file in
+// the same directory, synced, then renamed over the old one): a crash
+// leaves the old file or the new one, never a part.
 func writeStateFile(dir, name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("state directory: %w", err)

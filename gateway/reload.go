@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wardgate/wardgate/dnsfilter"
+	"github.com/wardgate/wardgate/gateway/policysource"
 	"github.com/wardgate/wardgate/internal/wgkey"
 )
 
@@ -26,41 +27,49 @@ import (
 // listeners, ...) take effect on restart; a reload that changes them says
 // so in the operational log, and the new state's config keeps their
 // running values, so that it is the one config in force.
-func (g *Gateway) Reload() (ReloadChanges, error) {
+func (g *Gateway) Reload() (ReloadChanges, error) { return g.reload(nil) }
+
+// reload is Reload with, when the policy follows a repository, the new
+// commit to apply (nil: the running one).
+func (g *Gateway) reload(next *policysource.Commit) (ReloadChanges, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	g.reopenAudit() // after logrotate, even when the new config is refused
-	st, err := g.loadState()
+	refuse := func(err error) (ReloadChanges, error) { return ReloadChanges{}, g.refuseReload(err, next) }
+	st, err := g.loadState(next)
 	if err != nil {
-		return ReloadChanges{}, g.refuseReload(err)
+		return refuse(err)
 	}
 	blocks, err := dnsfilter.LoadBlocklists(st.cfg.paths(st.cfg.DNS.Blocklists))
 	if err != nil {
-		return ReloadChanges{}, g.refuseReload(err)
+		return refuse(err)
 	}
 	dnsSettings, err := dnsfilter.CompileSettings(g.dnsConfig(st.cfg))
 	if err != nil {
-		return ReloadChanges{}, g.refuseReload(fmt.Errorf("%s: [dns]: %w", st.cfg.File(), err))
+		return refuse(fmt.Errorf("%s: [dns]: %w", st.cfg.File(), err))
 	}
 	peers, err := peersFor(st)
 	if err != nil {
-		return ReloadChanges{}, g.refuseReload(fmt.Errorf("peers: %w", err))
+		return refuse(fmt.Errorf("peers: %w", err))
 	}
 	prev := g.state.Load()
 	if st.key != prev.key {
 		// A gateway key rotation (docs/operating.md): every session ends.
 		if err := g.overlay.SetPrivateKey(st.key); err != nil {
-			return ReloadChanges{}, g.refuseReload(err)
+			return refuse(err)
 		}
 	}
 	if err := g.overlay.SetPeers(peers); err != nil {
 		if st.key != prev.key {
 			g.overlay.SetPrivateKey(prev.key)
 		}
-		return ReloadChanges{}, g.refuseReload(fmt.Errorf("peers: %w", err))
+		return refuse(fmt.Errorf("peers: %w", err))
 	}
 	// From here on nothing can fail: the new state is in force.
 	old := g.state.Swap(st)
+	if next != nil {
+		g.follow.applied(next)
+	}
 	g.dns.SetBlocklists(blocks)
 	g.dns.SetSettings(dnsSettings)
 	g.auditing.Store(st.cfg.Auditing())
@@ -77,12 +86,16 @@ func (g *Gateway) Reload() (ReloadChanges, error) {
 // ReloadChanges is what a reload changed, for the audit log, the
 // operational log and `wardgate reload`.
 type ReloadChanges struct {
-	PolicyHash      string   `json:"policy_hash"`
-	PreviousHash    string   `json:"previous_hash"`
-	Enforce         string   `json:"enforce"`
-	PreviousEnforce string   `json:"previous_enforce"`
-	PeersAdded      []string `json:"peers_added,omitempty"`
-	PeersRemoved    []string `json:"peers_removed,omitempty"`
+	PolicyHash      string `json:"policy_hash"`
+	PreviousHash    string `json:"previous_hash"`
+	Enforce         string `json:"enforce"`
+	PreviousEnforce string `json:"previous_enforce"`
+	// Commit and PreviousCommit: the policy source's commits, when the
+	// policy follows a repository.
+	Commit         string   `json:"commit,omitempty"`
+	PreviousCommit string   `json:"previous_commit,omitempty"`
+	PeersAdded     []string `json:"peers_added,omitempty"`
+	PeersRemoved   []string `json:"peers_removed,omitempty"`
 	// KeyChanged: private_key_file now holds another key; every WireGuard
 	// session was ended and peers handshake with the new public key.
 	KeyChanged bool `json:"key_changed,omitempty"`
@@ -95,6 +108,7 @@ func changes(old, st *state) ReloadChanges {
 	ch := ReloadChanges{
 		PolicyHash: st.pol.Hash(), PreviousHash: old.pol.Hash(),
 		Enforce: st.cfg.Enforce, PreviousEnforce: old.cfg.Enforce,
+		Commit: st.commit, PreviousCommit: old.commit,
 	}
 	before, after := peerNames(old), peerNames(st)
 	for k, name := range after {
@@ -142,28 +156,40 @@ func (g *Gateway) logReload(ch ReloadChanges) {
 			g.log.Info("enforcing policy again", "previous", ch.PreviousEnforce)
 		}
 	}
-	g.audit.LogAttrs(ctx, slog.LevelInfo, EventConfigReload,
+	attrs := []slog.Attr{
 		slog.String("policy", g.state.Load().pol.File()), slog.String("hash", ch.PolicyHash),
 		slog.String("previous_hash", ch.PreviousHash), slog.String("enforce", ch.Enforce),
 		slog.Any("peers_added", ch.PeersAdded), slog.Any("peers_removed", ch.PeersRemoved),
-		slog.Bool("key_changed", ch.KeyChanged), slog.Int("revoked", ch.Revoked))
+		slog.Bool("key_changed", ch.KeyChanged), slog.Int("revoked", ch.Revoked),
+	}
+	if ch.Commit != "" {
+		attrs = append(attrs, slog.String("previous_commit", ch.PreviousCommit))
+		attrs = append(attrs, commitAttrs(g.follow.current())...)
+	}
+	g.audit.LogAttrs(ctx, slog.LevelInfo, EventConfigReload, attrs...)
 	if ch.KeyChanged {
 		g.log.Warn("the gateway's WireGuard key changed: every session ended; peers need the new public key")
 	}
-	g.log.Info("reloaded", "hash", ch.PolicyHash, "enforce", ch.Enforce,
+	g.log.Info("reloaded", "hash", ch.PolicyHash, "commit", ch.Commit, "enforce", ch.Enforce,
 		"peers_added", len(ch.PeersAdded), "peers_removed", len(ch.PeersRemoved), "revoked", ch.Revoked)
 }
 
-// refuseReload logs a reload that changed nothing and returns its error.
-func (g *Gateway) refuseReload(err error) error {
+// refuseReload logs a reload that changed nothing and returns its error;
+// next is the refused commit of the policy source, if any.
+func (g *Gateway) refuseReload(err error, next *policysource.Commit) error {
 	g.metrics.reloads.WithLabelValues("error").Inc()
-	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigError, slog.String("error", err.Error()))
+	g.audit.LogAttrs(context.Background(), slog.LevelInfo, EventConfigError,
+		append(commitAttrs(next), slog.String("error", err.Error()))...)
+	if next != nil {
+		g.log.Error("policy commit refused; the running policy stays", "commit", next.Hash, "err", err)
+		return err
+	}
 	g.log.Error("reload refused; the running policy stays", "err", err)
 	return err
 }
 
 // loadState builds the state a reload would install, or says why not.
-func (g *Gateway) loadState() (*state, error) {
+func (g *Gateway) loadState(next *policysource.Commit) (*state, error) {
 	cfg, err := LoadConfig(g.cfg.File())
 	if err != nil {
 		return nil, err
@@ -175,7 +201,7 @@ func (g *Gateway) loadState() (*state, error) {
 		g.log.Warn("these changes take effect on restart; the running values stay", "settings", strings.Join(later, ", "))
 	}
 	keepRestartOnly(g.cfg, cfg)
-	pol, err := cfg.LoadPolicy()
+	pol, commit, err := g.policyFor(cfg, next)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +209,7 @@ func (g *Gateway) loadState() (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now()}
+	st := &state{pol: pol, site: pol.Site(cfg.Site), cfg: cfg, key: key, loadedAt: time.Now(), commit: commit}
 	return st, st.checkKey()
 }
 
@@ -206,6 +232,7 @@ func restartOnly(old, cfg *Config) []string {
 	add(cfg.Log != old.Log, "[log]")
 	add(cfg.Limits != old.Limits, "[limits]")
 	add(!slices.Equal(cfg.Listener, old.Listener), "[[listener]]")
+	add(cfg.PolicySource != old.PolicySource, "[policy_source]")
 	return out
 }
 

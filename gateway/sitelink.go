@@ -32,8 +32,12 @@ import (
 // overlay address.
 const SiteLinkPort = 4443
 
-// hdrHash carries the sender's policy hash on every exchange.
-const hdrHash = "Wardgate-Policy-Hash"
+// hdrHash carries the sender's policy hash on every exchange, hdrCommit
+// its policy source commit (when it follows a repository).
+const (
+	hdrHash   = "Wardgate-Policy-Hash"
+	hdrCommit = "Wardgate-Policy-Commit"
+)
 
 // Probe timing: a dead site is noticed within linkProbeEvery +
 // linkProbeTimeout; a site that is down is tried every linkRetryDown.
@@ -70,12 +74,13 @@ type siteLink struct {
 	log  *slog.Logger
 
 	// mu guards the health fields.
-	mu         sync.Mutex
-	healthy    bool
-	checked    time.Time
-	lastErr    string
-	remoteHash string
-	warnedHash string // the mismatching hash already logged
+	mu           sync.Mutex
+	healthy      bool
+	checked      time.Time
+	lastErr      string
+	remoteHash   string
+	remoteCommit string
+	warnedHash   string // the mismatching hash already logged
 }
 
 func (g *Gateway) startSiteLinks() error {
@@ -200,9 +205,11 @@ func (sl *siteLinks) probe(l *siteLink) {
 	ctx, cancel := context.WithTimeout(sl.ctx, linkProbeTimeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addr.String()+"/v1/health", nil)
-	ours := sl.g.state.Load().pol.Hash()
+	st := sl.g.state.Load()
+	ours := st.pol.Hash()
 	req.Header.Set(hdrHash, ours)
 	req.Header.Set(hdrQuarantine, sl.g.quarantineHash())
+	req.Header.Set(hdrCommit, st.commit)
 	resp, err := sl.tr.RoundTrip(req)
 	if err != nil {
 		if sl.ctx.Err() == nil { // not stopping
@@ -214,6 +221,14 @@ func (sl *siteLinks) probe(l *siteLink) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	l.markUp(ours, resp.Header.Get(hdrHash))
+	l.sawCommit(resp.Header.Get(hdrCommit))
+}
+
+// sawCommit records the other gateway's policy source commit.
+func (l *siteLink) sawCommit(commit string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.remoteCommit = commit
 }
 
 func (l *siteLink) markDown(err error) {
@@ -277,7 +292,7 @@ func (g *Gateway) linkStatus(st *state) []LinkStatus {
 		l.mu.Lock()
 		out = append(out, LinkStatus{
 			Site: l.name, Address: l.addr.Addr().String(), Healthy: l.healthy,
-			PolicyHash: l.remoteHash, SameHash: l.remoteHash == st.pol.Hash(),
+			PolicyHash: l.remoteHash, SameHash: l.remoteHash == st.pol.Hash(), PolicyCommit: l.remoteCommit,
 			LastError: l.lastErr, CheckedAt: l.checked,
 		})
 		l.mu.Unlock()
@@ -317,8 +332,10 @@ func (sl *siteLinks) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := g.state.Load()
 	w.Header().Set(hdrHash, st.pol.Hash())
+	w.Header().Set(hdrCommit, st.commit)
 	if l := sl.link(from.Name); l != nil {
 		l.sawHash(st.pol.Hash(), r.Header.Get(hdrHash))
+		l.sawCommit(r.Header.Get(hdrCommit))
 	}
 	if r.Method != http.MethodGet || r.URL.Path != "/v1/health" {
 		http.NotFound(w, r)

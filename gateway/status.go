@@ -22,6 +22,8 @@ type Status struct {
 	ActiveFlows int          `json:"active_flows"`
 	Peers       []PeerStatus `json:"peers"`
 	SiteLinks   []LinkStatus `json:"site_links"`
+	// PolicySource is the git repository the policy follows, if any.
+	PolicySource *SourceStatus `json:"policy_source,omitempty"`
 	// Services are the policy's services with their VIPs, sites and ports.
 	Services []ServiceInfo `json:"services"`
 	// AuditWriteErrors counts audit lines that could not be written
@@ -46,13 +48,16 @@ type PeerStatus struct {
 
 // LinkStatus is the link to another site's gateway.
 type LinkStatus struct {
-	Site       string    `json:"site"`
-	Address    string    `json:"address"`
-	Healthy    bool      `json:"healthy"`
-	PolicyHash string    `json:"policy_hash,omitempty"` // as the other gateway last reported it
-	SameHash   bool      `json:"same_policy"`
-	LastError  string    `json:"last_error,omitempty"`
-	CheckedAt  time.Time `json:"checked_at,omitzero"`
+	Site       string `json:"site"`
+	Address    string `json:"address"`
+	Healthy    bool   `json:"healthy"`
+	PolicyHash string `json:"policy_hash,omitempty"` // as the other gateway last reported it
+	// PolicyCommit is the policy source commit the other gateway runs, as
+	// it last reported it.
+	PolicyCommit string    `json:"policy_commit,omitempty"`
+	SameHash     bool      `json:"same_policy"`
+	LastError    string    `json:"last_error,omitempty"`
+	CheckedAt    time.Time `json:"checked_at,omitzero"`
 }
 
 // Status reports the gateway's state now.
@@ -71,6 +76,8 @@ func (g *Gateway) Status() Status {
 		Peers:       g.peerStatus(st),
 		SiteLinks:   g.linkStatus(st),
 		Services:    Services(st.pol),
+
+		PolicySource: g.sourceStatus(),
 
 		AuditWriteErrors: g.auditWriteErrors(),
 		Quarantined:      g.Quarantines(),

@@ -12,6 +12,7 @@ have dig         || need+=(dnsutils)
 have dnsmasq     || need+=(dnsmasq-base)
 have ping        || need+=(iputils-ping)
 have curl        || need+=(curl)
+have git         || need+=(git)  # git daemon serves the policy repository (fleet_test.go)
 have ip          || need+=(iproute2)
 # The gateway tests check configs/monitoring with promtool and run
 # configs/logrotate/wardgate (skipped without them, failing under CI=true).

@@ -181,6 +181,7 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 	fmt.Fprintf(tw, "site:\t%s (overlay %s, WireGuard port %d)\n", st.Site, st.Address, st.Port)
 	fmt.Fprintf(tw, "policy:\t%s\n", st.Policy)
 	fmt.Fprintf(tw, "policy hash:\t%s, loaded %s (%s)\n", st.PolicyHash, st.LoadedAt.Local().Format("2006-01-02 15:04:05 MST"), ago(now, st.LoadedAt))
+	printSourceStatus(tw, st.PolicySource, now)
 	mode := "enforce"
 	if audit {
 		mode = "AUDIT (not enforcing: would-be denials pass, logged as flow.audit)"
@@ -210,7 +211,7 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 	fmt.Fprintf(w, "\nsite links (%d):\n", len(st.SiteLinks))
 	if len(st.SiteLinks) > 0 {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  SITE\tADDRESS\tHEALTHY\tPOLICY HASH\tPOLICY\tCHECKED\tERROR")
+		fmt.Fprintln(tw, "  SITE\tADDRESS\tHEALTHY\tPOLICY HASH\tPOLICY\tCHECKED\tERROR"+commitHeader(st))
 		for _, l := range st.SiteLinks {
 			healthy, same, hash := "no", "DIFFERENT", l.PolicyHash
 			if l.Healthy {
@@ -222,7 +223,7 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 			if hash == "" {
 				hash, same = "-", "unknown"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Site, l.Address, healthy, hash, same, ago(now, l.CheckedAt), l.LastError)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s%s\n", l.Site, l.Address, healthy, hash, same, ago(now, l.CheckedAt), l.LastError, commitCell(st, l))
 		}
 		tw.Flush()
 	}
@@ -320,6 +321,7 @@ func printReload(w io.Writer, ch *gateway.ReloadChanges) {
 	} else {
 		fmt.Fprintf(w, "reloaded: policy %s (was %s)\n", ch.PolicyHash, ch.PreviousHash)
 	}
+	printReloadCommit(w, ch)
 	switch {
 	case ch.Enforce != ch.PreviousEnforce && ch.Enforce == "audit":
 		fmt.Fprintln(w, "enforce: audit (was enforce): THIS GATEWAY NO LONGER ENFORCES POLICY")

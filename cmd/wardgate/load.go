@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -21,8 +23,9 @@ func isGatewayConfig(path string) (bool, error) {
 		return false, nil // let the real loader report the syntax error
 	}
 	_, hasPolicy := top["policy"]
+	_, hasSource := top["policy_source"]
 	_, hasOverlay := top["overlay"]
-	return hasPolicy && !hasOverlay, nil
+	return (hasPolicy || hasSource) && !hasOverlay, nil
 }
 
 // loadAny loads FILE as either kind. cfg is nil for a policy.toml.
@@ -38,6 +41,13 @@ func loadAny(path string) (*gateway.Config, *policy.Policy, error) {
 	cfg, err := gateway.LoadConfig(path)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.FollowsRepo() {
+		// The branch head, as the gateway would run it.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		p, _, err := cfg.FetchPolicy(ctx)
+		return cfg, p, err
 	}
 	p, err := cfg.LoadPolicy()
 	return cfg, p, err

@@ -27,6 +27,7 @@ func commands() []command {
 		{"run", "-c gateway.toml", "run the gateway until SIGINT/SIGTERM; SIGHUP reloads", cmdRun},
 		{"check", "-c FILE", "validate a gateway.toml or policy.toml and run its [[test]]s", cmdCheck},
 		{"explain", "-c FILE --from ID --to SVC[:PORT[/PROTO]] [--at RFC3339] [--quarantined] [--json]", "the decision, the rule that made it, and why", cmdExplain},
+		{"diff", "OLD NEW [--at RFC3339] [--json]", "access gained and lost between two policy files, per identity and service", cmdDiff},
 		{"services", "-c FILE [--json]", "every service of the policy: VIP, site, ports, DNS names", cmdServices},
 		{"status", "-c gateway.toml [--json]", "the running gateway: policy, enforce mode, peers, site links, services" + admin, cmdStatus},
 		{"flows", "-c gateway.toml [--json]", "the running gateway's live flows" + admin, cmdFlows},
