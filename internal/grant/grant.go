@@ -44,9 +44,10 @@ type Added struct {
 // writes it atomically. It refuses, writing nothing, a grant that names
 // what the policy lacks, a port the service does not offer, an expiry not
 // after now, no reason, or one that would let nobody through at now (a
-// deny rule wins over it: the error names the rule); and an edit that
-// does not load, such as a [[test]] of the file that the grant would make
-// depend on the clock (policy.RunTests wants `at` there).
+// deny rule wins over it: the error names the rule); an edit that does
+// not load, such as a [[test]] of the file that the grant would make
+// depend on the clock (policy.RunTests wants `at` there); and one that
+// fails a [[test]], which the gateway would refuse to load.
 func Add(path string, req Request, now time.Time) (*Added, error) {
 	orig, pol, err := enroll.ReadForEdit(path)
 	if err != nil {
@@ -93,6 +94,12 @@ func Add(path string, req Request, now time.Time) (*Added, error) {
 	}
 	if err := grantsSomething(np, members, np.Service(req.Service), rule, now); err != nil {
 		return nil, err
+	}
+	// A gateway refuses to start or reload a policy whose tests fail, so
+	// a grant that breaks one is refused here: such a test says that this
+	// access is not wanted (a test `at` a past time sees the grant too).
+	if failed := failedTests(np); len(failed) > 0 {
+		return nil, fmt.Errorf("the policy with the grant fails %d of its tests, nothing written: %w", len(failed), &policy.LoadError{Problems: failed})
 	}
 	if err := enroll.WriteIfUnchanged(path, orig, edited); err != nil {
 		return nil, err
@@ -185,6 +192,16 @@ func grantsSomething(pol *policy.Policy, members []*policy.Identity, svc *policy
 		return fmt.Errorf("%s has no identities: the grant would let nobody through; nothing written", rule.From[0])
 	}
 	return fmt.Errorf("the grant would let nobody through (%s); nothing written", d.Reason)
+}
+
+func failedTests(pol *policy.Policy) []policy.Problem {
+	var out []policy.Problem
+	for _, t := range pol.RunTests() {
+		if !t.Passed {
+			out = append(out, t.Problem)
+		}
+	}
+	return out
 }
 
 // freeName is grant-FROM-SERVICE, or with -2, -3, ... when taken; at most

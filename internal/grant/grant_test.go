@@ -131,6 +131,10 @@ func TestAddRefuses(t *testing.T) {
 		// The example's test "ward-12-desktop -> pacs:8443/tcp expect deny"
 		// has no `at`: with a grant its answer would depend on the clock.
 		{"clock-dependent test", Request{From: "ward-12-desktop", Service: "pacs"}, "would be invalid"},
+		// The example's test "dr-khan-laptop -> pacs:8443/tcp at a Saturday
+		// expect deny" sees a grant made now: a gateway would refuse it.
+		{"failing test", Request{From: "dr-khan-laptop", Service: "pacs", Ports: mustPorts(t, "8443/tcp")},
+			`policy.toml:227:1: test dr-khan-laptop -> pacs:8443/tcp: expected deny (outside-time-window), got allow by rule "grant-dr-khan-laptop-pacs"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path, orig := examplePolicy(t)
