@@ -130,11 +130,18 @@ func reloadAfterEdit(file, socket string, tgt policyTarget, pol *policy.Policy, 
 		return 0
 	}
 	var res gateway.ReloadResult
-	if err := json.Unmarshal(body, &res); err != nil || status != http.StatusOK || !res.OK {
+	if err := json.Unmarshal(body, &res); err != nil {
 		fmt.Fprintf(stderr, "wardgate: the gateway refused to reload (%d): %s\n", status, strings.TrimSpace(string(body)))
+		return 1
+	}
+	if status != http.StatusOK || !res.OK {
 		for _, p := range res.Problems {
 			fmt.Fprintf(stderr, "error: %s\n", p)
 		}
+		if len(res.Problems) == 0 {
+			fmt.Fprintf(stderr, "error: %s\n", res.Error)
+		}
+		fmt.Fprintf(stderr, "wardgate: the gateway refused to reload (%d) and keeps running its previous policy; %s is edited all the same\n", status, tgt.path)
 		return 1
 	}
 	if res.ReloadChanges != nil {
