@@ -225,8 +225,8 @@ func freeName(pol *policy.Policy, from, svc string) string {
 // Prune removes the rules whose expiry has come at now (allow and deny:
 // both decide nothing any more) and writes the file atomically. A policy
 // with none is left alone (nil, nil). A [[test]] that names a removed rule
-// (`rule = "..."`) makes the edit invalid: nothing is written, and the
-// error says where.
+// (`rule = "..."`) is refused: nothing is written, and the error says
+// where the test is.
 func Prune(path string, now time.Time) ([]*policy.Rule, *policy.Policy, error) {
 	orig, pol, err := enroll.ReadForEdit(path)
 	if err != nil {
@@ -239,6 +239,19 @@ func Prune(path string, now time.Time) ([]*policy.Rule, *policy.Policy, error) {
 	names := make([]string, len(expired))
 	for i, r := range expired {
 		names[i] = r.Name
+	}
+	// A test that asserts a rule to be removed is named here, at its
+	// line in the file as it is (the edited text's lines have moved).
+	var asserting []policy.Problem
+	for i, t := range pol.RunTests() {
+		if t.Rule != "" && slices.Contains(names, t.Rule) {
+			p := t.Problem
+			p.Msg = fmt.Sprintf("test %d (%s -> %s) asserts rule %q, which has expired: change or remove its `rule`, then prune", i+1, t.From, t.To, t.Rule)
+			asserting = append(asserting, p)
+		}
+	}
+	if len(asserting) > 0 {
+		return nil, nil, fmt.Errorf("nothing written: %w", &policy.LoadError{Problems: asserting})
 	}
 	edited, err := enroll.RemoveBlocks(orig, "rule", names)
 	if err != nil {

@@ -2,6 +2,7 @@ package grant
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -197,9 +198,14 @@ func TestPruneRefusesWhenATestNamesTheRule(t *testing.T) {
 	f.WriteString("\n[[test]]\nfrom = \"mri-3\"\nto = \"lab-results:8080/tcp\"\nat = \"2026-11-30T10:30:00Z\"\nexpect = \"allow\"\nrule = \"mri-lab\"\n")
 	f.Close()
 	before, _ := os.ReadFile(path)
+	// The error names the test's line in the file as it is, not in the
+	// edited text, where the removed rule's lines are gone.
+	line := bytes.Count(before[:bytes.LastIndex(before, []byte("[[test]]"))], []byte("\n")) + 1
 	_, _, err := Prune(path, now.Add(2*time.Hour))
-	if err == nil || !strings.Contains(err.Error(), `unknown rule "mri-lab"`) {
-		t.Errorf("prune: %v", err)
+	at := fmt.Sprintf("%s:%d:1: test ", path, line)
+	want := `(mri-3 -> lab-results:8080/tcp) asserts rule "mri-lab", which has expired`
+	if err == nil || !strings.Contains(err.Error(), at) || !strings.Contains(err.Error(), want) {
+		t.Errorf("prune: %v\nwant %s... %s", err, at, want)
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
 		t.Error("the file changed")
