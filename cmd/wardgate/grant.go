@@ -73,7 +73,12 @@ func cmdGrantAdd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	now := grantNow()
+	// The rule keeps the expiry to the second: rounded up, so that the
+	// grant lasts at least as long as asked.
 	req.Expires = now.Add(d)
+	if t := req.Expires.Truncate(time.Second); t.Before(req.Expires) {
+		req.Expires = t.Add(time.Second)
+	}
 	added, err := grant.Add(tgt.path, req, now)
 	if err != nil {
 		printRefusal(stderr, "grant", err)
@@ -84,6 +89,10 @@ func cmdGrantAdd(args []string, stdout, stderr io.Writer) int {
 	return reloadAfterEdit(*file, *socket, tgt, added.Policy, stdout, stderr)
 }
 
+// maxGrantDays bounds --for in days, well inside what a time.Duration
+// holds (about 106751 days): a grant of ten years is a rule.
+const maxGrantDays = 3650
+
 // parseFor accepts a Go duration or a whole number of days ("3d").
 func parseFor(s string) (time.Duration, error) {
 	var d time.Duration
@@ -91,6 +100,9 @@ func parseFor(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		var n int
 		n, err = strconv.Atoi(days)
+		if err == nil && n > maxGrantDays {
+			return 0, fmt.Errorf("%q: at most %dd", s, maxGrantDays)
+		}
 		d = time.Duration(n) * 24 * time.Hour
 	} else {
 		d, err = time.ParseDuration(s)
@@ -200,7 +212,7 @@ func cmdGrantList(args []string, stdout, stderr io.Writer) int {
 				ports = "all"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, strings.Join(r.From, ","), strings.Join(r.To, ","), ports,
-				r.Expires.Local().Format("2006-01-02 15:04 MST"), remaining(r.Expires, now), r.Reason)
+				r.Expires.Local().Format("2006-01-02 15:04:05 MST"), remaining(r.Expires, now), r.Reason)
 		}
 		tw.Flush()
 	}

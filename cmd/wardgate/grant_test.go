@@ -106,6 +106,22 @@ func TestGrantReload(t *testing.T) {
 	}
 }
 
+// TestGrantRoundsExpiryUp: the expiry is kept to the second, rounded up,
+// so that a grant lasts at least as long as asked and says so.
+func TestGrantRoundsExpiryUp(t *testing.T) {
+	dir := exampleCopy(t)
+	polPath := filepath.Join(dir, "policy.toml")
+	setGrantClock(t, time.Date(2026, 11, 30, 10, 0, 0, 500_000_000, time.UTC))
+	code, out, errOut := runCLI("grant", "-c", polPath, "--from", "mri-3", "--to", "lab-results", "--for", "2h", "--reason", "x")
+	if code != 0 || !strings.Contains(out, `expires = "2026-11-30T12:00:01Z"`) || !strings.Contains(errOut, "(2h0m from now)") {
+		t.Errorf("grant: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI("grant", "list", "-c", polPath)
+	if code != 0 || !strings.Contains(out, time.Date(2026, 11, 30, 12, 0, 1, 0, time.UTC).Local().Format("2006-01-02 15:04:05 MST")) {
+		t.Errorf("grant list shows the expiry to the second: %d\n%s", code, out)
+	}
+}
+
 // TestGrantRefusals: bad flags exit 2, a bad grant 1; nothing is written.
 func TestGrantRefusals(t *testing.T) {
 	dir := exampleCopy(t)
@@ -118,6 +134,7 @@ func TestGrantRefusals(t *testing.T) {
 	}{
 		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "2 hours", "--reason", "x"}, 2, `--for: "2 hours" is not a duration`},
 		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "-1h", "--reason", "x"}, 2, "a grant lasts some time"},
+		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "200000d", "--reason", "x"}, 2, `--for: "200000d": at most 3650d`},
 		{[]string{"--from", "mri-3", "--to", "ehr:ssh", "--for", "1h", "--reason", "x"}, 2, `--to "ehr:ssh"`},
 		{[]string{"--from", "mri-3", "--to", "ehr"}, 2, "usage: wardgate grant"},
 		{[]string{"--from", "mri-33", "--to", "lab-results", "--for", "1h", "--reason", "x"}, 1, `wardgate grant: unknown identity "mri-33" (did you mean "mri-3"?)`},
