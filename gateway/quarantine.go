@@ -225,7 +225,8 @@ func (g *Gateway) Quarantine(name, reason, by string) (e QuarantineEntry, alread
 }
 
 // Release ends identity name's quarantine, as Quarantine started it
-// (identity.release). An identity that is not quarantined is an error.
+// (identity.release). An identity that is not quarantined, or unknown,
+// is an error.
 func (g *Gateway) Release(name, reason, by string) (QuarantineEntry, error) {
 	reason = strings.TrimSpace(reason)
 	if strings.ContainsFunc(reason, func(c rune) bool { return c < ' ' || c == 0x7f }) || len(reason) > maxReasonLen {
@@ -235,6 +236,11 @@ func (g *Gateway) Release(name, reason, by string) (QuarantineEntry, error) {
 	old, had := g.quar.entries[name]
 	if !had || !old.Active {
 		g.quar.mu.Unlock()
+		// A typo must not read as "that device is free": say the name
+		// is unknown, as Quarantine does.
+		if st := g.state.Load(); !had && st.pol.Identity(name) == nil {
+			return QuarantineEntry{}, &QuarantineError{NotFound: true, Msg: fmt.Sprintf("unknown identity %s in %s%s", policy.Quote(name), st.pol.File(), nearestIdentity(st.pol, name))}
+		}
 		return QuarantineEntry{}, &QuarantineError{NotFound: true, Msg: fmt.Sprintf("%s is not quarantined", policy.Quote(name))}
 	}
 	now := g.changeTime(old)

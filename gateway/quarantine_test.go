@@ -248,6 +248,9 @@ func TestQuarantineBadInput(t *testing.T) {
 	if _, err := g.Release("alice", "", "tester"); err == nil || !strings.Contains(err.Error(), "not quarantined") {
 		t.Errorf("release of an identity not quarantined: %v", err)
 	}
+	if _, err := g.Release("alic", "", "tester"); err == nil || !strings.Contains(err.Error(), `unknown identity "alic" in `+filepath.Join(dir, "policy.toml")+` (did you mean "alice"?)`) {
+		t.Errorf("release of a typo: %v", err)
+	}
 	// The state directory cannot be written: the quarantine fails whole.
 	stateDir := filepath.Join(dir, "state")
 	os.RemoveAll(stateDir)

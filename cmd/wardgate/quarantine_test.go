@@ -144,7 +144,7 @@ func TestQuarantineCommands(t *testing.T) {
 		{[]string{"quarantine", "-c", conf, "leeds", "--reason", "x"}, 1, `"leeds" is a site gateway, not an identity`},
 		{[]string{"quarantine", "-c", conf, "alice"}, 1, "--reason is required"},
 		{[]string{"quarantine", "-c", conf, "--reason", "x"}, 2, "which identity?"},
-		{[]string{"release", "-c", conf, "bob"}, 1, `"bob" is not quarantined`},
+		{[]string{"release", "-c", conf, "bob"}, 1, `unknown identity "bob"`},
 	} {
 		code, _, errs := runCLI(tc.args...)
 		if code != tc.code || !strings.Contains(errs, tc.want) {
