@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
@@ -95,7 +97,9 @@ func cmdSuggest(args []string, stdout, stderr io.Writer) int {
 }
 
 // readAuditFile feeds one audit log (or stdin for "-") to c and returns
-// how many bytes it read.
+// how many bytes it read. A gzip-compressed log (a rotated
+// audit.jsonl.1.gz) is read through gzip, so that `audit.jsonl*` may name
+// every log there is.
 func readAuditFile(name string, c *suggest.Collector, bad func(*suggest.LineError)) (suggest.ReadStats, int64, error) {
 	var r io.Reader = os.Stdin
 	if name != "-" {
@@ -105,6 +109,15 @@ func readAuditFile(name string, c *suggest.Collector, bad func(*suggest.LineErro
 		}
 		defer f.Close()
 		r = f
+	}
+	br := bufio.NewReader(r)
+	r = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return suggest.ReadStats{}, 0, fmt.Errorf("%s: %w", name, err)
+		}
+		r = zr
 	}
 	cr := &countingReader{r: r}
 	st, err := suggest.ReadAudit(cr, name, c.Add, bad)

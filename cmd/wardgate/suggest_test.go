@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,6 +46,18 @@ func TestSuggestWrite(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
+	}
+
+	// A rotated, gzip-compressed log reads the same as the plain one.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	text, _ := os.ReadFile(log)
+	zw.Write(text)
+	zw.Close()
+	os.WriteFile(log+".1.gz", gz.Bytes(), 0o644)
+	code, outGz, errOut := runCLI("suggest", "-c", gw, log+".1.gz")
+	if code != 0 || outGz != out || !strings.Contains(errOut, "warning: "+log+".1.gz:3: not a JSON audit record") {
+		t.Errorf("suggest of the .gz: %d\n%s\n%s", code, errOut, outGz)
 	}
 
 	written := filepath.Join(dir, "policy.suggested.toml")
