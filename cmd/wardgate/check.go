@@ -63,7 +63,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		len(pol.Sites()), len(pol.Identities()), len(pol.Groups()), len(pol.Services()), len(pol.Rules()),
 		len(results)-failed, len(results))
 	if warnings > 0 {
-		fmt.Fprintf(stdout, "; %d warnings", warnings)
+		fmt.Fprintf(stdout, "; %s", plural(warnings, "warning", "warnings"))
 	}
 	fmt.Fprintf(stdout, "; policy %s\n", pol.Hash())
 	if cfg != nil {

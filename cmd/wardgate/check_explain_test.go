@@ -153,7 +153,7 @@ func TestCheckWarnsOfAKeyThatIsNotTheSites(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "keys", "leeds.key"), york, 0o600)
 	code, out, errs := runCLI("check", "-c", filepath.Join(dir, "gateway.toml"))
-	if code != 0 || !strings.Contains(errs, `but site "leeds" has key`) || !strings.Contains(out, "warnings") {
+	if code != 0 || !strings.Contains(errs, `but site "leeds" has key`) || !strings.Contains(out, "; 1 warning;") {
 		t.Fatalf("check with another site's key: exit %d\n%s%s", code, out, errs)
 	}
 }

@@ -217,7 +217,11 @@ func cmdGrantList(args []string, stdout, stderr io.Writer) int {
 		tw.Flush()
 	}
 	if n := len(pol.ExpiredRules(now)); n > 0 {
-		fmt.Fprintf(stderr, "note: %d expired rules decide nothing any more: `wardgate grant prune` removes them\n", n)
+		them := "them"
+		if n == 1 {
+			them = "it"
+		}
+		fmt.Fprintf(stderr, "note: %s left, deciding nothing any more: `wardgate grant prune` removes %s\n", plural(n, "expired rule", "expired rules"), them)
 	}
 	return 0
 }

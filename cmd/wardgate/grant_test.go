@@ -66,7 +66,7 @@ func TestGrantAddListPrune(t *testing.T) {
 		t.Errorf("check: %d\n%s", code, errOut)
 	}
 	code, out, errOut = runCLI("grant", "list", "-c", gw)
-	if code != 0 || out != "no active grants\n" || !strings.Contains(errOut, "1 expired rules decide nothing any more") {
+	if code != 0 || out != "no active grants\n" || !strings.Contains(errOut, "1 expired rule left, deciding nothing any more: `wardgate grant prune` removes it") {
 		t.Errorf("grant list after expiry: %d %q %q", code, out, errOut)
 	}
 	code, out, errOut = runCLI("grant", "prune", "-c", gw, "--socket", sock)

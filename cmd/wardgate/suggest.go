@@ -63,7 +63,7 @@ func cmdSuggest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "warning: %d more malformed lines skipped\n", malformed-maxReported)
 	}
 	took := time.Since(start)
-	fmt.Fprintf(stderr, "read %d lines (%.1f MB) from %d files in %v", lines, float64(size)/1e6, len(logs), took.Round(100*time.Microsecond))
+	fmt.Fprintf(stderr, "read %s (%.1f MB) from %s in %v", plural(lines, "line", "lines"), float64(size)/1e6, plural(len(logs), "file", "files"), took.Round(100*time.Microsecond))
 	if took >= time.Millisecond {
 		fmt.Fprintf(stderr, " (%.0f MB/s)", float64(size)/1e6/took.Seconds())
 	}
@@ -92,8 +92,16 @@ func cmdSuggest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wardgate suggest: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "wrote %s: %s with %d proposed rules appended; it passes check\n", *write, pol.File(), len(res.Proposals))
+	fmt.Fprintf(stderr, "wrote %s: %s with %s appended; it passes check\n", *write, pol.File(), plural(len(res.Proposals), "proposed rule", "proposed rules"))
 	return 0
+}
+
+// plural is "1 rule", "2 rules".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // readAuditFile feeds one audit log (or stdin for "-") to c and returns

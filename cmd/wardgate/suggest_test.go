@@ -34,7 +34,7 @@ func TestSuggestWrite(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("suggest: %d\n%s", code, errOut)
 	}
-	if !strings.Contains(errOut, "warning: "+log+":3: not a JSON audit record") || !strings.Contains(errOut, "read 5 lines") {
+	if !strings.Contains(errOut, "warning: "+log+":3: not a JSON audit record") || !strings.Contains(errOut, "read 5 lines (0.0 MB) from 1 file in ") {
 		t.Errorf("stderr:\n%s", errOut)
 	}
 	for _, w := range []string{
@@ -42,6 +42,8 @@ func TestSuggestWrite(t *testing.T) {
 		"name = \"allow-print\"\nfrom = [\"group:clinical-desktop\"]\n",
 		"#   group:clinical-desktop: 2 of 3 members seen, 2 flows, at 2026-11-30T10:00:00Z (not seen: york-nurse-station)\n",
 		"# blocked by deny rule \"no-smb\": 1 flow",
+		"# wardgate suggest: 4 denials read; 2 rules proposed for 3 flows (group threshold 0.5)\n",
+		"#   held back by a deny rule, a time window or an expiry: 1 flow (listed at the end)\n",
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)

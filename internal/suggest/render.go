@@ -23,10 +23,11 @@ const listCap = 10
 func (r *Result) WriteTOML(w io.Writer) error {
 	var b bytes.Buffer
 	c := r.Counts
-	fmt.Fprintf(&b, "# wardgate suggest: %d denials read; %d rules proposed for %d flows (group threshold %s)\n",
-		c.Observed, len(r.Proposals), c.Proposed, strconv.FormatFloat(r.GroupThreshold, 'f', -1, 64))
+	fmt.Fprintf(&b, "# wardgate suggest: %s read; %s proposed for %s (group threshold %s)\n",
+		plural(c.Observed, "denial", "denials"), plural(len(r.Proposals), "rule", "rules"), plural(c.Proposed, "flow", "flows"),
+		strconv.FormatFloat(r.GroupThreshold, 'f', -1, 64))
 	fmt.Fprintf(&b, "#   allowed by this policy already: %d; unknown identity, service or port: %d\n", c.Allowed, c.Unknown)
-	fmt.Fprintf(&b, "#   held back by a deny rule, a time window or an expiry: %d flows (listed at the end)\n", c.Held)
+	fmt.Fprintf(&b, "#   held back by a deny rule, a time window or an expiry: %s (listed at the end)\n", plural(c.Held, "flow", "flows"))
 	b.WriteString("# Review each rule: a group or site grants its members that were not seen too.\n")
 	for _, p := range r.Proposals {
 		b.WriteByte('\n')
