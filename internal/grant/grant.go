@@ -72,6 +72,10 @@ func Add(path string, req Request, now time.Time) (*Added, error) {
 	case strings.TrimSpace(req.Reason) == "":
 		return nil, errors.New("a grant needs a reason (who asked, why): it stays in the policy and in the audit trail")
 	}
+	if rule := alreadyAllowed(pol, members, svc, req.Ports, now); rule != "" {
+		return nil, fmt.Errorf("%s may already reach %s on %s by rule %q, which has no expiry or time window: the grant would change nothing; nothing written",
+			req.From, svc.Name, portsOf(svc, req.Ports), rule)
+	}
 	if req.Name == "" {
 		req.Name = freeName(pol, req.From, req.Service)
 	} else if slices.ContainsFunc(pol.Rules(), func(r *policy.Rule) bool { return r.Name == req.Name }) {
@@ -202,6 +206,43 @@ func failedTests(pol *policy.Policy) []policy.Problem {
 		}
 	}
 	return out
+}
+
+// alreadyAllowed returns the rule that lets every member reach every port
+// of the grant at now and always will (no `expires`, no `when`), or "".
+// Such a grant would only confuse: `grant list` would show access that
+// never ends when it expires. Ranges over 1024 ports are not looked into.
+func alreadyAllowed(pol *policy.Policy, members []*policy.Identity, svc *policy.Service, ports []policy.PortRange, now time.Time) string {
+	if len(ports) == 0 {
+		ports = svc.Ports
+	}
+	rule := ""
+	for _, id := range members {
+		for _, r := range ports {
+			if r.Hi-r.Lo >= 1024 {
+				return ""
+			}
+			for port := uint32(r.Lo); port <= uint32(r.Hi); port++ {
+				d := pol.Decide(id, svc, uint16(port), r.Proto, now)
+				if !d.Allowed() || !d.Expires.IsZero() {
+					return ""
+				}
+				i := slices.IndexFunc(pol.Rules(), func(x *policy.Rule) bool { return x.Name == d.Rule })
+				if i < 0 || pol.Rules()[i].When != "" {
+					return ""
+				}
+				rule = d.Rule
+			}
+		}
+	}
+	return rule
+}
+
+func portsOf(svc *policy.Service, ports []policy.PortRange) string {
+	if len(ports) == 0 {
+		ports = svc.Ports
+	}
+	return portList(ports)
 }
 
 // freeName is grant-FROM-SERVICE, or with -2, -3, ... when taken; at most

@@ -128,6 +128,9 @@ func TestAddRefuses(t *testing.T) {
 		{"no reason", Request{From: "mri-3", Service: "ehr", Reason: " "}, "needs a reason"},
 		{"taken name", Request{From: "mri-3", Service: "ehr", Name: "no-smb"}, `rule "no-smb" already exists`},
 		{"control character", Request{From: "mri-3", Service: "ehr", Reason: "a\tb"}, "control character"},
+		// clinical-reads-ehr lets ward-12-desktop reach ehr for good.
+		{"already allowed", Request{From: "ward-12-desktop", Service: "ehr"},
+			`ward-12-desktop may already reach ehr on 8443/tcp by rule "clinical-reads-ehr", which has no expiry or time window: the grant would change nothing`},
 		{"deny rule", Request{From: "mri-3", Service: "fileshare", Ports: []policy.PortRange{{Proto: policy.ProtoTCP, Lo: 445, Hi: 445}}}, `deny rule "no-smb" forbids it`},
 		// The example's test "ward-12-desktop -> pacs:8443/tcp expect deny"
 		// has no `at`: with a grant its answer would depend on the clock.
