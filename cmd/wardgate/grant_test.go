@@ -139,7 +139,7 @@ func TestGrantRefusals(t *testing.T) {
 		{[]string{"--from", "mri-3", "--to", "ehr"}, 2, "usage: wardgate grant"},
 		{[]string{"--from", "mri-33", "--to", "lab-results", "--for", "1h", "--reason", "x"}, 1, `wardgate grant: unknown identity "mri-33" (did you mean "mri-3"?)`},
 		{[]string{"--from", "mri-3", "--to", "lab-results", "--for", "1h"}, 1, "a grant needs a reason"},
-		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "1h", "--reason", "x"}, 1, "the result depends on rule \"grant-mri-3-ehr\"'s expiry"},
+		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "1h", "--reason", "x"}, 1, `test mri-3 -> ehr: expected deny, got allow by rule "grant-mri-3-ehr"`},
 	} {
 		code, _, errOut := runCLI(append([]string{"grant", "-c", polPath}, tc.args...)...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {

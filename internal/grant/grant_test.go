@@ -131,10 +131,17 @@ func TestAddRefuses(t *testing.T) {
 		// clinical-reads-ehr lets ward-12-desktop reach ehr for good.
 		{"already allowed", Request{From: "ward-12-desktop", Service: "ehr"},
 			`ward-12-desktop may already reach ehr on 8443/tcp by rule "clinical-reads-ehr", which has no expiry or time window: the grant would change nothing`},
+		// The example's test "it-ops-laptop -> fileshare:445/tcp expect deny"
+		// has no `at`, and no-smb beats the grant anyway: that is the answer.
+		{"deny rule and a test without at", Request{From: "it-ops-laptop", Service: "fileshare", Ports: mustPorts(t, "445/tcp")}, `deny rule "no-smb" forbids it`},
 		{"deny rule", Request{From: "mri-3", Service: "fileshare", Ports: []policy.PortRange{{Proto: policy.ProtoTCP, Lo: 445, Hi: 445}}}, `deny rule "no-smb" forbids it`},
 		// The example's test "ward-12-desktop -> pacs:8443/tcp expect deny"
-		// has no `at`: with a grant its answer would depend on the clock.
-		{"clock-dependent test", Request{From: "ward-12-desktop", Service: "pacs"}, "would be invalid"},
+		// has no `at`: with a grant its answer would depend on the clock,
+		// and with the grant in force it fails, which is what matters.
+		{"clock-dependent test", Request{From: "ward-12-desktop", Service: "pacs"},
+			"fails 1 of its tests, nothing written: "},
+		{"clock-dependent test names it", Request{From: "ward-12-desktop", Service: "pacs"},
+			`policy.toml:234:1: test ward-12-desktop -> pacs:8443/tcp: expected deny (no-rule), got allow by rule "grant-ward-12-desktop-pacs"`},
 		// The example's test "dr-khan-laptop -> pacs:8443/tcp at a Saturday
 		// expect deny" sees a grant made now: a gateway would refuse it.
 		{"failing test", Request{From: "dr-khan-laptop", Service: "pacs", Ports: mustPorts(t, "8443/tcp")},
