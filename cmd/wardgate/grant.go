@@ -59,6 +59,10 @@ func cmdGrantAdd(args []string, stdout, stderr io.Writer) int {
 	req := grant.Request{From: *from, Reason: *reason, Name: *name}
 	svc, port, hasPort := strings.Cut(*to, ":")
 	req.Service = svc
+	if svc == "" || hasPort && port == "" {
+		fmt.Fprintf(stderr, "wardgate grant: --to %q: want SERVICE, SERVICE:PORT[/PROTO] or SERVICE:icmp\n", *to)
+		return 2
+	}
 	if hasPort {
 		r, err := policy.ParsePortRange(port)
 		if err != nil {

@@ -135,6 +135,8 @@ func TestGrantRefusals(t *testing.T) {
 		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "2 hours", "--reason", "x"}, 2, `--for: "2 hours" is not a duration`},
 		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "-1h", "--reason", "x"}, 2, "a grant lasts some time"},
 		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "200000d", "--reason", "x"}, 2, `--for: "200000d": at most 3650d`},
+		{[]string{"--from", "mri-3", "--to", "ehr:", "--for", "1h", "--reason", "x"}, 2, `--to "ehr:": want SERVICE, SERVICE:PORT[/PROTO] or SERVICE:icmp`},
+		{[]string{"--from", "mri-3", "--to", ":8080", "--for", "1h", "--reason", "x"}, 2, `--to ":8080": want SERVICE`},
 		{[]string{"--from", "mri-3", "--to", "ehr:ssh", "--for", "1h", "--reason", "x"}, 2, `--to "ehr:ssh"`},
 		{[]string{"--from", "mri-3", "--to", "ehr"}, 2, "usage: wardgate grant"},
 		{[]string{"--from", "mri-33", "--to", "lab-results", "--for", "1h", "--reason", "x"}, 1, `wardgate grant: unknown identity "mri-33" (did you mean "mri-3"?)`},
