@@ -73,7 +73,16 @@ func (e QuarantineEntry) newer(old QuarantineEntry) bool {
 	return e.Site > old.Site
 }
 
-// quarantineState is quarantine.json.
+// storedEntry is a record as quarantine.json keeps it: without
+// in_policy, which describes the running policy, not the record (it read
+// "false" for every identity).
+type storedEntry struct {
+	QuarantineEntry
+	InPolicy bool `json:"in_policy,omitempty"`
+}
+
+// quarantineState is quarantine.json (read as written by
+// saveQuarantineLocked).
 type quarantineState struct {
 	Entries []QuarantineEntry `json:"entries"`
 }
@@ -171,7 +180,14 @@ func (g *Gateway) loadQuarantine() error {
 // saveQuarantineLocked writes entries to quarantine.json atomically: a
 // crash leaves the old file or the new one, never a mix.
 func (g *Gateway) saveQuarantineLocked(entries map[string]QuarantineEntry) error {
-	data, err := json.MarshalIndent(quarantineState{Entries: sortedEntries(entries, false)}, "", "  ")
+	sorted := sortedEntries(entries, false)
+	stored := make([]storedEntry, len(sorted))
+	for i, e := range sorted {
+		stored[i] = storedEntry{QuarantineEntry: e}
+	}
+	data, err := json.MarshalIndent(struct {
+		Entries []storedEntry `json:"entries"`
+	}{stored}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -185,6 +185,9 @@ func TestQuarantinePersists(t *testing.T) {
 	if err := json.Unmarshal(data, &qs); err != nil || len(qs.Entries) != 1 || !qs.Entries[0].Active || qs.Entries[0].Reason != "EDR alert 4711" {
 		t.Fatalf("state file: %s (%v)", data, err)
 	}
+	if strings.Contains(string(data), "in_policy") {
+		t.Errorf("the state file says in_policy, which only the running policy knows:\n%s", data)
+	}
 	if left, _ := filepath.Glob(filepath.Join(stateDir, quarantineFile+".*")); len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
