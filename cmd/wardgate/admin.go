@@ -233,7 +233,7 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 	}
 	if len(st.Quarantined) > 0 {
 		fmt.Fprintf(w, "\nquarantined (%d):\n", len(st.Quarantined))
-		printQuarantined(w, st.Quarantined, now)
+		printQuarantined(w, "  ", st.Quarantined, now)
 	}
 	if len(st.Services) > 0 {
 		fmt.Fprintf(w, "\nservices (%d):\n", len(st.Services))

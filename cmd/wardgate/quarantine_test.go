@@ -119,7 +119,9 @@ func TestQuarantineCommands(t *testing.T) {
 	if !strings.Contains(audit.String(), `"event":"identity.quarantine"`) || !strings.Contains(audit.String(), `"by":"`+uid) {
 		t.Errorf("no identity.quarantine with the caller's uid in the audit log:\n%s", audit.String())
 	}
-	if code, out, _ = runCLI("status", "-c", conf); code != 0 || !strings.Contains(out, "quarantined (1):") {
+	// Indented like status's other tables; the time says its zone.
+	if code, out, _ = runCLI("status", "-c", conf); code != 0 || !strings.Contains(out, "quarantined (1):\n  IDENTITY ") ||
+		!regexpLine(out, `alice\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ \(.*`) {
 		t.Errorf("status: %d\n%s", code, out)
 	}
 	code, out, _ = runCLI("explain", "-c", conf, "--from", "alice", "--to", "ehr:443")
