@@ -182,6 +182,24 @@ func TestHeldBack(t *testing.T) {
 	}
 }
 
+// TestExpiredGrantPruned: flows denied after a grant expired are held
+// back under that rule even once `grant prune` has removed it from the
+// policy, where deciding them again says only no-rule: proposing them
+// would make the grant permanent.
+func TestExpiredGrantPruned(t *testing.T) {
+	line := strings.Replace(auditLine("flow.deny", "desk-1", "pacs", "tcp", 443, "expired", monday10),
+		`"reason"`, `"rule":"grant-desk-1-pacs","reason"`, 1)
+	res, _ := readLines(t, loadPolicy(t), Options{}, []string{line})
+	if len(res.Proposals) != 0 || len(res.Held) != 1 || res.Held[0].Reason != policy.ReasonExpired || res.Held[0].Rule != "grant-desk-1-pacs" {
+		t.Fatalf("proposals %+v, held %+v", res.Proposals, res.Held)
+	}
+	var out bytes.Buffer
+	res.WriteTOML(&out)
+	if want := `# after rule "grant-desk-1-pacs" expired: 1 flow`; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}
+
 // TestDeterministic: the same records in any order, split over any
 // number of files, give the same bytes.
 func TestDeterministic(t *testing.T) {
