@@ -95,6 +95,9 @@ func (p *Policy) ExplainQuarantined(id *Identity, svc *Service, port uint16, pro
 	d := p.Quarantined(p.Decide(id, svc, port, proto, t), svc)
 	if d.Reason != ReasonQuarantined {
 		text := p.explain(d, id, svc, port, proto, t)
+		if !d.Allowed() {
+			return d, text + fmt.Sprintf(" (%s is quarantined; %s is in [quarantine] allow, so the rules decide)", id.Name, svc.Name)
+		}
 		return d, text + fmt.Sprintf(" (%s is quarantined; %s stays reachable under [quarantine] allow)", id.Name, svc.Name)
 	}
 	// Named with its port: explaining a bare service gives one line per

@@ -125,6 +125,11 @@ func TestQuarantineExplain(t *testing.T) {
 	if !d.Allowed() || !strings.HasPrefix(text, `allow: rule "alice-all"`) || !strings.Contains(text, "stays reachable") {
 		t.Errorf("patch: %v %q", d.Verdict, text)
 	}
+	// A listed service that a deny rule takes: not "stays reachable".
+	d, text = p.ExplainQuarantined(alice, p.Service("edr"), 8443, ProtoTCP, now)
+	if want := "(alice is quarantined; edr is in [quarantine] allow, so the rules decide)"; d.Allowed() || !strings.HasPrefix(text, `deny: rule "no-edr-admin"`) || !strings.HasSuffix(text, want) {
+		t.Errorf("edr:8443: %v %q, want ...%s", d.Verdict, text, want)
+	}
 }
 
 func TestQuarantineLoadErrors(t *testing.T) {
