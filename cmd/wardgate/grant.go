@@ -265,7 +265,7 @@ func cmdGrantPrune(args []string, stdout, stderr io.Writer) int {
 	return reloadAfterEdit(*file, *socket, tgt, np, stdout, stderr)
 }
 
-// remaining formats how long until t: "1h59m", "3d4h", "42s".
+// remaining formats how long until t: "2h", "1h59m", "3d4h", "42s".
 func remaining(t, now time.Time) string {
 	d := t.Sub(now)
 	switch {
@@ -274,7 +274,11 @@ func remaining(t, now time.Time) string {
 	case d < time.Minute:
 		return fmt.Sprintf("%ds", int(d.Seconds()))
 	case d < 48*time.Hour:
-		return strings.TrimSuffix(d.Truncate(time.Minute).String(), "0s")
+		s := strings.TrimSuffix(d.Truncate(time.Minute).String(), "0s")
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m") // "2h", not "2h0m"
+		}
+		return s
 	}
 	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 }

@@ -39,7 +39,7 @@ func TestGrantAddListPrune(t *testing.T) {
 	if out != want {
 		t.Errorf("printed\n%s\nwant\n%s", out, want)
 	}
-	for _, w := range []string{"granted until ", "(2h0m from now)", "reloaded: policy feedfacefeedface", "copy " + polPath + " to the other sites' gateways"} {
+	for _, w := range []string{"granted until ", "(2h from now)", "reloaded: policy feedfacefeedface", "copy " + polPath + " to the other sites' gateways"} {
 		if !strings.Contains(errOut, w) {
 			t.Errorf("grant's messages lack %q:\n%s", w, errOut)
 		}
@@ -113,7 +113,7 @@ func TestGrantRoundsExpiryUp(t *testing.T) {
 	polPath := filepath.Join(dir, "policy.toml")
 	setGrantClock(t, time.Date(2026, 11, 30, 10, 0, 0, 500_000_000, time.UTC))
 	code, out, errOut := runCLI("grant", "-c", polPath, "--from", "mri-3", "--to", "lab-results", "--for", "2h", "--reason", "x")
-	if code != 0 || !strings.Contains(out, `expires = "2026-11-30T12:00:01Z"`) || !strings.Contains(errOut, "(2h0m from now)") {
+	if code != 0 || !strings.Contains(out, `expires = "2026-11-30T12:00:01Z"`) || !strings.Contains(errOut, "(2h from now)") {
 		t.Errorf("grant: %d\n%s%s", code, out, errOut)
 	}
 	code, out, _ = runCLI("grant", "list", "-c", polPath)
@@ -150,5 +150,25 @@ func TestGrantRefusals(t *testing.T) {
 	}
 	if text, _ := os.ReadFile(polPath); !bytes.Equal(text, orig) {
 		t.Error("a refused grant changed the policy")
+	}
+}
+
+func TestRemaining(t *testing.T) {
+	now := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{2 * time.Hour, "2h"},
+		{2*time.Hour - time.Minute, "1h59m"},
+		{time.Hour + 5*time.Minute + 30*time.Second, "1h5m"},
+		{59 * time.Minute, "59m"},
+		{42 * time.Second, "42s"},
+		{76 * time.Hour, "3d4h"},
+		{0, "expired"},
+	} {
+		if got := remaining(now.Add(tc.d), now); got != tc.want {
+			t.Errorf("remaining(%v) = %q, want %q", tc.d, got, tc.want)
+		}
 	}
 }
