@@ -95,7 +95,7 @@ func Add(path string, req Request, now time.Time) (*Added, error) {
 				return nil, err
 			}
 			if failed := failedTests(pp); len(failed) > 0 {
-				return nil, fmt.Errorf("the policy with the grant fails %d of its tests, nothing written: %w", len(failed), &policy.LoadError{Problems: failed})
+				return nil, testsFail(pol, failed)
 			}
 		}
 		return nil, fmt.Errorf("the policy with the grant would be invalid, nothing written: %w", err)
@@ -111,7 +111,7 @@ func Add(path string, req Request, now time.Time) (*Added, error) {
 	// a grant that breaks one is refused here: such a test says that this
 	// access is not wanted (a test `at` a past time sees the grant too).
 	if failed := failedTests(np); len(failed) > 0 {
-		return nil, fmt.Errorf("the policy with the grant fails %d of its tests, nothing written: %w", len(failed), &policy.LoadError{Problems: failed})
+		return nil, testsFail(pol, failed)
 	}
 	if err := enroll.WriteIfUnchanged(path, orig, edited); err != nil {
 		return nil, err
@@ -229,6 +229,16 @@ func ruleNamed(pol *policy.Policy, name string) *policy.Rule {
 		}
 	}
 	return nil
+}
+
+// testsFail is the refusal of a grant with which tests fail; tests that
+// fail without it too (pol, the policy before) are named as such, not
+// blamed on the grant.
+func testsFail(pol *policy.Policy, failed []policy.Problem) error {
+	if before := failedTests(pol); len(before) > 0 {
+		return fmt.Errorf("the policy fails %d of its tests before the grant (see wardgate check), nothing written: %w", len(before), &policy.LoadError{Problems: before})
+	}
+	return fmt.Errorf("the policy with the grant fails %d of its tests, nothing written: %w", len(failed), &policy.LoadError{Problems: failed})
 }
 
 func failedTests(pol *policy.Policy) []policy.Problem {

@@ -166,6 +166,21 @@ func TestAddRefuses(t *testing.T) {
 	}
 }
 
+// TestAddToAFailingPolicy: tests that fail before the grant are named as
+// such, not blamed on it.
+func TestAddToAFailingPolicy(t *testing.T) {
+	path, orig := examplePolicy(t)
+	broken := bytes.Replace(orig, []byte("to = \"print:9100/tcp\"\nexpect = \"allow\""), []byte("to = \"print:9100/tcp\"\nexpect = \"deny\""), 1)
+	os.WriteFile(path, broken, 0o640)
+	_, err := Add(path, Request{From: "admin-finance-01", Service: "lab-results", Expires: now.Add(time.Hour), Reason: "x"}, now)
+	if err == nil || !strings.Contains(err.Error(), "the policy fails 1 of its tests before the grant") || !strings.Contains(err.Error(), "test york-nurse-station -> print:9100/tcp: expected deny") {
+		t.Errorf("Add: %v", err)
+	}
+	if text, _ := os.ReadFile(path); !bytes.Equal(text, broken) {
+		t.Error("the file changed")
+	}
+}
+
 // TestGroupGrantAndPorts: a group grant with ports; two grants of the same
 // pair get distinct names; prune takes both at once and keeps the rest.
 func TestGroupGrantAndPorts(t *testing.T) {
