@@ -305,8 +305,18 @@ func TestApplyPassesCheck(t *testing.T) {
 	}
 	// A proposal that breaks a test of the file is refused.
 	broken := append(bytes.Clone(orig), "\n[[test]]\nfrom = \"rad-4\"\nto = \"pacs:443/tcp\"\nexpect = \"deny\"\n"...)
-	if _, _, err := res.Apply(testPolicy, broken); err == nil || !strings.Contains(err.Error(), "fails 1 of its tests") {
+	if _, _, err := res.Apply(testPolicy, broken); err == nil || !strings.Contains(err.Error(), "the policy with the proposals fails 1 of its tests") {
 		t.Errorf("Apply over a contradicting test: %v", err)
+	}
+	// A test that fails already, and with the proposals too, is not
+	// blamed on them; one that they make pass is no reason to refuse.
+	failing := append(bytes.Clone(orig), "\n[[test]]\nfrom = \"desk-2\"\nto = \"pacs:443/tcp\"\nexpect = \"allow\"\n"...)
+	if _, _, err := res.Apply(testPolicy, failing); err == nil || !strings.Contains(err.Error(), "the policy fails 1 of its tests before the proposals") {
+		t.Errorf("Apply over a failing test: %v", err)
+	}
+	fixed := append(bytes.Clone(orig), "\n[[test]]\nfrom = \"rad-4\"\nto = \"pacs:443/tcp\"\nat = \"2026-11-30T10:00:00Z\"\nexpect = \"allow\"\n"...)
+	if _, _, err := res.Apply(testPolicy, fixed); err != nil {
+		t.Errorf("Apply over a test the proposals make pass: %v", err)
 	}
 }
 
