@@ -27,7 +27,11 @@ func (r *Result) WriteTOML(w io.Writer) error {
 		plural(c.Observed, "denial", "denials"), plural(len(r.Proposals), "rule", "rules"), plural(c.Proposed, "flow", "flows"),
 		strconv.FormatFloat(r.GroupThreshold, 'f', -1, 64))
 	fmt.Fprintf(&b, "#   allowed by this policy already: %d; unknown identity, service or port: %d\n", c.Allowed, c.Unknown)
-	fmt.Fprintf(&b, "#   held back by a deny rule, a time window or an expiry: %s (listed at the end)\n", plural(c.Held, "flow", "flows"))
+	listed := ""
+	if c.Held > 0 {
+		listed = " (listed at the end)"
+	}
+	fmt.Fprintf(&b, "#   held back by a deny rule, a time window or an expiry: %s%s\n", plural(c.Held, "flow", "flows"), listed)
 	b.WriteString("# Review each rule: a group or site grants its members that were not seen too.\n")
 	for _, p := range r.Proposals {
 		b.WriteByte('\n')

@@ -334,3 +334,14 @@ func TestSuggestObservations(t *testing.T) {
 		t.Errorf("Suggest %v, ReadAudit %v", rules(res), rules(viaReader))
 	}
 }
+
+// TestSummaryWithNothingHeld: the summary points at a list only when
+// there is one.
+func TestSummaryWithNothingHeld(t *testing.T) {
+	res, _ := readLines(t, loadPolicy(t), Options{}, flows(2, "flow.audit", "rad-1", "pacs", 104, "no-rule", monday10))
+	var out bytes.Buffer
+	res.WriteTOML(&out)
+	if want := "#   held back by a deny rule, a time window or an expiry: 0 flows\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}
