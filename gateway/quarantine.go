@@ -73,7 +73,16 @@ func (e QuarantineEntry) newer(old QuarantineEntry) bool {
 	return e.Site > old.Site
 }
 
-// quarantineState is quarantine.json.
+// storedEntry is a record as quarantine.json keeps it: without
+// in_policy, which describes the running policy, not the record (it read
+// "false" for every identity).
+type storedEntry struct {
+	QuarantineEntry
+	InPolicy bool `json:"in_policy,omitempty"`
+}
+
+// quarantineState is quarantine.json (read as written by
+// saveQuarantineLocked).
 type quarantineState struct {
 	Entries []QuarantineEntry `json:"entries"`
 }
@@ -171,7 +180,14 @@ func (g *Gateway) loadQuarantine() error {
 // saveQuarantineLocked writes entries to quarantine.json atomically: a
 // crash leaves the old file or the new one, never a mix.
 func (g *Gateway) saveQuarantineLocked(entries map[string]QuarantineEntry) error {
-	data, err := json.MarshalIndent(quarantineState{Entries: sortedEntries(entries, false)}, "", "  ")
+	sorted := sortedEntries(entries, false)
+	stored := make([]storedEntry, len(sorted))
+	for i, e := range sorted {
+		stored[i] = storedEntry{QuarantineEntry: e}
+	}
+	data, err := json.MarshalIndent(struct {
+		Entries []storedEntry `json:"entries"`
+	}{stored}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -225,7 +241,8 @@ func (g *Gateway) Quarantine(name, reason, by string) (e QuarantineEntry, alread
 }
 
 // Release ends identity name's quarantine, as Quarantine started it
-// (identity.release). An identity that is not quarantined is an error.
+// (identity.release). An identity that is not quarantined, or unknown,
+// is an error.
 func (g *Gateway) Release(name, reason, by string) (QuarantineEntry, error) {
 	reason = strings.TrimSpace(reason)
 	if strings.ContainsFunc(reason, func(c rune) bool { return c < ' ' || c == 0x7f }) || len(reason) > maxReasonLen {
@@ -235,6 +252,11 @@ func (g *Gateway) Release(name, reason, by string) (QuarantineEntry, error) {
 	old, had := g.quar.entries[name]
 	if !had || !old.Active {
 		g.quar.mu.Unlock()
+		// A typo must not read as "that device is free": say the name
+		// is unknown, as Quarantine does.
+		if st := g.state.Load(); !had && st.pol.Identity(name) == nil {
+			return QuarantineEntry{}, &QuarantineError{NotFound: true, Msg: fmt.Sprintf("unknown identity %s in %s%s", policy.Quote(name), st.pol.File(), nearestIdentity(st.pol, name))}
+		}
 		return QuarantineEntry{}, &QuarantineError{NotFound: true, Msg: fmt.Sprintf("%s is not quarantined", policy.Quote(name))}
 	}
 	now := g.changeTime(old)

@@ -22,7 +22,7 @@ import (
 //	GET    /v1/quarantine       []QuarantineEntry, the identities in quarantine
 //	POST   /v1/quarantine       {"identity": NAME, "reason": TEXT}
 //	                            200 QuarantineResult; 400/404 {"error"}: nothing changed
-//	DELETE /v1/quarantine/NAME  optional body {"reason": TEXT}; 200 QuarantineResult, 404 when not quarantined
+//	DELETE /v1/quarantine/NAME  optional body {"reason": TEXT}; 200 QuarantineResult, 404 when not quarantined or unknown
 //
 // Who asked is not taken from the request: it is the caller's uid and
 // process as the kernel reports them on the admin socket (SO_PEERCRED).

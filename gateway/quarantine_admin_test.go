@@ -36,6 +36,7 @@ func TestQuarantineAPI(t *testing.T) {
 		{"POST", "/v1/quarantine", `{"identity":"mallory","reason":"x"}`, http.StatusNotFound, `unknown identity "mallory"`},
 		{"POST", "/v1/quarantine", `{"identity":"leeds","reason":"x"}`, http.StatusBadRequest, "is a site gateway"},
 		{"DELETE", "/v1/quarantine/alice", "", http.StatusNotFound, "not quarantined"},
+		{"DELETE", "/v1/quarantine/alic", "", http.StatusNotFound, `unknown identity "alic"`},
 	} {
 		code, out := call(tc.method, tc.path, tc.body)
 		if code != tc.code || !strings.Contains(out["error"].(string), tc.want) {

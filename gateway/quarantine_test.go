@@ -185,6 +185,9 @@ func TestQuarantinePersists(t *testing.T) {
 	if err := json.Unmarshal(data, &qs); err != nil || len(qs.Entries) != 1 || !qs.Entries[0].Active || qs.Entries[0].Reason != "EDR alert 4711" {
 		t.Fatalf("state file: %s (%v)", data, err)
 	}
+	if strings.Contains(string(data), "in_policy") {
+		t.Errorf("the state file says in_policy, which only the running policy knows:\n%s", data)
+	}
 	if left, _ := filepath.Glob(filepath.Join(stateDir, quarantineFile+".*")); len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
@@ -247,6 +250,9 @@ func TestQuarantineBadInput(t *testing.T) {
 	}
 	if _, err := g.Release("alice", "", "tester"); err == nil || !strings.Contains(err.Error(), "not quarantined") {
 		t.Errorf("release of an identity not quarantined: %v", err)
+	}
+	if _, err := g.Release("alic", "", "tester"); err == nil || !strings.Contains(err.Error(), `unknown identity "alic" in `+filepath.Join(dir, "policy.toml")+` (did you mean "alice"?)`) {
+		t.Errorf("release of a typo: %v", err)
 	}
 	// The state directory cannot be written: the quarantine fails whole.
 	stateDir := filepath.Join(dir, "state")

@@ -418,6 +418,7 @@ type TestResult struct {
 	From    string
 	To      string // as written: "pacs:443/tcp"
 	Expect  Verdict
+	Rule    string // the rule the test asserts (`rule = "..."`); "" when none
 	Got     Decision
 	Passed  bool
 }

@@ -95,15 +95,20 @@ func (p *Policy) ExplainQuarantined(id *Identity, svc *Service, port uint16, pro
 	d := p.Quarantined(p.Decide(id, svc, port, proto, t), svc)
 	if d.Reason != ReasonQuarantined {
 		text := p.explain(d, id, svc, port, proto, t)
+		if !d.Allowed() {
+			return d, text + fmt.Sprintf(" (%s is quarantined; %s is in [quarantine] allow, so the rules decide)", id.Name, svc.Name)
+		}
 		return d, text + fmt.Sprintf(" (%s is quarantined; %s stays reachable under [quarantine] allow)", id.Name, svc.Name)
 	}
-	return d, fmt.Sprintf("deny: %s is quarantined; only %s stay reachable", id.Name, quarantineList(p))
-}
-
-func quarantineList(p *Policy) string {
+	// Named with its port: explaining a bare service gives one line per
+	// port, and they must not read the same.
+	if proto == ProtoICMP {
+		port = 0
+	}
+	flow := svc.Name + " on " + PortRange{Proto: proto, Lo: port, Hi: port}.String()
 	allowed := p.QuarantineAllowed()
 	if len(allowed) == 0 {
-		return "no services ([quarantine] allow is empty)"
+		return d, fmt.Sprintf("deny: %s is quarantined; no service stays reachable ([quarantine] allow is empty), %s included", id.Name, flow)
 	}
-	return "the services of [quarantine] allow (" + strings.Join(allowed, ", ") + ")"
+	return d, fmt.Sprintf("deny: %s is quarantined; only the services of [quarantine] allow (%s) stay reachable, not %s", id.Name, strings.Join(allowed, ", "), flow)
 }

@@ -110,12 +110,25 @@ func TestQuarantineExplain(t *testing.T) {
 	}
 	alice, now := p.Identity("alice"), time.Now()
 	d, text := p.ExplainQuarantined(alice, p.Service("pacs"), 443, ProtoTCP, now)
-	if d.Reason != ReasonQuarantined || !strings.Contains(text, "alice is quarantined") || !strings.Contains(text, "patch, edr, notes") {
-		t.Errorf("pacs: %v %q", d.Reason, text)
+	if want := "deny: alice is quarantined; only the services of [quarantine] allow (patch, edr, notes) stay reachable, not pacs on 443/tcp"; d.Reason != ReasonQuarantined || text != want {
+		t.Errorf("pacs: %v %q\nwant %q", d.Reason, text, want)
+	}
+	empty, err := Parse("policy.toml", []byte(baseTOML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, text = empty.ExplainQuarantined(empty.Identity("alice"), empty.Service("pacs"), 0, ProtoICMP, now)
+	if want := "deny: alice is quarantined; no service stays reachable ([quarantine] allow is empty), pacs on icmp included"; text != want {
+		t.Errorf("without [quarantine]: %q\nwant %q", text, want)
 	}
 	d, text = p.ExplainQuarantined(alice, p.Service("patch"), 80, ProtoTCP, now)
 	if !d.Allowed() || !strings.HasPrefix(text, `allow: rule "alice-all"`) || !strings.Contains(text, "stays reachable") {
 		t.Errorf("patch: %v %q", d.Verdict, text)
+	}
+	// A listed service that a deny rule takes: not "stays reachable".
+	d, text = p.ExplainQuarantined(alice, p.Service("edr"), 8443, ProtoTCP, now)
+	if want := "(alice is quarantined; edr is in [quarantine] allow, so the rules decide)"; d.Allowed() || !strings.HasPrefix(text, `deny: rule "no-edr-admin"`) || !strings.HasSuffix(text, want) {
+		t.Errorf("edr:8443: %v %q, want ...%s", d.Verdict, text, want)
 	}
 }
 

@@ -83,7 +83,7 @@ func (p *Policy) RunTests() []TestResult {
 		if !passed {
 			prob.Msg = fmt.Sprintf("test %s -> %s: expected %s, got %s", ts.from, ts.to, describeExpect(ts), describeDecision(got))
 		}
-		out = append(out, TestResult{Problem: prob, From: ts.from, To: ts.to, Expect: ts.expect, Got: got, Passed: passed})
+		out = append(out, TestResult{Problem: prob, From: ts.from, To: ts.to, Expect: ts.expect, Rule: ts.rule, Got: got, Passed: passed})
 	}
 	return out
 }

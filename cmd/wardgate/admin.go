@@ -51,14 +51,19 @@ func (f *adminFlags) socketPath() (string, error) {
 		return defaultSocket, nil
 	}
 	var c struct {
-		Admin struct {
+		Policy string `toml:"policy"`
+		Admin  struct {
 			Socket string `toml:"socket"`
 		} `toml:"admin"`
+		Overlay map[string]any `toml:"overlay"`
 	}
 	if _, err := toml.DecodeFile(*f.config, &c); err != nil {
 		return "", fmt.Errorf("%s: %w", *f.config, err)
 	}
 	s := c.Admin.Socket
+	if s == "" && c.Policy == "" && c.Overlay != nil {
+		return "", fmt.Errorf("%s is a policy.toml: give the gateway's gateway.toml (its [admin] socket is used) or --socket PATH", *f.config)
+	}
 	if s == "" {
 		return "", fmt.Errorf("%s has no [admin] socket: the gateway serves no admin API", *f.config)
 	}
@@ -229,7 +234,7 @@ func printStatus(w io.Writer, st gateway.Status, now time.Time) {
 	}
 	if len(st.Quarantined) > 0 {
 		fmt.Fprintf(w, "\nquarantined (%d):\n", len(st.Quarantined))
-		printQuarantined(w, st.Quarantined, now)
+		printQuarantined(w, "  ", st.Quarantined, now)
 	}
 	if len(st.Services) > 0 {
 		fmt.Fprintf(w, "\nservices (%d):\n", len(st.Services))

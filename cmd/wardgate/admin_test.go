@@ -168,6 +168,13 @@ func TestAdminSocketFromConfig(t *testing.T) {
 	if code, _, errOut := runCLI("status", "-c", cfg); code != 1 || !strings.Contains(errOut, "no [admin] socket") {
 		t.Fatalf("status -c without [admin] socket: %d %s", code, errOut)
 	}
+	// A policy.toml is not a gateway that lacks a socket.
+	for _, cmd := range [][]string{{"status"}, {"quarantine", "list"}, {"quarantine", "alice", "--reason", "x"}} {
+		code, _, errOut := runCLI(append(cmd, "-c", examplePolicy)...)
+		if code != 1 || !strings.Contains(errOut, examplePolicy+" is a policy.toml: give the gateway's gateway.toml") {
+			t.Errorf("%v -c policy.toml: %d %s", cmd, code, errOut)
+		}
+	}
 }
 
 func TestAdminUnreachable(t *testing.T) {

@@ -53,14 +53,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	for _, r := range results {
 		if !r.Passed {
 			failed++
-			fmt.Fprintf(stderr, "FAIL: %s: test %s -> %s: expected %s, got %s", r.Problem.Error(), r.From, r.To, r.Expect, r.Got.Verdict)
-			if r.Got.Rule != "" {
-				fmt.Fprintf(stderr, " by rule %q", r.Got.Rule)
-			}
-			if r.Got.Reason.String() != "" {
-				fmt.Fprintf(stderr, " (%s)", r.Got.Reason)
-			}
-			fmt.Fprintln(stderr)
+			// The problem of a failed test says it all: where, the test,
+			// what it expected and what it got.
+			fmt.Fprintf(stderr, "FAIL: %s\n", r.Problem.Error())
 		}
 	}
 	fmt.Fprintf(stdout, "%s: ", pol.File())
@@ -68,7 +63,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		len(pol.Sites()), len(pol.Identities()), len(pol.Groups()), len(pol.Services()), len(pol.Rules()),
 		len(results)-failed, len(results))
 	if warnings > 0 {
-		fmt.Fprintf(stdout, "; %d warnings", warnings)
+		fmt.Fprintf(stdout, "; %s", plural(warnings, "warning", "warnings"))
 	}
 	fmt.Fprintf(stdout, "; policy %s\n", pol.Hash())
 	if cfg != nil {

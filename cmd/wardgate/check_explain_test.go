@@ -33,6 +33,24 @@ func TestCheckBrokenNamesFileAndLine(t *testing.T) {
 	}
 }
 
+// TestCheckFailingTest: a failing [[test]] is one line, with its place,
+// what it expected and what it got, said once.
+func TestCheckFailingTest(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "policy.toml")
+	text, err := os.ReadFile(examplePolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test of york-nurse-station -> print now expects deny.
+	text = bytes.Replace(text, []byte("to = \"print:9100/tcp\"\nexpect = \"allow\""), []byte("to = \"print:9100/tcp\"\nexpect = \"deny\""), 1)
+	os.WriteFile(bad, text, 0o644)
+	code, _, errs := runCLI("check", "-c", bad)
+	want := `: test york-nurse-station -> print:9100/tcp: expected deny, got allow by rule "york-prints"` + "\n"
+	if code != 1 || !strings.HasPrefix(errs, "FAIL: "+bad+":") || !strings.HasSuffix(errs, want) || strings.Count(errs, "expected") != 1 {
+		t.Errorf("check: exit %d\n%s\nwant FAIL: %s:LINE:COL%s", code, errs, bad, want)
+	}
+}
+
 func TestExplain(t *testing.T) {
 	for _, tc := range []struct {
 		to, at, verdict, rule, reason string
@@ -135,7 +153,7 @@ func TestCheckWarnsOfAKeyThatIsNotTheSites(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "keys", "leeds.key"), york, 0o600)
 	code, out, errs := runCLI("check", "-c", filepath.Join(dir, "gateway.toml"))
-	if code != 0 || !strings.Contains(errs, `but site "leeds" has key`) || !strings.Contains(out, "warnings") {
+	if code != 0 || !strings.Contains(errs, `but site "leeds" has key`) || !strings.Contains(out, "; 1 warning;") {
 		t.Fatalf("check with another site's key: exit %d\n%s%s", code, out, errs)
 	}
 }

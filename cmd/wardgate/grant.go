@@ -59,6 +59,10 @@ func cmdGrantAdd(args []string, stdout, stderr io.Writer) int {
 	req := grant.Request{From: *from, Reason: *reason, Name: *name}
 	svc, port, hasPort := strings.Cut(*to, ":")
 	req.Service = svc
+	if svc == "" || hasPort && port == "" {
+		fmt.Fprintf(stderr, "wardgate grant: --to %q: want SERVICE, SERVICE:PORT[/PROTO] or SERVICE:icmp\n", *to)
+		return 2
+	}
 	if hasPort {
 		r, err := policy.ParsePortRange(port)
 		if err != nil {
@@ -73,7 +77,12 @@ func cmdGrantAdd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	now := grantNow()
+	// The rule keeps the expiry to the second: rounded up, so that the
+	// grant lasts at least as long as asked.
 	req.Expires = now.Add(d)
+	if t := req.Expires.Truncate(time.Second); t.Before(req.Expires) {
+		req.Expires = t.Add(time.Second)
+	}
 	added, err := grant.Add(tgt.path, req, now)
 	if err != nil {
 		printRefusal(stderr, "grant", err)
@@ -84,6 +93,10 @@ func cmdGrantAdd(args []string, stdout, stderr io.Writer) int {
 	return reloadAfterEdit(*file, *socket, tgt, added.Policy, stdout, stderr)
 }
 
+// maxGrantDays bounds --for in days, well inside what a time.Duration
+// holds (about 106751 days): a grant of ten years is a rule.
+const maxGrantDays = 3650
+
 // parseFor accepts a Go duration or a whole number of days ("3d").
 func parseFor(s string) (time.Duration, error) {
 	var d time.Duration
@@ -91,6 +104,9 @@ func parseFor(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		var n int
 		n, err = strconv.Atoi(days)
+		if err == nil && n > maxGrantDays {
+			return 0, fmt.Errorf("%q: at most %dd", s, maxGrantDays)
+		}
 		d = time.Duration(n) * 24 * time.Hour
 	} else {
 		d, err = time.ParseDuration(s)
@@ -130,11 +146,18 @@ func reloadAfterEdit(file, socket string, tgt policyTarget, pol *policy.Policy, 
 		return 0
 	}
 	var res gateway.ReloadResult
-	if err := json.Unmarshal(body, &res); err != nil || status != http.StatusOK || !res.OK {
+	if err := json.Unmarshal(body, &res); err != nil {
 		fmt.Fprintf(stderr, "wardgate: the gateway refused to reload (%d): %s\n", status, strings.TrimSpace(string(body)))
+		return 1
+	}
+	if status != http.StatusOK || !res.OK {
 		for _, p := range res.Problems {
 			fmt.Fprintf(stderr, "error: %s\n", p)
 		}
+		if len(res.Problems) == 0 {
+			fmt.Fprintf(stderr, "error: %s\n", res.Error)
+		}
+		fmt.Fprintf(stderr, "wardgate: the gateway refused to reload (%d) and keeps running its previous policy; %s is edited all the same\n", status, tgt.path)
 		return 1
 	}
 	if res.ReloadChanges != nil {
@@ -193,12 +216,16 @@ func cmdGrantList(args []string, stdout, stderr io.Writer) int {
 				ports = "all"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, strings.Join(r.From, ","), strings.Join(r.To, ","), ports,
-				r.Expires.Local().Format("2006-01-02 15:04 MST"), remaining(r.Expires, now), r.Reason)
+				r.Expires.Local().Format("2006-01-02 15:04:05 MST"), remaining(r.Expires, now), r.Reason)
 		}
 		tw.Flush()
 	}
 	if n := len(pol.ExpiredRules(now)); n > 0 {
-		fmt.Fprintf(stderr, "note: %d expired rules decide nothing any more: `wardgate grant prune` removes them\n", n)
+		them := "them"
+		if n == 1 {
+			them = "it"
+		}
+		fmt.Fprintf(stderr, "note: %s left, deciding nothing any more: `wardgate grant prune` removes %s\n", plural(n, "expired rule", "expired rules"), them)
 	}
 	return 0
 }
@@ -238,7 +265,7 @@ func cmdGrantPrune(args []string, stdout, stderr io.Writer) int {
 	return reloadAfterEdit(*file, *socket, tgt, np, stdout, stderr)
 }
 
-// remaining formats how long until t: "1h59m", "3d4h", "42s".
+// remaining formats how long until t: "2h", "1h59m", "3d4h", "42s".
 func remaining(t, now time.Time) string {
 	d := t.Sub(now)
 	switch {
@@ -247,7 +274,11 @@ func remaining(t, now time.Time) string {
 	case d < time.Minute:
 		return fmt.Sprintf("%ds", int(d.Seconds()))
 	case d < 48*time.Hour:
-		return strings.TrimSuffix(d.Truncate(time.Minute).String(), "0s")
+		s := strings.TrimSuffix(d.Truncate(time.Minute).String(), "0s")
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m") // "2h", not "2h0m"
+		}
+		return s
 	}
 	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 }

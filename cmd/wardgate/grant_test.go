@@ -39,7 +39,7 @@ func TestGrantAddListPrune(t *testing.T) {
 	if out != want {
 		t.Errorf("printed\n%s\nwant\n%s", out, want)
 	}
-	for _, w := range []string{"granted until ", "(2h0m from now)", "reloaded: policy feedfacefeedface", "copy " + polPath + " to the other sites' gateways"} {
+	for _, w := range []string{"granted until ", "(2h from now)", "reloaded: policy feedfacefeedface", "copy " + polPath + " to the other sites' gateways"} {
 		if !strings.Contains(errOut, w) {
 			t.Errorf("grant's messages lack %q:\n%s", w, errOut)
 		}
@@ -66,7 +66,7 @@ func TestGrantAddListPrune(t *testing.T) {
 		t.Errorf("check: %d\n%s", code, errOut)
 	}
 	code, out, errOut = runCLI("grant", "list", "-c", gw)
-	if code != 0 || out != "no active grants\n" || !strings.Contains(errOut, "1 expired rules decide nothing any more") {
+	if code != 0 || out != "no active grants\n" || !strings.Contains(errOut, "1 expired rule left, deciding nothing any more: `wardgate grant prune` removes it") {
 		t.Errorf("grant list after expiry: %d %q %q", code, out, errOut)
 	}
 	code, out, errOut = runCLI("grant", "prune", "-c", gw, "--socket", sock)
@@ -95,13 +95,30 @@ func TestGrantReload(t *testing.T) {
 	sock := serveFake(t, &fakeGateway{reloadOK: false})
 	code, out, errOut := runCLI(append(args, "--socket", sock)...)
 	if code != 1 || !strings.Contains(out, `name = "grant-group-medical-device-lab-results-2"`) ||
-		!strings.Contains(errOut, "the gateway refused to reload (422)") || !strings.Contains(errOut, `error: policy.toml:41:1: rule "x": unknown group "radiolgy"`) {
+		!strings.Contains(errOut, "the gateway refused to reload (422) and keeps running its previous policy") ||
+		!strings.Contains(errOut, `error: policy.toml:41:1: rule "x": unknown group "radiolgy"`) || strings.Contains(errOut, `"ok"`) {
 		t.Errorf("refused reload: %d\n%s\n%s", code, out, errOut)
 	}
 	// A policy.toml: nothing to reload, the note says what to do.
 	code, _, errOut = runCLI("grant", "-c", filepath.Join(dir, "policy.toml"), "--from", "mri-3", "--to", "lab-results", "--for", "90m", "--reason", "x")
 	if code != 0 || !strings.Contains(errOut, "run `wardgate reload` on the gateways") {
 		t.Errorf("policy.toml: %d\n%s", code, errOut)
+	}
+}
+
+// TestGrantRoundsExpiryUp: the expiry is kept to the second, rounded up,
+// so that a grant lasts at least as long as asked and says so.
+func TestGrantRoundsExpiryUp(t *testing.T) {
+	dir := exampleCopy(t)
+	polPath := filepath.Join(dir, "policy.toml")
+	setGrantClock(t, time.Date(2026, 11, 30, 10, 0, 0, 500_000_000, time.UTC))
+	code, out, errOut := runCLI("grant", "-c", polPath, "--from", "mri-3", "--to", "lab-results", "--for", "2h", "--reason", "x")
+	if code != 0 || !strings.Contains(out, `expires = "2026-11-30T12:00:01Z"`) || !strings.Contains(errOut, "(2h from now)") {
+		t.Errorf("grant: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI("grant", "list", "-c", polPath)
+	if code != 0 || !strings.Contains(out, time.Date(2026, 11, 30, 12, 0, 1, 0, time.UTC).Local().Format("2006-01-02 15:04:05 MST")) {
+		t.Errorf("grant list shows the expiry to the second: %d\n%s", code, out)
 	}
 }
 
@@ -117,11 +134,14 @@ func TestGrantRefusals(t *testing.T) {
 	}{
 		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "2 hours", "--reason", "x"}, 2, `--for: "2 hours" is not a duration`},
 		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "-1h", "--reason", "x"}, 2, "a grant lasts some time"},
+		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "200000d", "--reason", "x"}, 2, `--for: "200000d": at most 3650d`},
+		{[]string{"--from", "mri-3", "--to", "ehr:", "--for", "1h", "--reason", "x"}, 2, `--to "ehr:": want SERVICE, SERVICE:PORT[/PROTO] or SERVICE:icmp`},
+		{[]string{"--from", "mri-3", "--to", ":8080", "--for", "1h", "--reason", "x"}, 2, `--to ":8080": want SERVICE`},
 		{[]string{"--from", "mri-3", "--to", "ehr:ssh", "--for", "1h", "--reason", "x"}, 2, `--to "ehr:ssh"`},
 		{[]string{"--from", "mri-3", "--to", "ehr"}, 2, "usage: wardgate grant"},
 		{[]string{"--from", "mri-33", "--to", "lab-results", "--for", "1h", "--reason", "x"}, 1, `wardgate grant: unknown identity "mri-33" (did you mean "mri-3"?)`},
 		{[]string{"--from", "mri-3", "--to", "lab-results", "--for", "1h"}, 1, "a grant needs a reason"},
-		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "1h", "--reason", "x"}, 1, "the result depends on rule \"grant-mri-3-ehr\"'s expiry"},
+		{[]string{"--from", "mri-3", "--to", "ehr", "--for", "1h", "--reason", "x"}, 1, `test mri-3 -> ehr: expected deny, got allow by rule "grant-mri-3-ehr"`},
 	} {
 		code, _, errOut := runCLI(append([]string{"grant", "-c", polPath}, tc.args...)...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
@@ -130,5 +150,25 @@ func TestGrantRefusals(t *testing.T) {
 	}
 	if text, _ := os.ReadFile(polPath); !bytes.Equal(text, orig) {
 		t.Error("a refused grant changed the policy")
+	}
+}
+
+func TestRemaining(t *testing.T) {
+	now := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{2 * time.Hour, "2h"},
+		{2*time.Hour - time.Minute, "1h59m"},
+		{time.Hour + 5*time.Minute + 30*time.Second, "1h5m"},
+		{59 * time.Minute, "59m"},
+		{42 * time.Second, "42s"},
+		{76 * time.Hour, "3d4h"},
+		{0, "expired"},
+	} {
+		if got := remaining(now.Add(tc.d), now); got != tc.want {
+			t.Errorf("remaining(%v) = %q, want %q", tc.d, got, tc.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -47,5 +48,19 @@ func TestEveryCommandHelp(t *testing.T) {
 	}
 	if code, _, _ := runCLI("help", "frobnicate"); code != 2 {
 		t.Error("help for an unknown command: want exit 2")
+	}
+}
+
+// TestDesignNamesEveryCommand: the command table of docs/design.md
+// ("every contract in one place") has a row for each command.
+func TestDesignNamesEveryCommand(t *testing.T) {
+	text, err := os.ReadFile("../../docs/design.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range commands() {
+		if !strings.Contains(string(text), "\n| `wardgate "+c.name+" ") && !strings.Contains(string(text), "\n| `wardgate "+c.name+"`") {
+			t.Errorf("docs/design.md has no row for wardgate %s", c.name)
+		}
 	}
 }

@@ -95,23 +95,23 @@ func quarantineList(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(raw)
 		return 0
 	}
-	printQuarantined(stdout, list, time.Now())
+	printQuarantined(stdout, "", list, time.Now())
 	return 0
 }
 
-func printQuarantined(w io.Writer, list []gateway.QuarantineEntry, now time.Time) {
+func printQuarantined(w io.Writer, indent string, list []gateway.QuarantineEntry, now time.Time) {
 	if len(list) == 0 {
-		fmt.Fprintln(w, "nobody is quarantined")
+		fmt.Fprintln(w, indent+"nobody is quarantined")
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "IDENTITY\tSINCE\tBY\tAT SITE\tREASON")
+	fmt.Fprintln(tw, indent+"IDENTITY\tSINCE\tBY\tAT SITE\tREASON")
 	for _, e := range list {
 		name := e.Identity
 		if !e.InPolicy {
 			name += " (not in the policy)"
 		}
-		fmt.Fprintf(tw, "%s\t%s (%s)\t%s\t%s\t%s\n", name, e.Since.Local().Format(time.DateTime), ago(now, e.Since), e.By, e.Site, e.Reason)
+		fmt.Fprintf(tw, "%s%s\t%s (%s)\t%s\t%s\t%s\n", indent, name, e.Since.Local().Format("2006-01-02 15:04:05 MST"), ago(now, e.Since), e.By, e.Site, e.Reason)
 	}
 	tw.Flush()
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
@@ -61,7 +63,7 @@ func cmdSuggest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "warning: %d more malformed lines skipped\n", malformed-maxReported)
 	}
 	took := time.Since(start)
-	fmt.Fprintf(stderr, "read %d lines (%.1f MB) from %d files in %v", lines, float64(size)/1e6, len(logs), took.Round(100*time.Microsecond))
+	fmt.Fprintf(stderr, "read %s (%.1f MB) from %s in %v", plural(lines, "line", "lines"), float64(size)/1e6, plural(len(logs), "file", "files"), took.Round(100*time.Microsecond))
 	if took >= time.Millisecond {
 		fmt.Fprintf(stderr, " (%.0f MB/s)", float64(size)/1e6/took.Seconds())
 	}
@@ -90,12 +92,22 @@ func cmdSuggest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wardgate suggest: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "wrote %s: %s with %d proposed rules appended; it passes check\n", *write, pol.File(), len(res.Proposals))
+	fmt.Fprintf(stderr, "wrote %s: %s with %s appended; it passes check\n", *write, pol.File(), plural(len(res.Proposals), "proposed rule", "proposed rules"))
 	return 0
 }
 
+// plural is "1 rule", "2 rules".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // readAuditFile feeds one audit log (or stdin for "-") to c and returns
-// how many bytes it read.
+// how many bytes it read. A gzip-compressed log (a rotated
+// audit.jsonl.1.gz) is read through gzip, so that `audit.jsonl*` may name
+// every log there is.
 func readAuditFile(name string, c *suggest.Collector, bad func(*suggest.LineError)) (suggest.ReadStats, int64, error) {
 	var r io.Reader = os.Stdin
 	if name != "-" {
@@ -105,6 +117,15 @@ func readAuditFile(name string, c *suggest.Collector, bad func(*suggest.LineErro
 		}
 		defer f.Close()
 		r = f
+	}
+	br := bufio.NewReader(r)
+	r = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return suggest.ReadStats{}, 0, fmt.Errorf("%s: %w", name, err)
+		}
+		r = zr
 	}
 	cr := &countingReader{r: r}
 	st, err := suggest.ReadAudit(cr, name, c.Add, bad)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ func TestSuggestWrite(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("suggest: %d\n%s", code, errOut)
 	}
-	if !strings.Contains(errOut, "warning: "+log+":3: not a JSON audit record") || !strings.Contains(errOut, "read 5 lines") {
+	if !strings.Contains(errOut, "warning: "+log+":3: not a JSON audit record") || !strings.Contains(errOut, "read 5 lines (0.0 MB) from 1 file in ") {
 		t.Errorf("stderr:\n%s", errOut)
 	}
 	for _, w := range []string{
@@ -43,10 +44,24 @@ func TestSuggestWrite(t *testing.T) {
 		"name = \"allow-print\"\nfrom = [\"group:clinical-desktop\"]\n",
 		"#   group:clinical-desktop: 2 of 3 members seen, 2 flows, at 2026-11-30T10:00:00Z (not seen: york-nurse-station)\n",
 		"# blocked by deny rule \"no-smb\": 1 flow",
+		"# wardgate suggest: 4 denials read; 2 rules proposed for 3 flows (group threshold 0.5)\n",
+		"#   held back by a deny rule, a time window or an expiry: 1 flow (listed at the end)\n",
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
+	}
+
+	// A rotated, gzip-compressed log reads the same as the plain one.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	text, _ := os.ReadFile(log)
+	zw.Write(text)
+	zw.Close()
+	os.WriteFile(log+".1.gz", gz.Bytes(), 0o644)
+	code, outGz, errOut := runCLI("suggest", "-c", gw, log+".1.gz")
+	if code != 0 || outGz != out || !strings.Contains(errOut, "warning: "+log+".1.gz:3: not a JSON audit record") {
+		t.Errorf("suggest of the .gz: %d\n%s\n%s", code, errOut, outGz)
 	}
 
 	written := filepath.Join(dir, "policy.suggested.toml")

@@ -299,6 +299,12 @@ func TestWriteFileAtomic(t *testing.T) {
 	if len(ents) != 2 {
 		t.Fatalf("temporary file left behind: %v", ents)
 	}
+	// A directory that does not exist: the error names the file asked
+	// for and its directory, not the temporary file.
+	missing := filepath.Join(dir, "nodir", "policy.toml")
+	if err := WriteFileAtomic(missing, []byte("x")); err == nil || err.Error() != "writing "+missing+": cannot create a file in "+filepath.Dir(missing)+": no such file or directory" {
+		t.Errorf("write into a missing directory: %v", err)
+	}
 	// A directory that cannot be written to: error, old content intact.
 	if os.Geteuid() != 0 {
 		os.Chmod(dir, 0o500)

@@ -1,7 +1,9 @@
 package enroll
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -29,7 +31,12 @@ func WriteFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return err
+		// Named by the file asked for, not the temporary one nobody knows.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("writing %s: cannot create a file in %s: %w", path, dir, err)
 	}
 	tmp := f.Name()
 	fail := func(err error) error {

@@ -44,9 +44,10 @@ type Added struct {
 // writes it atomically. It refuses, writing nothing, a grant that names
 // what the policy lacks, a port the service does not offer, an expiry not
 // after now, no reason, or one that would let nobody through at now (a
-// deny rule wins over it: the error names the rule); and an edit that
-// does not load, such as a [[test]] of the file that the grant would make
-// depend on the clock (policy.RunTests wants `at` there).
+// deny rule wins over it: the error names the rule); an edit that does
+// not load, such as a [[test]] of the file that the grant would make
+// depend on the clock (policy.RunTests wants `at` there); and one that
+// fails a [[test]], which the gateway would refuse to load.
 func Add(path string, req Request, now time.Time) (*Added, error) {
 	orig, pol, err := enroll.ReadForEdit(path)
 	if err != nil {
@@ -71,6 +72,10 @@ func Add(path string, req Request, now time.Time) (*Added, error) {
 	case strings.TrimSpace(req.Reason) == "":
 		return nil, errors.New("a grant needs a reason (who asked, why): it stays in the policy and in the audit trail")
 	}
+	if rule := alreadyAllowed(pol, members, svc, req.Ports, now); rule != "" {
+		return nil, fmt.Errorf("%s may already reach %s on %s by rule %q, which has no expiry or time window: the grant would change nothing; nothing written",
+			req.From, svc.Name, portsOf(svc, req.Ports), rule)
+	}
 	if req.Name == "" {
 		req.Name = freeName(pol, req.From, req.Service)
 	} else if slices.ContainsFunc(pol.Rules(), func(r *policy.Rule) bool { return r.Name == req.Name }) {
@@ -80,19 +85,33 @@ func Add(path string, req Request, now time.Time) (*Added, error) {
 	edited := enroll.AppendBlock(orig, block)
 	np, err := policy.Parse(path, edited)
 	if err != nil {
+		// A [[test]] without `at` that the grant bears on is refused as
+		// depending on the clock. If the test fails with the grant in
+		// force, that is the finding: it says this access is not wanted,
+		// and giving it an `at` before the expiry would not help.
+		// A deny rule that beats the grant says more than either.
+		if pp := withoutExpiry(path, orig, block); pp != nil && ruleNamed(pp, req.Name) != nil {
+			if err := grantsSomething(pp, members, pp.Service(req.Service), ruleNamed(pp, req.Name), now); err != nil {
+				return nil, err
+			}
+			if failed := failedTests(pp); len(failed) > 0 {
+				return nil, testsFail(pol, failed)
+			}
+		}
 		return nil, fmt.Errorf("the policy with the grant would be invalid, nothing written: %w", err)
 	}
-	var rule *policy.Rule
-	for _, r := range np.Rules() {
-		if r.Name == req.Name {
-			rule = r
-		}
-	}
+	rule := ruleNamed(np, req.Name)
 	if rule == nil || len(np.Rules()) != len(pol.Rules())+1 || !rule.Expires.Equal(req.Expires.UTC().Truncate(time.Second)) {
 		return nil, fmt.Errorf("the edited %s does not hold exactly the new rule %q (does the file end inside a multi-line string?); nothing written", path, req.Name)
 	}
 	if err := grantsSomething(np, members, np.Service(req.Service), rule, now); err != nil {
 		return nil, err
+	}
+	// A gateway refuses to start or reload a policy whose tests fail, so
+	// a grant that breaks one is refused here: such a test says that this
+	// access is not wanted (a test `at` a past time sees the grant too).
+	if failed := failedTests(np); len(failed) > 0 {
+		return nil, testsFail(pol, failed)
 	}
 	if err := enroll.WriteIfUnchanged(path, orig, edited); err != nil {
 		return nil, err
@@ -187,6 +206,88 @@ func grantsSomething(pol *policy.Policy, members []*policy.Identity, svc *policy
 	return fmt.Errorf("the grant would let nobody through (%s); nothing written", d.Reason)
 }
 
+// withoutExpiry is the policy with block appended as a rule that never
+// expires, nil when that does not load either.
+func withoutExpiry(path string, orig []byte, block string) *policy.Policy {
+	var kept []string
+	for _, line := range strings.SplitAfter(block, "\n") {
+		if !strings.HasPrefix(line, "expires = ") {
+			kept = append(kept, line)
+		}
+	}
+	pol, err := policy.Parse(path, enroll.AppendBlock(orig, strings.Join(kept, "")))
+	if err != nil {
+		return nil
+	}
+	return pol
+}
+
+func ruleNamed(pol *policy.Policy, name string) *policy.Rule {
+	for _, r := range pol.Rules() {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// testsFail is the refusal of a grant with which tests fail; tests that
+// fail without it too (pol, the policy before) are named as such, not
+// blamed on the grant.
+func testsFail(pol *policy.Policy, failed []policy.Problem) error {
+	if before := failedTests(pol); len(before) > 0 {
+		return fmt.Errorf("the policy fails %d of its tests before the grant (see wardgate check), nothing written: %w", len(before), &policy.LoadError{Problems: before})
+	}
+	return fmt.Errorf("the policy with the grant fails %d of its tests, nothing written: %w", len(failed), &policy.LoadError{Problems: failed})
+}
+
+func failedTests(pol *policy.Policy) []policy.Problem {
+	var out []policy.Problem
+	for _, t := range pol.RunTests() {
+		if !t.Passed {
+			out = append(out, t.Problem)
+		}
+	}
+	return out
+}
+
+// alreadyAllowed returns the rule that lets every member reach every port
+// of the grant at now and always will (no `expires`, no `when`), or "".
+// Such a grant would only confuse: `grant list` would show access that
+// never ends when it expires. Ranges over 1024 ports are not looked into.
+func alreadyAllowed(pol *policy.Policy, members []*policy.Identity, svc *policy.Service, ports []policy.PortRange, now time.Time) string {
+	if len(ports) == 0 {
+		ports = svc.Ports
+	}
+	rule := ""
+	for _, id := range members {
+		for _, r := range ports {
+			if r.Hi-r.Lo >= 1024 {
+				return ""
+			}
+			for port := uint32(r.Lo); port <= uint32(r.Hi); port++ {
+				d := pol.Decide(id, svc, uint16(port), r.Proto, now)
+				if !d.Allowed() || !d.Expires.IsZero() {
+					return ""
+				}
+				i := slices.IndexFunc(pol.Rules(), func(x *policy.Rule) bool { return x.Name == d.Rule })
+				if i < 0 || pol.Rules()[i].When != "" {
+					return ""
+				}
+				rule = d.Rule
+			}
+		}
+	}
+	return rule
+}
+
+func portsOf(svc *policy.Service, ports []policy.PortRange) string {
+	if len(ports) == 0 {
+		ports = svc.Ports
+	}
+	return portList(ports)
+}
+
 // freeName is grant-FROM-SERVICE, or with -2, -3, ... when taken; at most
 // 64 bytes.
 func freeName(pol *policy.Policy, from, svc string) string {
@@ -208,8 +309,8 @@ func freeName(pol *policy.Policy, from, svc string) string {
 // Prune removes the rules whose expiry has come at now (allow and deny:
 // both decide nothing any more) and writes the file atomically. A policy
 // with none is left alone (nil, nil). A [[test]] that names a removed rule
-// (`rule = "..."`) makes the edit invalid: nothing is written, and the
-// error says where.
+// (`rule = "..."`) is refused: nothing is written, and the error says
+// where the test is.
 func Prune(path string, now time.Time) ([]*policy.Rule, *policy.Policy, error) {
 	orig, pol, err := enroll.ReadForEdit(path)
 	if err != nil {
@@ -222,6 +323,19 @@ func Prune(path string, now time.Time) ([]*policy.Rule, *policy.Policy, error) {
 	names := make([]string, len(expired))
 	for i, r := range expired {
 		names[i] = r.Name
+	}
+	// A test that asserts a rule to be removed is named here, at its
+	// line in the file as it is (the edited text's lines have moved).
+	var asserting []policy.Problem
+	for i, t := range pol.RunTests() {
+		if t.Rule != "" && slices.Contains(names, t.Rule) {
+			p := t.Problem
+			p.Msg = fmt.Sprintf("test %d (%s -> %s) asserts rule %q, which has expired: change or remove its `rule`, then prune", i+1, t.From, t.To, t.Rule)
+			asserting = append(asserting, p)
+		}
+	}
+	if len(asserting) > 0 {
+		return nil, nil, fmt.Errorf("nothing written: %w", &policy.LoadError{Problems: asserting})
 	}
 	edited, err := enroll.RemoveBlocks(orig, "rule", names)
 	if err != nil {

@@ -2,6 +2,7 @@ package grant
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,10 +128,24 @@ func TestAddRefuses(t *testing.T) {
 		{"no reason", Request{From: "mri-3", Service: "ehr", Reason: " "}, "needs a reason"},
 		{"taken name", Request{From: "mri-3", Service: "ehr", Name: "no-smb"}, `rule "no-smb" already exists`},
 		{"control character", Request{From: "mri-3", Service: "ehr", Reason: "a\tb"}, "control character"},
+		// clinical-reads-ehr lets ward-12-desktop reach ehr for good.
+		{"already allowed", Request{From: "ward-12-desktop", Service: "ehr"},
+			`ward-12-desktop may already reach ehr on 8443/tcp by rule "clinical-reads-ehr", which has no expiry or time window: the grant would change nothing`},
+		// The example's test "it-ops-laptop -> fileshare:445/tcp expect deny"
+		// has no `at`, and no-smb beats the grant anyway: that is the answer.
+		{"deny rule and a test without at", Request{From: "it-ops-laptop", Service: "fileshare", Ports: mustPorts(t, "445/tcp")}, `deny rule "no-smb" forbids it`},
 		{"deny rule", Request{From: "mri-3", Service: "fileshare", Ports: []policy.PortRange{{Proto: policy.ProtoTCP, Lo: 445, Hi: 445}}}, `deny rule "no-smb" forbids it`},
 		// The example's test "ward-12-desktop -> pacs:8443/tcp expect deny"
-		// has no `at`: with a grant its answer would depend on the clock.
-		{"clock-dependent test", Request{From: "ward-12-desktop", Service: "pacs"}, "would be invalid"},
+		// has no `at`: with a grant its answer would depend on the clock,
+		// and with the grant in force it fails, which is what matters.
+		{"clock-dependent test", Request{From: "ward-12-desktop", Service: "pacs"},
+			"fails 1 of its tests, nothing written: "},
+		{"clock-dependent test names it", Request{From: "ward-12-desktop", Service: "pacs"},
+			fmt.Sprintf(`policy.toml:%d:1: test ward-12-desktop -> pacs:8443/tcp: expected deny (no-rule), got allow by rule "grant-ward-12-desktop-pacs"`, exampleTestLine(t, "ward-12-desktop", "pacs:8443/tcp", ""))},
+		// The example's test "dr-khan-laptop -> pacs:8443/tcp at a Saturday
+		// expect deny" sees a grant made now: a gateway would refuse it.
+		{"failing test", Request{From: "dr-khan-laptop", Service: "pacs", Ports: mustPorts(t, "8443/tcp")},
+			fmt.Sprintf(`policy.toml:%d:1: test dr-khan-laptop -> pacs:8443/tcp: expected deny (outside-time-window), got allow by rule "grant-dr-khan-laptop-pacs"`, exampleTestLine(t, "dr-khan-laptop", "pacs:8443/tcp", "deny"))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path, orig := examplePolicy(t)
@@ -148,6 +163,21 @@ func TestAddRefuses(t *testing.T) {
 				t.Error("the file changed")
 			}
 		})
+	}
+}
+
+// TestAddToAFailingPolicy: tests that fail before the grant are named as
+// such, not blamed on it.
+func TestAddToAFailingPolicy(t *testing.T) {
+	path, orig := examplePolicy(t)
+	broken := bytes.Replace(orig, []byte("to = \"print:9100/tcp\"\nexpect = \"allow\""), []byte("to = \"print:9100/tcp\"\nexpect = \"deny\""), 1)
+	os.WriteFile(path, broken, 0o640)
+	_, err := Add(path, Request{From: "admin-finance-01", Service: "lab-results", Expires: now.Add(time.Hour), Reason: "x"}, now)
+	if err == nil || !strings.Contains(err.Error(), "the policy fails 1 of its tests before the grant") || !strings.Contains(err.Error(), "test york-nurse-station -> print:9100/tcp: expected deny") {
+		t.Errorf("Add: %v", err)
+	}
+	if text, _ := os.ReadFile(path); !bytes.Equal(text, broken) {
+		t.Error("the file changed")
 	}
 }
 
@@ -193,11 +223,39 @@ func TestPruneRefusesWhenATestNamesTheRule(t *testing.T) {
 	f.WriteString("\n[[test]]\nfrom = \"mri-3\"\nto = \"lab-results:8080/tcp\"\nat = \"2026-11-30T10:30:00Z\"\nexpect = \"allow\"\nrule = \"mri-lab\"\n")
 	f.Close()
 	before, _ := os.ReadFile(path)
+	// The error names the test's line in the file as it is, not in the
+	// edited text, where the removed rule's lines are gone.
+	line := bytes.Count(before[:bytes.LastIndex(before, []byte("[[test]]"))], []byte("\n")) + 1
 	_, _, err := Prune(path, now.Add(2*time.Hour))
-	if err == nil || !strings.Contains(err.Error(), `unknown rule "mri-lab"`) {
-		t.Errorf("prune: %v", err)
+	at := fmt.Sprintf("%s:%d:1: test ", path, line)
+	want := `(mri-3 -> lab-results:8080/tcp) asserts rule "mri-lab", which has expired`
+	if err == nil || !strings.Contains(err.Error(), at) || !strings.Contains(err.Error(), want) {
+		t.Errorf("prune: %v\nwant %s... %s", err, at, want)
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
 		t.Error("the file changed")
 	}
+}
+
+// exampleTestLine is the line of the example policy's [[test]] from from
+// to to (expecting expect, when given): where an error about it points.
+func exampleTestLine(t *testing.T, from, to, expect string) int {
+	t.Helper()
+	data, err := os.ReadFile("../../configs/example/policy.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != "[[test]]" {
+			continue
+		}
+		block := strings.Join(lines[i:min(i+6, len(lines))], "\n")
+		if strings.Contains(block, `from = "`+from+`"`) && strings.Contains(block, `to = "`+to+`"`) &&
+			(expect == "" || strings.Contains(block, `expect = "`+expect+`"`)) {
+			return i + 1
+		}
+	}
+	t.Fatalf("the example policy has no [[test]] from %s to %s", from, to)
+	return 0
 }

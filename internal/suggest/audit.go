@@ -42,6 +42,7 @@ type record struct {
 	Service  string    `json:"service"`
 	Proto    string    `json:"proto"`
 	Port     int       `json:"port"`
+	Rule     string    `json:"rule"`
 	Reason   string    `json:"reason"`
 }
 
@@ -134,6 +135,9 @@ func parseLine(line []byte, report func(string, ...any)) (Observation, bool) {
 		return Observation{}, false
 	}
 	o := Observation{Time: rec.Time, Identity: rec.Identity, Service: rec.Service}
+	if rec.Reason == "expired" {
+		o.ExpiredRule = rec.Rule
+	}
 	switch rec.Proto {
 	case "tcp":
 		o.Proto = policy.ProtoTCP

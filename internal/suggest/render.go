@@ -23,10 +23,15 @@ const listCap = 10
 func (r *Result) WriteTOML(w io.Writer) error {
 	var b bytes.Buffer
 	c := r.Counts
-	fmt.Fprintf(&b, "# wardgate suggest: %d denials read; %d rules proposed for %d flows (group threshold %s)\n",
-		c.Observed, len(r.Proposals), c.Proposed, strconv.FormatFloat(r.GroupThreshold, 'f', -1, 64))
+	fmt.Fprintf(&b, "# wardgate suggest: %s read; %s proposed for %s (group threshold %s)\n",
+		plural(c.Observed, "denial", "denials"), plural(len(r.Proposals), "rule", "rules"), plural(c.Proposed, "flow", "flows"),
+		strconv.FormatFloat(r.GroupThreshold, 'f', -1, 64))
 	fmt.Fprintf(&b, "#   allowed by this policy already: %d; unknown identity, service or port: %d\n", c.Allowed, c.Unknown)
-	fmt.Fprintf(&b, "#   held back by a deny rule, a time window or an expiry: %d flows (listed at the end)\n", c.Held)
+	listed := ""
+	if c.Held > 0 {
+		listed = " (listed at the end)"
+	}
+	fmt.Fprintf(&b, "#   held back by a deny rule, a time window or an expiry: %s%s\n", plural(c.Held, "flow", "flows"), listed)
 	b.WriteString("# Review each rule: a group or site grants its members that were not seen too.\n")
 	for _, p := range r.Proposals {
 		b.WriteByte('\n')
@@ -140,14 +145,24 @@ func (r *Result) Apply(name string, orig []byte) ([]byte, *policy.Policy, error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the policy with the proposals would be invalid: %w", err)
 	}
+	if failed := failedTests(pol); len(failed) > 0 {
+		// Tests that fail without the proposals too are not their doing.
+		if before, err := policy.Parse(name, orig); err == nil {
+			if failed := failedTests(before); len(failed) > 0 {
+				return nil, nil, fmt.Errorf("the policy fails %d of its tests before the proposals (see wardgate check): %w", len(failed), &policy.LoadError{Problems: failed})
+			}
+		}
+		return nil, nil, fmt.Errorf("the policy with the proposals fails %d of its tests: %w", len(failed), &policy.LoadError{Problems: failed})
+	}
+	return out, pol, nil
+}
+
+func failedTests(pol *policy.Policy) []policy.Problem {
 	var failed []policy.Problem
 	for _, t := range pol.RunTests() {
 		if !t.Passed {
 			failed = append(failed, t.Problem)
 		}
 	}
-	if len(failed) > 0 {
-		return nil, nil, fmt.Errorf("the policy with the proposals fails %d of its tests: %w", len(failed), &policy.LoadError{Problems: failed})
-	}
-	return out, pol, nil
+	return failed
 }

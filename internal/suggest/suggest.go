@@ -6,7 +6,8 @@
 // it was made, so that logs older than the last policy change still give
 // the right answer: a flow the policy now allows is counted and dropped; a
 // flow that a deny rule forbids is never proposed but kept apart (Held),
-// as are flows outside a rule's time window or after its expiry, since
+// as are flows outside a rule's time window or after its expiry (also
+// when the expired rule has been pruned since: the log names it), since
 // granting those would undo a decision someone made; the rest (no rule
 // allows them) become proposals.
 //
@@ -40,6 +41,11 @@ type Observation struct {
 	Service  string // service name
 	Port     uint16 // 0 for ICMP
 	Proto    policy.Proto
+	// ExpiredRule is the rule the gateway named when it denied the flow
+	// because that rule had expired. A rule pruned since then still
+	// holds the flow back: proposing it would make a time-limited grant
+	// permanent.
+	ExpiredRule string
 }
 
 // Options tune the proposals. The zero value uses the defaults.
@@ -129,6 +135,9 @@ func (c *Collector) Add(o Observation) {
 	c.counts.Observed++
 	id, svc := c.pol.Identity(o.Identity), c.pol.Service(o.Service)
 	d := c.pol.Decide(id, svc, o.Port, o.Proto, o.Time)
+	if d.Reason == policy.ReasonNoRule && o.ExpiredRule != "" {
+		d = policy.Decision{Verdict: policy.Deny, Reason: policy.ReasonExpired, Rule: o.ExpiredRule}
+	}
 	if o.Proto == policy.ProtoICMP {
 		o.Port = 0
 	}

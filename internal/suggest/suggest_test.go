@@ -182,6 +182,24 @@ func TestHeldBack(t *testing.T) {
 	}
 }
 
+// TestExpiredGrantPruned: flows denied after a grant expired are held
+// back under that rule even once `grant prune` has removed it from the
+// policy, where deciding them again says only no-rule: proposing them
+// would make the grant permanent.
+func TestExpiredGrantPruned(t *testing.T) {
+	line := strings.Replace(auditLine("flow.deny", "desk-1", "pacs", "tcp", 443, "expired", monday10),
+		`"reason"`, `"rule":"grant-desk-1-pacs","reason"`, 1)
+	res, _ := readLines(t, loadPolicy(t), Options{}, []string{line})
+	if len(res.Proposals) != 0 || len(res.Held) != 1 || res.Held[0].Reason != policy.ReasonExpired || res.Held[0].Rule != "grant-desk-1-pacs" {
+		t.Fatalf("proposals %+v, held %+v", res.Proposals, res.Held)
+	}
+	var out bytes.Buffer
+	res.WriteTOML(&out)
+	if want := `# after rule "grant-desk-1-pacs" expired: 1 flow`; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}
+
 // TestDeterministic: the same records in any order, split over any
 // number of files, give the same bytes.
 func TestDeterministic(t *testing.T) {
@@ -287,8 +305,18 @@ func TestApplyPassesCheck(t *testing.T) {
 	}
 	// A proposal that breaks a test of the file is refused.
 	broken := append(bytes.Clone(orig), "\n[[test]]\nfrom = \"rad-4\"\nto = \"pacs:443/tcp\"\nexpect = \"deny\"\n"...)
-	if _, _, err := res.Apply(testPolicy, broken); err == nil || !strings.Contains(err.Error(), "fails 1 of its tests") {
+	if _, _, err := res.Apply(testPolicy, broken); err == nil || !strings.Contains(err.Error(), "the policy with the proposals fails 1 of its tests") {
 		t.Errorf("Apply over a contradicting test: %v", err)
+	}
+	// A test that fails already, and with the proposals too, is not
+	// blamed on them; one that they make pass is no reason to refuse.
+	failing := append(bytes.Clone(orig), "\n[[test]]\nfrom = \"desk-2\"\nto = \"pacs:443/tcp\"\nexpect = \"allow\"\n"...)
+	if _, _, err := res.Apply(testPolicy, failing); err == nil || !strings.Contains(err.Error(), "the policy fails 1 of its tests before the proposals") {
+		t.Errorf("Apply over a failing test: %v", err)
+	}
+	fixed := append(bytes.Clone(orig), "\n[[test]]\nfrom = \"rad-4\"\nto = \"pacs:443/tcp\"\nat = \"2026-11-30T10:00:00Z\"\nexpect = \"allow\"\n"...)
+	if _, _, err := res.Apply(testPolicy, fixed); err != nil {
+		t.Errorf("Apply over a test the proposals make pass: %v", err)
 	}
 }
 
@@ -304,5 +332,16 @@ func TestSuggestObservations(t *testing.T) {
 	viaReader, _ := readLines(t, pol, Options{}, week())
 	if !slices.Equal(rules(res), rules(viaReader)) || res.Counts != viaReader.Counts {
 		t.Errorf("Suggest %v, ReadAudit %v", rules(res), rules(viaReader))
+	}
+}
+
+// TestSummaryWithNothingHeld: the summary points at a list only when
+// there is one.
+func TestSummaryWithNothingHeld(t *testing.T) {
+	res, _ := readLines(t, loadPolicy(t), Options{}, flows(2, "flow.audit", "rad-1", "pacs", 104, "no-rule", monday10))
+	var out bytes.Buffer
+	res.WriteTOML(&out)
+	if want := "#   held back by a deny rule, a time window or an expiry: 0 flows\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
 	}
 }
