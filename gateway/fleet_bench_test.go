@@ -23,6 +23,7 @@ import (
 
 var (
 	fleetSites = flag.Int("fleet.sites", 10, "BenchmarkFleet: site gateways in the process")
+	fleetProbe = flag.Duration("fleet.probe", 2*time.Second, "BenchmarkFleet: how often each gateway probes each other site (the CPU the probes take grows as the square of -fleet.sites on one machine)")
 	fleetPoll  = flag.Duration("fleet.poll", time.Second, "BenchmarkFleet: policy_source poll")
 )
 
@@ -70,8 +71,8 @@ func (f *fleet) policy() string {
 func (f *fleet) start(dir string, sw *memnet.Switch, i int, poll time.Duration) (*testGateway, error) {
 	os.WriteFile(filepath.Join(dir, "gw.key"), []byte(f.keys[i].privB64()+"\n"), 0o600)
 	// memory_mib is the process's heap budget, and this process runs the
-	// whole fleet: no one gateway's budget may stop the others reading.
-	conf := fmt.Sprintf("site = %q\nprivate_key_file = \"gw.key\"\nlisten = \"127.0.0.1:%d\"\n[dns]\nquery_log = false\n[limits]\ndrain = \"1s\"\nmemory_mib = 65536\n[policy_source]\nrepo = %q\npoll = %q\n",
+	// whole fleet: it bounds them all together.
+	conf := fmt.Sprintf("site = %q\nprivate_key_file = \"gw.key\"\nlisten = \"127.0.0.1:%d\"\n[dns]\nquery_log = false\n[limits]\ndrain = \"1s\"\nmemory_mib = 6144\n[policy_source]\nrepo = %q\npoll = %q\n",
 		fleetSite(i), 40000+i, f.repo.URL(), poll)
 	os.WriteFile(filepath.Join(dir, "gateway.toml"), []byte(conf), 0o644)
 	cfg, err := LoadConfig(filepath.Join(dir, "gateway.toml"))
@@ -98,6 +99,9 @@ func BenchmarkFleet(b *testing.B) {
 		b.Fatal("-fleet.sites must be at least 2")
 	}
 	gittest.ServeFilesInProcess() // not n git-upload-pack processes a poll
+	every := linkProbeEvery
+	b.Cleanup(func() { linkProbeEvery = every }) // after the gateways' own cleanups
+	linkProbeEvery = *fleetProbe
 	f := &fleet{repo: gittest.New(b), be: startTestBackends(b), alice: newTestKey(b)}
 	for range n {
 		f.keys = append(f.keys, newTestKey(b))
