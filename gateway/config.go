@@ -99,9 +99,10 @@ type LimitsConfig struct {
 	DNSIdle time.Duration `toml:"dns_idle"`
 	// Drain is how long a stopping gateway lets live flows finish.
 	Drain time.Duration `toml:"drain"`
-	// MemoryMiB is the heap, in MiB, over which the gateway stops reading
-	// WireGuard packets until it has worked through what it holds: what
-	// bounds the memory a flood can make it hold (overlay.Config.HeapBudget).
+	// MemoryMiB is the heap, in MiB, over which the gateway drops the
+	// WireGuard data packets it receives until it has worked through what
+	// it holds: what bounds the memory a flood can make it hold
+	// (overlay.Config.HeapBudget).
 	MemoryMiB int `toml:"memory_mib"`
 }
 

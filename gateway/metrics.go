@@ -65,7 +65,7 @@ func (g *Gateway) newMetrics() *metrics {
 			Name: "wardgate_audit_write_errors_total",
 			Help: "Audit log lines that could not be written (each one an event lost).",
 		}, func() float64 { return float64(g.auditWriteErrors()) }),
-		g.peersCollector(), g.bytesCollector(), g.dnsCollector(), g.refusedCollector(), g.siteLinkCollector(), g.pausesCollector(),
+		g.peersCollector(), g.bytesCollector(), g.dnsCollector(), g.refusedCollector(), g.siteLinkCollector(), g.dropsCollector(),
 		g.sourceCollector(),
 	)
 	for _, r := range []string{"ok", "error"} {
@@ -189,14 +189,14 @@ func (g *Gateway) refusedCollector() prometheus.Collector {
 	}}
 }
 
-// pausesCollector counts the times the gateway stopped reading WireGuard
-// packets because its heap was over [limits] memory_mib: the sign of a
-// flood (or of a budget too small for the load).
-func (g *Gateway) pausesCollector() prometheus.Collector {
-	desc := prometheus.NewDesc("wardgate_receive_paused_total",
-		"Times the gateway stopped reading WireGuard packets because its heap was over [limits] memory_mib.", nil, nil)
+// dropsCollector counts the received batches whose data packets the
+// gateway dropped because its heap was over [limits] memory_mib: the sign
+// of a flood (or of a budget too small for the load).
+func (g *Gateway) dropsCollector() prometheus.Collector {
+	desc := prometheus.NewDesc("wardgate_receive_dropped_total",
+		"Received WireGuard batches whose data packets were dropped because the heap was over [limits] memory_mib (handshakes still pass).", nil, nil)
 	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(g.overlay.ReceivePauses()))
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(g.overlay.ReceiveDrops()))
 	}}
 }
 

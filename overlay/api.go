@@ -133,9 +133,10 @@ type Config struct {
 	TCP        TCPConfig
 	Handler    Handler
 	Logger     *slog.Logger // operational log; nil discards
-	// HeapBudget is the heap, in bytes, above which the device stops
-	// reading WireGuard packets until the gateway has worked through what
-	// it holds (heapgate.go); 0 is DefaultHeapBudget.
+	// HeapBudget is the heap, in bytes, above which the device drops the
+	// data packets it receives (handshakes still pass) until the gateway
+	// has worked through what it holds (heapgate.go); 0 is
+	// DefaultHeapBudget.
 	HeapBudget uint64
 }
 
@@ -162,9 +163,9 @@ type Overlay struct {
 	closeOnce sync.Once
 }
 
-// ReceivePauses counts the times the device stopped reading WireGuard
-// packets because the heap was over its budget (Config.HeapBudget).
-func (o *Overlay) ReceivePauses() uint64 { return o.gate.waits.Load() }
+// ReceiveDrops counts the received batches whose data packets were
+// dropped because the heap was over its budget (Config.HeapBudget).
+func (o *Overlay) ReceiveDrops() uint64 { return o.gate.drops.Load() }
 
 // Port returns the UDP port the device listens on.
 func (o *Overlay) Port() uint16 { return o.port }
