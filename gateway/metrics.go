@@ -189,14 +189,14 @@ func (g *Gateway) refusedCollector() prometheus.Collector {
 	}}
 }
 
-// dropsCollector counts the received batches whose data packets the
-// gateway dropped because its heap was over [limits] memory_mib: the sign
-// of a flood (or of a budget too small for the load).
+// dropsCollector counts the batches of WireGuard packets the gateway
+// dropped because its heap was over [limits] memory_mib: the sign of a
+// flood (or of a budget too small for the load).
 func (g *Gateway) dropsCollector() prometheus.Collector {
-	desc := prometheus.NewDesc("wardgate_receive_dropped_total",
-		"Received WireGuard batches whose data packets were dropped because the heap was over [limits] memory_mib (handshakes still pass).", nil, nil)
+	desc := prometheus.NewDesc("wardgate_heap_budget_drops_total",
+		"Batches of WireGuard packets dropped because the heap was over [limits] memory_mib: received data packets (handshakes still pass) and packets to send.", nil, nil)
 	return &scrapeCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(g.overlay.ReceiveDrops()))
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(g.overlay.HeapBudgetDrops()))
 	}}
 }
 

@@ -163,9 +163,10 @@ type Overlay struct {
 	closeOnce sync.Once
 }
 
-// ReceiveDrops counts the received batches whose data packets were
-// dropped because the heap was over its budget (Config.HeapBudget).
-func (o *Overlay) ReceiveDrops() uint64 { return o.gate.drops.Load() }
+// HeapBudgetDrops counts the batches of WireGuard packets dropped because
+// the heap was over its budget (Config.HeapBudget): received batches whose
+// data packets were dropped, and outbound batches.
+func (o *Overlay) HeapBudgetDrops() uint64 { return o.gate.drops.Load() }
 
 // Port returns the UDP port the device listens on.
 func (o *Overlay) Port() uint16 { return o.port }

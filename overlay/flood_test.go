@@ -115,8 +115,8 @@ wait:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("gateway heap: %d MB before, peak %d MB during (budget %d MB, %d received batches had data dropped), %d MB after; flooder: %s",
-		base>>20, peak>>20, floodHeapBudget>>20, n.gw.ReceiveDrops(), after>>20, strings.TrimSpace(out.String()))
+	t.Logf("gateway heap: %d MB before, peak %d MB during (budget %d MB, %d batches dropped), %d MB after; flooder: %s",
+		base>>20, peak>>20, floodHeapBudget>>20, n.gw.HeapBudgetDrops(), after>>20, strings.TrimSpace(out.String()))
 	// A receive that passed the gate may still take a batch per receive
 	// goroutine and the queues' containers: 64 MB of slack.
 	if peak > floodHeapBudget+64<<20 {

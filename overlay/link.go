@@ -63,6 +63,7 @@ type link struct {
 	done      chan struct{}
 	intercept func(pkt []byte) bool // inbound hook (ICMP echo); true: consumed
 	relay     *relayTable           // relayed flows; nil: none
+	gate      *heapGate             // the heap budget; nil: none
 
 	// pending is a host-GSO packet that Read has split only partly, and
 	// pendingSeg the next segment to write. Only Read uses them, and
@@ -129,8 +130,20 @@ func (l *tunSide) BatchSize() int           { return l.batch }
 // Read blocks for the first outbound packet, then takes whatever else is
 // queued, up to BatchSize packets, without blocking again. Host-GSO
 // packets are split into MTU-sized packets here; what does not fit in this
-// batch is kept for the next Read.
+// batch is kept for the next Read. Over the heap budget the batch is
+// dropped, as a NIC drops on a full transmit queue: wireguard-go would
+// hold each packet in a 64 KiB buffer, up to 128 batches per peer while
+// the peer has no session (heapgate.go); TCP sends it again.
 func (l *tunSide) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := l.read(bufs, sizes, offset)
+	if n > 0 && l.gate != nil && l.gate.over() {
+		l.gate.drops.Add(1)
+		return 0, err
+	}
+	return n, err
+}
+
+func (l *tunSide) read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	limit := min(len(bufs), l.batch)
 	n := 0
 	if l.pending != nil {

@@ -51,6 +51,7 @@ func New(cfg Config) (*Overlay, error) {
 		inflight: &sourceLimiter{limit: cfg.TCP.MaxInFlightPerSource},
 		peers:    make(map[wgkey.Public]Peer),
 	}
+	o.link.gate = gate
 	echo := &echoResponder{self: cfg.Address, allow: cfg.Handler.Ping, reply: o.link.inject}
 	o.link.intercept = echo.handle
 
