@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -360,4 +362,24 @@ func TestSourceLeavesNoGoroutines(t *testing.T) {
 	testwait.Until(t, 10*time.Second, "goroutines back to the baseline", func() bool {
 		return runtime.NumGoroutine() <= baseline+2
 	})
+}
+
+// The console's overview shows the commit running and whether the
+// gateway is up to date with its branch.
+func TestSourceConsoleOverview(t *testing.T) {
+	r := newSourceRig(t)
+	r.extra = "[admin]\nweb = \"127.0.0.1:0\"\n"
+	first := r.commit(r.policy(), "leeds: first policy", nil)
+	tg := r.mustStart()
+	resp, err := http.Get("http://" + tg.gw.WebAddr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`id="policy-source"`, first, "leeds: first policy", "up to date"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("overview lacks %s:\n%s", want, body)
+		}
+	}
 }

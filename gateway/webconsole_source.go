@@ -59,7 +59,16 @@ func (s consoleSource) Overview() console.Overview {
 		LoadedAt: st.LoadedAt, Enforcing: st.Enforcing, ActiveFlows: st.ActiveFlows,
 	}
 	for _, l := range st.SiteLinks {
-		o.Links = append(o.Links, console.Link{Site: l.Site, Healthy: l.Healthy, PolicyHash: l.PolicyHash, SameHash: l.SameHash, LastError: l.LastError})
+		o.Links = append(o.Links, console.Link{Site: l.Site, Healthy: l.Healthy, PolicyHash: l.PolicyHash, SameHash: l.SameHash, Commit: l.PolicyCommit, LastError: l.LastError})
+	}
+	if ps := st.PolicySource; ps != nil {
+		o.PolicySource = &console.PolicySource{Repo: ps.Repo, Branch: ps.Branch, Commit: ps.Commit, Subject: ps.Subject, Signer: ps.Signer,
+			LastFetch: ps.LastFetch, Behind: ps.Behind, Offline: ps.Offline, Head: ps.Head, Refused: ps.RefusedBy, FetchErr: ps.FetchErr}
+	}
+	for _, q := range st.Quarantined {
+		if q.Active {
+			o.Quarantined = append(o.Quarantined, console.Quarantine{Identity: q.Identity, Reason: q.Reason, By: q.By, Site: q.Site, Since: q.Since})
+		}
 	}
 	for _, p := range st.Peers {
 		o.Peers = append(o.Peers, console.Peer{Name: p.Name, Kind: p.Kind, Address: p.Address, LastHandshake: p.LastHandshake})

@@ -299,6 +299,32 @@ func TestConsoleProposesFromDenials(t *testing.T) {
 	}
 }
 
+// The overview shows who is quarantined, since when, by whom and why.
+func TestConsoleOverviewShowsQuarantine(t *testing.T) {
+	r := newConsoleRig(t, "[admin]\nweb = \"127.0.0.1:0\"\n")
+	page := func() string {
+		resp, err := http.Get("http://" + r.tg.gw.WebAddr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	if body := page(); !strings.Contains(body, "No identity is quarantined.") {
+		t.Errorf("overview before the quarantine:\n%s", body)
+	}
+	if _, _, err := r.tg.gw.Quarantine("alice", "EDR alert <4711>", "uid 994 (edr)"); err != nil {
+		t.Fatal(err)
+	}
+	body := page()
+	for _, want := range []string{`<td class="deny">alice</td>`, "uid 994 (edr)", "EDR alert &lt;4711&gt;"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview lacks %s:\n%s", want, body)
+		}
+	}
+}
+
 // A gateway closed while a console page streams to a client ends the
 // stream at once (not after the drain time) and leaves no goroutine behind.
 func TestConsoleCloseLeavesNoGoroutines(t *testing.T) {

@@ -52,6 +52,28 @@ type Overview struct {
 	ActiveFlows            int
 	DNSQueries, DNSBlocked uint64
 	DNSRefused             uint64
+	// PolicySource is the git repository the policy follows; nil: a local
+	// file.
+	PolicySource *PolicySource
+	// Quarantined are the identities in quarantine now.
+	Quarantined []Quarantine
+}
+
+// PolicySource is the policy's git repository, as the gateway follows it.
+type PolicySource struct {
+	Repo, Branch, Commit, Subject, Signer string
+	LastFetch                             time.Time
+	// Behind: the branch head is not the commit running (Refused says
+	// why); Offline: the repository has not answered since start.
+	Behind, Offline bool
+	Head, Refused   string
+	FetchErr        string
+}
+
+// Quarantine is an identity in quarantine.
+type Quarantine struct {
+	Identity, Reason, By, Site string
+	Since                      time.Time
 }
 
 // Link is the link to another site's gateway.
@@ -60,6 +82,7 @@ type Link struct {
 	Healthy    bool
 	PolicyHash string // as the other gateway reported it
 	SameHash   bool
+	Commit     string // the policy source commit the other gateway runs
 	LastError  string
 }
 
