@@ -140,20 +140,32 @@ func (b *builder) declaredGroups(raw map[string]any) []string {
 	return out
 }
 
-func (b *builder) buildOverlay(p *Policy, raw map[string]any) {
-	v, ok := raw["overlay"]
+// table is the top-level table name of the file, as an element; nil when
+// the file has none (present false) or name is not a table (an error).
+func (b *builder) table(raw map[string]any, name string) (e *elem, present bool) {
+	v, ok := raw[name]
 	if !ok {
-		b.errorAt(pos{}, "missing [overlay] table (prefix, service_prefix, domain)")
-		return
+		return nil, false
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		b.errorAt(b.idx.top["overlay"], "overlay must be a table [overlay]")
-		return
+		b.errorAt(b.idx.top[name], "%s must be a table [%s]", name, name)
+		return nil, true
 	}
-	e := &elem{b: b, kind: "overlay", m: m, pos: b.idx.tables["overlay"], label: "overlay"}
+	e = &elem{b: b, kind: name, m: m, pos: b.idx.tables[name], label: name}
 	if e.pos == nil {
-		e.pos = &elemPos{head: b.idx.top["overlay"]}
+		e.pos = &elemPos{head: b.idx.top[name]}
+	}
+	return e, true
+}
+
+func (b *builder) buildOverlay(p *Policy, raw map[string]any) {
+	e, present := b.table(raw, "overlay")
+	if !present {
+		b.errorAt(pos{}, "missing [overlay] table (prefix, service_prefix, domain)")
+	}
+	if e == nil {
+		return
 	}
 	e.checkKeys(overlayKeys...)
 	p.overlay.Prefix = e.prefix("prefix")

@@ -23,18 +23,9 @@ var quarantineKeys = []string{"allow"}
 
 // buildQuarantine reads the optional [quarantine] table.
 func (b *builder) buildQuarantine(p *Policy, raw map[string]any) {
-	v, ok := raw["quarantine"]
-	if !ok {
+	e, _ := b.table(raw, "quarantine")
+	if e == nil {
 		return
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		b.errorAt(b.idx.top["quarantine"], "quarantine must be a table [quarantine]")
-		return
-	}
-	e := &elem{b: b, kind: "quarantine", m: m, pos: b.idx.tables["quarantine"], label: "quarantine"}
-	if e.pos == nil {
-		e.pos = &elemPos{head: b.idx.top["quarantine"]}
 	}
 	e.checkKeys(quarantineKeys...)
 	p.quarantineAllow = make([]bool, len(p.services))

@@ -65,6 +65,19 @@ func (b *builder) checkTestTimes(p *Policy) {
 	}
 }
 
+// FailedTests runs every [[test]] of the policy and returns the problems
+// of those that fail: what an edit of the file (a grant, a proposal) must
+// not bring about.
+func (p *Policy) FailedTests() []Problem {
+	var failed []Problem
+	for _, t := range p.RunTests() {
+		if !t.Passed {
+			failed = append(failed, t.Problem)
+		}
+	}
+	return failed
+}
+
 // RunTests runs every [[test]] of the policy.
 func (p *Policy) RunTests() []TestResult {
 	out := make([]TestResult, 0, len(p.tests))

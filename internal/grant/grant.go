@@ -94,7 +94,7 @@ func Add(path string, req Request, now time.Time) (*Added, error) {
 			if err := grantsSomething(pp, members, pp.Service(req.Service), ruleNamed(pp, req.Name), now); err != nil {
 				return nil, err
 			}
-			if failed := failedTests(pp); len(failed) > 0 {
+			if failed := pp.FailedTests(); len(failed) > 0 {
 				return nil, testsFail(pol, failed)
 			}
 		}
@@ -110,7 +110,7 @@ func Add(path string, req Request, now time.Time) (*Added, error) {
 	// A gateway refuses to start or reload a policy whose tests fail, so
 	// a grant that breaks one is refused here: such a test says that this
 	// access is not wanted (a test `at` a past time sees the grant too).
-	if failed := failedTests(np); len(failed) > 0 {
+	if failed := np.FailedTests(); len(failed) > 0 {
 		return nil, testsFail(pol, failed)
 	}
 	if err := enroll.WriteIfUnchanged(path, orig, edited); err != nil {
@@ -235,20 +235,10 @@ func ruleNamed(pol *policy.Policy, name string) *policy.Rule {
 // fail without it too (pol, the policy before) are named as such, not
 // blamed on the grant.
 func testsFail(pol *policy.Policy, failed []policy.Problem) error {
-	if before := failedTests(pol); len(before) > 0 {
+	if before := pol.FailedTests(); len(before) > 0 {
 		return fmt.Errorf("the policy fails %d of its tests before the grant (see wardgate check), nothing written: %w", len(before), &policy.LoadError{Problems: before})
 	}
 	return fmt.Errorf("the policy with the grant fails %d of its tests, nothing written: %w", len(failed), &policy.LoadError{Problems: failed})
-}
-
-func failedTests(pol *policy.Policy) []policy.Problem {
-	var out []policy.Problem
-	for _, t := range pol.RunTests() {
-		if !t.Passed {
-			out = append(out, t.Problem)
-		}
-	}
-	return out
 }
 
 // alreadyAllowed returns the rule that lets every member reach every port

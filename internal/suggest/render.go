@@ -145,24 +145,14 @@ func (r *Result) Apply(name string, orig []byte) ([]byte, *policy.Policy, error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the policy with the proposals would be invalid: %w", err)
 	}
-	if failed := failedTests(pol); len(failed) > 0 {
+	if failed := pol.FailedTests(); len(failed) > 0 {
 		// Tests that fail without the proposals too are not their doing.
 		if before, err := policy.Parse(name, orig); err == nil {
-			if failed := failedTests(before); len(failed) > 0 {
+			if failed := before.FailedTests(); len(failed) > 0 {
 				return nil, nil, fmt.Errorf("the policy fails %d of its tests before the proposals (see wardgate check): %w", len(failed), &policy.LoadError{Problems: failed})
 			}
 		}
 		return nil, nil, fmt.Errorf("the policy with the proposals fails %d of its tests: %w", len(failed), &policy.LoadError{Problems: failed})
 	}
 	return out, pol, nil
-}
-
-func failedTests(pol *policy.Policy) []policy.Problem {
-	var failed []policy.Problem
-	for _, t := range pol.RunTests() {
-		if !t.Passed {
-			failed = append(failed, t.Problem)
-		}
-	}
-	return failed
 }
