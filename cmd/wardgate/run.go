@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/wardgate/wardgate/gateway"
@@ -27,6 +28,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		printErr(stderr, err)
 		return 1
 	}
+	setMemoryLimit(cfg.Limits.MemoryMiB)
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -50,4 +52,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit under the
+// gateway's heap budget ([limits] memory_mib), unless GOMEMLIMIT sets one:
+// the collector then works harder as the heap nears the budget, so that
+// garbage not yet collected does not make the heap gate drop packets
+// (overlay/heapgate.go). This process runs one gateway; tests and the
+// demo, which run several, do not set it.
+func setMemoryLimit(budgetMiB int) {
+	if os.Getenv("GOMEMLIMIT") != "" || budgetMiB <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(int64(budgetMiB) << 20 * 9 / 10)
 }
