@@ -34,7 +34,7 @@ func commands() []command {
 		{"reload", "-c gateway.toml", "reload gateway.toml and policy.toml" + admin, cmdReload},
 		{"quarantine", "-c gateway.toml NAME --reason TEXT [--json]", "quarantine an identity at once: new flows denied, live ones ended, DNS limited to [quarantine] allow" + admin, cmdQuarantine},
 		{"quarantine list", "-c gateway.toml [--json]", "who is quarantined, since when, by whom, why" + admin, cmdQuarantine},
-		{"release", "-c gateway.toml NAME [--reason TEXT]", "end an identity's quarantine" + admin, cmdRelease},
+		{"release", "-c gateway.toml NAME [--reason TEXT] [--json]", "end an identity's quarantine" + admin, cmdRelease},
 		{"peer add", "-c FILE NAME --groups a,b [--site S] [--pubkey KEY] [-o FILE [--force]] [--qr]", "enrol a client: add it to the policy, write its wg-quick config", cmdPeer},
 		{"peer rotate", "-c FILE NAME [--pubkey KEY] [-o FILE [--force]] [--qr]", "give an identity a new key, write its new wg-quick config", cmdPeer},
 		{"peer remove", "-c FILE NAME", "remove an identity from the policy (its address is retired)", cmdPeer},
