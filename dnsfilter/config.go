@@ -18,6 +18,11 @@ type Config struct {
 	// takes effect at the next query). A nil policy refuses every query.
 	Policy func() *policy.Policy
 
+	// Self is the gateway's overlay address, where this filter and the
+	// gateway's web console answer: console.DOMAIN resolves to it for the
+	// identities the policy lets reach the console.
+	Self netip.Addr
+
 	// Upstreams are the resolvers names outside the overlay go to,
 	// "host:port" (port 53 when omitted), tried in order, starting with
 	// the one that answered last.

@@ -83,7 +83,7 @@ func newFilter(cfg Config, view func() View, now func() time.Time) (*Filter, err
 	f.stages = []stage{
 		quarantineStage{quarantined: func(q *query) bool { return cfg.Quarantined(q.id) }},
 		blockStage{list: f.blocks.Load},
-		serviceStage{auditing: cfg.Auditing},
+		serviceStage{auditing: cfg.Auditing, self: cfg.Self},
 		forwardStage{fwd: f.fwd, learn: f.learn},
 	}
 	return f, nil

@@ -2,9 +2,11 @@ package dnsfilter
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/miekg/dns"
 	"github.com/wardgate/wardgate/internal/dnsname"
+	"github.com/wardgate/wardgate/policy"
 )
 
 // serviceTTL is the TTL of service answers and of the overlay domain's SOA.
@@ -14,6 +16,7 @@ const serviceTTL = 60
 // names from the policy; see the package documentation.
 type serviceStage struct {
 	auditing func() bool // the gateway is in audit mode
+	self     netip.Addr  // the gateway's address: the console's, which has no VIP
 }
 
 func (s serviceStage) answer(_ context.Context, q *query) *dns.Msg {
@@ -39,8 +42,9 @@ func (s serviceStage) answer(_ context.Context, q *query) *dns.Msg {
 	m.RecursionAvailable = true
 	if svc != nil && !q.view.CanReach(q.id, svc) {
 		// Hidden by policy; answered anyway when the flows would be let
-		// through (audit mode, or only deny rules in roll-out hide it).
-		if d := q.view.ReachDecision(q.id, svc); d.Audit || s.auditing() {
+		// through (audit mode, or only deny rules in roll-out hide it),
+		// which they never are to the console.
+		if d := q.view.ReachDecision(q.id, svc); (d.Audit || s.auditing()) && svc.Name != policy.ConsoleService {
 			q.audit = &d
 		} else {
 			svc = nil
@@ -57,6 +61,9 @@ func (s serviceStage) answer(_ context.Context, q *query) *dns.Msg {
 		return m
 	}
 	vip := svc.VIP.Unmap()
+	if svc.Name == policy.ConsoleService {
+		vip = s.self.Unmap() // every gateway serves its own console
+	}
 	hdr := dns.RR_Header{Name: q.req.Question[0].Name, Class: dns.ClassINET, Rrtype: q.qtype, Ttl: serviceTTL}
 	switch {
 	case q.qtype == dns.TypeA && vip.Is4():

@@ -44,6 +44,7 @@ func (g *Gateway) dnsConfig(cfg *Config) dnsfilter.Config {
 	d := cfg.DNS
 	return dnsfilter.Config{
 		Policy:          func() *policy.Policy { return g.state.Load().pol },
+		Self:            g.state.Load().site.Address,
 		Upstreams:       d.Upstream,
 		Blocklists:      cfg.paths(d.Blocklists),
 		AllowInternal:   d.AllowInternal,

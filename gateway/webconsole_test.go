@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/wardgate/wardgate/internal/wgclient"
 	"github.com/wardgate/wardgate/overlay/memnet"
 )
@@ -296,6 +297,19 @@ func TestConsoleProposesFromDenials(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("grants page lacks %s:\n%s", want, body)
 		}
+	}
+}
+
+// console.DOMAIN resolves to the gateway's own address for bob, whom the
+// policy grants the console, and does not exist for alice.
+func TestConsoleDNSName(t *testing.T) {
+	r := newConsoleRig(t, "")
+	if m := askDNS(t, r.bob, "console.test.internal"); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 ||
+		m.Answer[0].(*dns.A).A.String() != "100.80.0.1" {
+		t.Errorf("bob's answer for console.test.internal: %v", m)
+	}
+	if m := askDNS(t, r.alice, "console.test.internal"); m.Rcode != dns.RcodeNameError {
+		t.Errorf("alice's answer for console.test.internal: %v, want NXDOMAIN", m)
 	}
 }
 

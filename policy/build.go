@@ -99,6 +99,9 @@ func (b *builder) build(raw map[string]any) *Policy {
 	sort.Strings(p.groups)
 	svcElems := b.elems(raw, "service")
 	names := map[string]string{} // DNS name -> service
+	if d := p.overlay.Domain; d != "" {
+		names[ConsoleService+"."+d] = ConsoleService // the built-in console's name
+	}
 	for _, e := range svcElems {
 		b.buildService(p, e, names)
 	}

@@ -134,3 +134,26 @@ func TestConsoleNameReserved(t *testing.T) {
 		t.Errorf("error %q, want %s... service name \"console\" is reserved", err, want)
 	}
 }
+
+// console.DOMAIN is the console's DNS name: ServiceByName finds it,
+// CanReach says who may resolve it, and no service may take the name.
+func TestConsoleDNSName(t *testing.T) {
+	p, err := parseConsolePolicy(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := ConsoleService + "." + p.Overlay().Domain
+	if got := p.ServiceByName(name); got != p.Console() {
+		t.Fatalf("ServiceByName(%q) = %v, want the console", name, got)
+	}
+	if !p.CanReach(p.Identity("admin"), p.Console()) {
+		t.Error("admin, granted the console, cannot reach it by name")
+	}
+	if p.CanReach(p.Identity("nurse"), p.Console()) {
+		t.Error("nurse, whose rule is to *, reaches the console by name")
+	}
+	_, err = parseConsolePolicy(t, fmt.Sprintf("\n[[service]]\nname = \"intranet\"\nsite = \"leeds\"\nendpoints = [\"127.0.0.1:8080\"]\ndns = [%q]\n", name))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("DNS name %q is already service %q", name, ConsoleService)) {
+		t.Errorf("a service taking the console's name: %v", err)
+	}
+}

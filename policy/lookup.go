@@ -68,6 +68,9 @@ func (p *Policy) buildLookups() {
 			l.egress = append(l.egress, svc)
 		}
 	}
+	if p.console != nil && p.overlay.Domain != "" {
+		l.byName[ConsoleService+"."+p.overlay.Domain] = p.console
+	}
 	sort.SliceStable(l.byCIDR, func(i, j int) bool { return l.byCIDR[i].ep.Prefix.Bits() > l.byCIDR[j].ep.Prefix.Bits() })
 	l.siteRoutes = p.siteRoutes()
 }

@@ -15,8 +15,11 @@ func (p *Policy) CanReach(id *Identity, svc *Service) bool {
 	if id = p.ownIdentity(id); id == nil {
 		return false
 	}
-	if svc = p.ownService(svc); svc == nil || svc == p.console {
-		return false // the console is no DNS name: its bit is not computed
+	if svc = p.ownService(svc); svc == nil {
+		return false
+	}
+	if svc == p.console {
+		return p.reachesConsole(id) // not in the bitset, which is the file's services
 	}
 	w := p.dec.reach[id.ID*p.dec.words+svc.ID/64]
 	return w&(1<<(uint(svc.ID)%64)) != 0
