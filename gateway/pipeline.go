@@ -50,17 +50,18 @@ type clientSide interface {
 var handshakeWait = 5 * time.Second
 
 // admit refuses a flow the verdict or a cap refuses, or registers it as
-// live, holding its share of the caps; either way it is logged. serve
-// must follow an admitted flow.
+// live, holding its share of the caps; either way it is logged, before
+// the client hears of it, so that whoever sees a refusal finds its record
+// (and its count in the metrics). serve must follow an admitted flow.
 func (g *Gateway) admit(v verdict, cs clientSide) *flow {
 	if !v.pass {
-		cs.refuse()
 		g.logDecision(v, nil, "")
+		cs.refuse()
 		return nil
 	}
 	if lim := g.limits.acquire(v.id.Name, kindOf(v.proto)); lim != limitNone {
-		cs.refuse()
 		g.logCapped(v, lim)
+		cs.refuse()
 		return nil
 	}
 	g.flowsWG.Add(1)

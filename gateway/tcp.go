@@ -17,8 +17,8 @@ func (g *Gateway) handleTCP(r *overlay.TCPRequest) {
 	}
 	v := g.classifyOverlay(g.state.Load(), r.Src, r.Dst, policy.ProtoTCP)
 	if reason := g.unrelayed(v); reason != "" {
-		r.Reject()
 		g.logDecision(v, nil, reason)
+		r.Reject()
 		return
 	}
 	cs := overlayTCP{r}
